@@ -1,0 +1,187 @@
+"""Robust image loading (bad files become ImageLoadError) and the shared preprocessing."""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import MmsaError
+
+IMAGE_ERROR_KINDS = ("missing", "empty", "not_image", "corrupt", "too_large", "unsupported", "outside_root")
+MAX_IMAGE_PIXELS = 40_000_000
+_EXIF_ORIENTATION = 0x0112
+_WHITE = (255, 255, 255)
+
+
+class ImageLoadError(MmsaError):
+    """One image cannot be used; `kind` (see IMAGE_ERROR_KINDS) lets callers count failures per cause."""
+
+    def __init__(self, kind: str, message: str):
+        if kind not in IMAGE_ERROR_KINDS:
+            raise ValueError(f"unknown image error kind {kind!r}; expected one of {', '.join(IMAGE_ERROR_KINDS)}")
+        super().__init__(message)
+        self.kind = kind
+
+
+def _read_source(source: str | Path | bytes) -> tuple[bytes, str]:
+    """Return the raw bytes and a name for messages."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "<image bytes>"
+    else:
+        path = Path(source)
+        name = str(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ImageLoadError("missing", f"image {name} does not exist") from None
+        except IsADirectoryError:
+            raise ImageLoadError("not_image", f"image {name} is a directory, not an image file") from None
+        except OSError as e:  # permissions, broken links, I/O errors
+            raise ImageLoadError("missing", f"image {name} cannot be read: {e.strerror or e}") from None
+    if not data:
+        raise ImageLoadError("empty", f"image {name} is empty (0 bytes)")
+    return data, name
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB; alpha is composited over white, 16/32-bit grey scaled to 8 bit."""
+    mode = img.mode
+    if mode == "RGB" and "transparency" not in img.info:
+        return img
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        # 16-bit containers use the full 0..65535 range; float images are assumed to be 0..255.
+        scale = 1.0 if mode == "F" else 255.0 / 65535.0
+        arr = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    has_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in img.info
+    if not has_alpha:
+        return img.convert("RGB")
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, _WHITE + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def load_image(
+    source: str | Path | bytes,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Fully decoded RGB image (first frame, EXIF orientation applied) or ImageLoadError."""
+    data, name = _read_source(source)
+    try:
+        img = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:
+        raise ImageLoadError("not_image", f"{name} is not a recognised image file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageLoadError("too_large", f"image {name} is too large: {e}; limit is {max_pixels} pixels") from None
+    except Exception as e:  # broken headers raise all sorts (SyntaxError, struct.error, ...)
+        raise ImageLoadError("corrupt", f"image {name} has a corrupt header: {e}") from None
+
+    # Check the claimed size before decoding so a decompression bomb never allocates.
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageLoadError(
+            "too_large", f"image {name} is {width}x{height} = {width * height} pixels; limit is {max_pixels} pixels"
+        )
+    if width <= 0 or height <= 0:
+        raise ImageLoadError("corrupt", f"image {name} claims an invalid size {width}x{height}")
+
+    try:
+        if draft_size is not None and img.format == "JPEG":
+            img.draft("RGB", (draft_size, draft_size))  # DCT-domain downscale, keeps >= draft_size
+        img.load()  # animated files: frame 0 is the current frame after open
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageLoadError("too_large", f"image {name} is too large: {e}; limit is {max_pixels} pixels") from None
+    except Exception as e:  # truncated/corrupt data: OSError, SyntaxError, ValueError, EOFError, ...
+        raise ImageLoadError("corrupt", f"image {name} is truncated or corrupt: {e}") from None
+
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+        if orientation in range(2, 9):
+            img = ImageOps.exif_transpose(img)
+    except Exception:
+        pass  # malformed EXIF: keep the pixels as stored rather than drop the image
+
+    try:
+        return _to_rgb(img)
+    except Exception as e:
+        raise ImageLoadError("unsupported", f"image {name} has unsupported mode {img.mode!r}: {e}") from None
+
+
+def resolve_image_path(value: str, root: Path, *, allow_outside: bool = False) -> Path:
+    """Join a table/manifest image path onto root; refuse paths that escape root (.., absolute, symlinks)."""
+    if not str(value).strip():
+        raise ImageLoadError("missing", f"empty image path (relative to {root})")
+    root = Path(root).resolve()
+    path = (root / Path(value)).resolve()  # an absolute value replaces root
+    if not allow_outside and not path.is_relative_to(root):
+        raise ImageLoadError(
+            "outside_root", f"image path {value!r} resolves to {path}, outside the image root {root}"
+        )
+    return path
+
+
+def _normalise(img: Image.Image, mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def preprocess_image(
+    img: Image.Image, size: int, mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> np.ndarray:
+    """Shorter side -> size (bilinear), center crop size x size, [0,1], normalise: float32 [3, size, size]."""
+    if img.mode != "RGB":
+        img = _to_rgb(img)
+    w, h = img.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = round((new_w - size) / 2), round((new_h - size) / 2)  # torchvision's center-crop rounding
+    img = img.crop((left, top, left + size, top + size))
+    return _normalise(img, mean, std)
+
+
+def train_augment(
+    img: Image.Image,
+    size: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Random resized crop (area 0.6-1.0, aspect 0.8-1.25), h-flip, brightness/contrast/saturation jitter."""
+    if img.mode != "RGB":
+        img = _to_rgb(img)
+    w, h = img.size
+    box = None
+    for _ in range(10):
+        area = w * h * rng.uniform(0.6, 1.0)
+        aspect = math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+        cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < cw <= w and 0 < ch <= h:
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            box = (x, y, x + cw, y + ch)
+            break
+    if box is None:  # tiny or extreme-aspect images: largest centred square
+        side = min(w, h)
+        x, y = (w - side) // 2, (h - side) // 2
+        box = (x, y, x + side, y + side)
+    img = img.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    brightness, contrast, saturation = rng.uniform(0.8, 1.2, size=3)
+    arr = arr * brightness
+    arr = (arr - arr.mean()) * contrast + arr.mean()
+    grey = arr @ np.array([0.299, 0.587, 0.114], np.float32)
+    arr = (arr - grey[..., None]) * saturation + grey[..., None]
+    arr = np.clip(arr, 0.0, 1.0)
+    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
