@@ -1,0 +1,64 @@
+"""Typed configs. Both are saved in every run folder (config.json) so a run rebuilds alone."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    fusion: str = "ote"                      # a name from mmsa_cli.models.FUSIONS
+    text_encoder: str = "minilm-l6"          # preset name or a local Hugging Face model dir
+    image_encoder: str = "efficientnet-lite2"  # preset name
+    fusion_dim: int = 64                     # width d both modalities are projected to (reference: 64)
+    num_heads: int = 4                       # attention heads in the fusion layers (ote, hstec, cmac)
+    num_layers: int = 1                      # transformer layers in ote / hstec
+    dropout: float = 0.1
+    max_length: int = 64                     # tokens per tweet; longer texts are truncated
+    num_classes: int = 3
+    text_pooling: str = ""                   # "", "cls", "pooler" or "mean"; "" = the preset's choice
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20                 # the paper's maximum; early stopping usually ends sooner
+    batch_size: int = 16             # the paper's
+    encoder_lr: float = 3e-5         # the paper's learning rate, for the (unfrozen) encoders
+    head_lr: float = 5e-4            # fusion layers and classifiers start from scratch: learn faster
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1        # linear warmup, then linear decay
+    patience: int = 3                # epochs without validation-accuracy gain before stopping
+    freeze: str = "image"            # "none", "text", "image" or "both": which encoders stay fixed
+    cache_image_features: bool = True  # with a frozen image encoder, encode each image once
+    label_smoothing: float = 0.0
+    val_fraction: float = 0.2        # 3,200 / 800 on MVSA-Single's 4,000 labelled tweets
+    seed: int = 42
+    device: str = "auto"             # "auto", "cpu" or "cuda"
+    num_workers: int = 0             # DataLoader workers for image decoding
+    strict: bool = False             # fail on the first unreadable image instead of skipping it
+    max_train_examples: int = 0      # 0 = all; a cap for quick smoke runs
+
+
+FREEZE_CHOICES = ("none", "text", "image", "both")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any]):
+    """Build a config from a dict, refusing unknown keys (a typo must not pass silently)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+    return cls(**data)
+
+
+def save_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")

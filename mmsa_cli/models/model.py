@@ -1,0 +1,62 @@
+"""MultimodalModel = text encoder + image encoder + fusion stage, and create_model()."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .fusion import Features, fusion_class
+from .image_encoders import ImageEncoder, create_image_encoder
+from .text_encoders import TextEncoder, create_text_encoder
+
+
+class MultimodalModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, text_encoder: TextEncoder, image_encoder: ImageEncoder):
+        super().__init__()
+        self.cfg = cfg
+        self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
+        self.fusion = fusion_class(cfg.fusion)(text_encoder.hidden_size, image_encoder.hidden_size, cfg)
+
+    @property
+    def uses_text(self) -> bool:
+        return self.fusion.uses_text
+
+    @property
+    def uses_image(self) -> bool:
+        return self.fusion.uses_image
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        return self.text_encoder(input_ids, attention_mask)        # [B,L,Ht], [B,Ht]
+
+    def encode_image(self, pixel_values: torch.Tensor):
+        return self.image_encoder(pixel_values)                    # [B,N,Hi], [B,Hi]
+
+    def forward_features(self, input_ids, attention_mask, pixel_values=None, image_features=None) -> Features:
+        """Run the encoders a fusion needs. image_features=(tokens, pooled) skips the image
+        encoder (cached features of a frozen encoder)."""
+        text_tokens = text_pooled = image_tokens = image_pooled = None
+        if self.uses_text:
+            text_tokens, text_pooled = self.encode_text(input_ids, attention_mask)
+        if self.uses_image:
+            image_tokens, image_pooled = image_features if image_features is not None else self.encode_image(pixel_values)
+        return Features(text_tokens, attention_mask, text_pooled, image_tokens, image_pooled)
+
+    def forward_head(self, features: Features):
+        return self.fusion(features)                               # logits [B,C], aux
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.forward_head(self.forward_features(input_ids, attention_mask, pixel_values))
+        return logits                                              # [B, C]
+
+
+def create_model(cfg: ModelConfig, *, pretrained: bool = True, text_weights: str | Path | None = None,
+                 image_weights: str | Path | None = None) -> MultimodalModel:
+    """Build a model from its config. pretrained=False gives random encoder weights (tests,
+    export and speed checks, or before loading a run's own weights)."""
+    fusion_class(cfg.fusion)  # fail on a bad name before loading any weights
+    text = create_text_encoder(cfg.text_encoder, pretrained=pretrained, weights=text_weights, pooling=cfg.text_pooling)
+    image = create_image_encoder(cfg.image_encoder, pretrained=pretrained, weights=image_weights)
+    return MultimodalModel(cfg, text, image)
