@@ -1,0 +1,104 @@
+"""From examples to tensors: image datasets, dynamic-padding collation and the frozen
+image-feature cache. Preprocessing here is the same function export and scoring use."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .data.images import ImageLoadError, load_image, preprocess_image, train_augment
+
+
+class ImageDataset(Dataset):
+    """index -> (index, pixels [3,S,S] float32, error or ""). A bad image yields zeros
+    (the normalised mean image) and its error, so one bad file never stops a batch."""
+
+    def __init__(self, paths: Sequence[Path], size: int, mean, std, *, augment: bool = False, seed: int = 0):
+        self.paths, self.size, self.mean, self.std = list(paths), size, tuple(mean), tuple(std)
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # new augmentation draws every epoch, reproducible from the seed
+
+    def __getitem__(self, i: int):
+        try:
+            img = load_image(self.paths[i], draft_size=self.size)
+        except ImageLoadError as exc:
+            return i, np.zeros((3, self.size, self.size), np.float32), f"{exc.kind}: {exc}"
+        if self.augment:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            return i, train_augment(img, self.size, self.mean, self.std, rng), ""
+        return i, preprocess_image(img, self.size, self.mean, self.std), ""
+
+
+def collate_images(items):
+    idx, pixels, errors = zip(*items)
+    return torch.tensor(idx), torch.from_numpy(np.stack(pixels)), list(errors)
+
+
+def image_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_indices: Sequence[int] | None = None):
+    sampler = list(shuffle_indices) if shuffle_indices is not None else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate_images, persistent_workers=False)
+
+
+def pad_tokens(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to the longest sequence of the batch (not max_length): shorter batches, faster steps."""
+    width = max(len(t) for t in token_lists)
+    ids = torch.full((len(token_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_lists), width), dtype=torch.long)
+    for row, tokens in enumerate(token_lists):
+        ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, : len(tokens)] = 1
+    return ids, mask                                                   # [B, L], [B, L]
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+@dataclass
+class ImageFeatures:
+    """Outputs of a frozen image encoder for every example, kept in memory."""
+    pooled: torch.Tensor                # [N, C] float32
+    tokens: torch.Tensor | None         # [N, T, C] float16 (only when a fusion needs tokens)
+    errors: dict[int, str]              # example index -> why its image could not be used
+
+    def take(self, idx: torch.Tensor, device) -> tuple[torch.Tensor | None, torch.Tensor]:
+        tokens = self.tokens[idx].to(device, torch.float32) if self.tokens is not None else None
+        return tokens, self.pooled[idx].to(device)
+
+
+@torch.no_grad()
+def encode_images(encoder, dataset: ImageDataset, *, batch_size: int, num_workers: int, device,
+                  keep_tokens: bool, desc: str = "encoding images") -> ImageFeatures:
+    encoder.eval().to(device)
+    pooled, tokens, errors = None, None, {}
+    for idx, pixels, errs in tqdm(image_loader(dataset, batch_size, num_workers), desc=desc, unit="batch", disable=None):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            tok, pool = encoder(pixels.to(device))
+        if pooled is None:
+            pooled = torch.zeros((len(dataset), pool.shape[1]), dtype=torch.float32)
+            if keep_tokens:
+                tokens = torch.zeros((len(dataset), tok.shape[1], tok.shape[2]), dtype=torch.float16)
+        pooled[idx] = pool.float().cpu()
+        if keep_tokens:
+            tokens[idx] = tok.to(torch.float16).cpu()
+        errors.update({int(i): e for i, e in zip(idx, errs) if e})
+    return ImageFeatures(pooled, tokens, errors)
+
+
+def scan_images(dataset: ImageDataset, *, num_workers: int, desc: str = "checking images") -> dict[int, str]:
+    """Decode every image once to find the unreadable ones before training starts."""
+    errors: dict[int, str] = {}
+    for idx, _, errs in tqdm(image_loader(dataset, 32, num_workers), desc=desc, unit="batch", disable=None):
+        errors.update({int(i): e for i, e in zip(idx, errs) if e})
+    return errors

@@ -1,0 +1,182 @@
+"""The `mmsa` command line. Each command parses options, calls one library function and
+prints; library errors become one-line messages with a non-zero exit (no traceback)."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import FREEZE_CHOICES, ModelConfig, TrainConfig
+from .errors import MmsaError
+from .models import FUSIONS, IMAGE_PRESETS, TEXT_PRESETS
+
+
+def library_errors(fn):
+    """MmsaError -> ClickException: a clear message and exit code 1, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MmsaError as exc:
+            raise click.ClickException(str(exc)) from exc
+    return wrapper
+
+
+def data_options(fn):
+    """Where labelled or unlabelled tweets come from: an MVSA folder or a table."""
+    options = [
+        click.option("--data", "data", required=True, type=click.Path(exists=True),
+                     help="MVSA folder (data/{guid}.jpg|txt + a guid,tag file) or a Parquet/CSV table."),
+        click.option("--label-file", default="train.txt", show_default=True,
+                     help="MVSA layout: the guid,tag file, relative to --data."),
+        click.option("--text-col", default="text", show_default=True, help="Table layout: text column."),
+        click.option("--image-col", default="image", show_default=True, help="Table layout: image path column."),
+        click.option("--id-col", default=None, help="Table layout: id column [default: guid if present, else row number]."),
+        click.option("--label-col", default="label", show_default=True, help="Table layout: label column (optional)."),
+        click.option("--image-root", type=click.Path(exists=True, file_okay=False), default=None,
+                     help="Table layout: folder image paths are relative to [default: the table's folder]."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _load(data, label_file, text_col, image_col, id_col, label_col, image_root):
+    from .data import load_examples
+
+    return load_examples(data, label_file=label_file, text_col=text_col, image_col=image_col, id_col=id_col,
+                         label_col=label_col, image_root=Path(image_root) if image_root else None)
+
+
+def run_options(fn):
+    fn = click.option("--fusion", type=click.Choice(list(FUSIONS)), default=None,
+                      help="Which model of a `--fusion all` run folder.")(fn)
+    fn = click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+                      help="A run folder written by `mmsa train`.")(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mmsa")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Multimodal (text + image) sentiment analysis of tweets: train, export, score."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    for noisy in ("transformers", "huggingface_hub", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@main.command()
+@data_options
+@click.option("--fusion", default="ote", show_default=True, type=click.Choice([*FUSIONS, "all"]),
+              help="Model to train; `all` trains the seven and writes a comparison.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
+@click.option("--text-encoder", default=ModelConfig.text_encoder, show_default=True,
+              help=f"Preset ({', '.join(TEXT_PRESETS)}) or a local Hugging Face model folder.")
+@click.option("--image-encoder", default=ModelConfig.image_encoder, show_default=True,
+              type=click.Choice(list(IMAGE_PRESETS)))
+@click.option("--text-weights", type=click.Path(exists=True), help="Folder with the text encoder's weights.")
+@click.option("--image-weights", type=click.Path(exists=True, dir_okay=False), help="Image encoder state dict.")
+@click.option("--random-weights", is_flag=True, help="Random encoder weights (export and speed tests only).")
+@click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=click.IntRange(1))
+@click.option("--lr", "encoder_lr", default=TrainConfig.encoder_lr, show_default=True, type=float,
+              help="Learning rate of the encoders being fine-tuned.")
+@click.option("--head-lr", default=TrainConfig.head_lr, show_default=True, type=float,
+              help="Learning rate of the fusion layers and classifiers.")
+@click.option("--patience", default=TrainConfig.patience, show_default=True, type=click.IntRange(1),
+              help="Early stopping: epochs without validation gain.")
+@click.option("--freeze", default=TrainConfig.freeze, show_default=True, type=click.Choice(FREEZE_CHOICES),
+              help="Encoders kept fixed. A frozen image encoder's features are computed once.")
+@click.option("--no-feature-cache", is_flag=True, help="Re-encode images every epoch even when frozen.")
+@click.option("--label-smoothing", default=TrainConfig.label_smoothing, show_default=True, type=click.FloatRange(0, 0.5))
+@click.option("--max-length", default=ModelConfig.max_length, show_default=True, type=click.IntRange(8, 512))
+@click.option("--fusion-dim", default=ModelConfig.fusion_dim, show_default=True, type=click.IntRange(8))
+@click.option("--val-fraction", default=TrainConfig.val_fraction, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--max-train-examples", default=0, type=click.IntRange(0), help="Cap on training rows (quick runs).")
+@click.option("--seed", default=TrainConfig.seed, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--num-workers", default=TrainConfig.num_workers, show_default=True, type=click.IntRange(0),
+              help="Image-decoding worker processes.")
+@click.option("--strict", is_flag=True, help="Fail on unreadable images instead of skipping those rows.")
+@library_errors
+def train(data, label_file, text_col, image_col, id_col, label_col, image_root, fusion, out, text_encoder,
+          image_encoder, text_weights, image_weights, random_weights, epochs, batch_size, encoder_lr, head_lr,
+          patience, freeze, no_feature_cache, label_smoothing, max_length, fusion_dim, val_fraction,
+          max_train_examples, seed, device, num_workers, strict):
+    """Train one fusion model (or all seven) and write a self-describing run folder."""
+    from .train import TrainSource, train as train_models
+
+    model_cfg = ModelConfig(fusion=fusion if fusion != "all" else "ote", text_encoder=text_encoder,
+                            image_encoder=image_encoder, fusion_dim=fusion_dim, max_length=max_length)
+    train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, encoder_lr=encoder_lr, head_lr=head_lr,
+                            patience=patience, freeze=freeze, cache_image_features=not no_feature_cache,
+                            label_smoothing=label_smoothing, val_fraction=val_fraction, seed=seed, device=device,
+                            num_workers=num_workers, strict=strict, max_train_examples=max_train_examples)
+    source = TrainSource(data, label_file, text_col, image_col, id_col, label_col, image_root)
+    fusions = list(FUSIONS) if fusion == "all" else [fusion]
+    results = train_models(source, out, fusions, model_cfg, train_cfg, pretrained=not random_weights,
+                           text_weights=text_weights, image_weights=image_weights)
+    for r in results:
+        v = r["validation"]
+        click.echo(f"{r['fusion']:>13}: val accuracy {100 * v['accuracy']:.2f}  weighted F1 {100 * v['weighted_f1']:.2f}"
+                   f"  macro F1 {100 * v['macro_f1']:.2f}  (best epoch {r['best_epoch']} of {r['epochs_run']})")
+    skipped = results[0]["skipped_rows"]
+    if skipped:
+        click.echo(f"skipped {skipped} rows with unusable images: see {Path(out) / 'skipped.csv'}")
+    click.echo(f"run folder: {out}" + (" (comparison.md, comparison.png)" if len(results) > 1 else ""))
+
+
+@main.command()
+@run_options
+@data_options
+@click.option("--predictions", type=click.Path(dir_okay=False), help="Also write per-row predictions (.csv/.parquet).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@library_errors
+def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, predictions,
+             device, as_json):
+    """Metrics of a trained model on labelled data."""
+    from .evaluate import evaluate_examples, write_predictions
+    from .runs import load_run
+
+    run = load_run(run_dir, fusion)
+    metrics, frame = evaluate_examples(run, _load(data, label_file, text_col, image_col, id_col, label_col, image_root),
+                                       device=device)
+    if predictions:
+        write_predictions(frame, Path(predictions))
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in metrics.items()}, indent=2))
+        return
+    click.echo(f"{run.model_cfg.fusion} on {metrics['n']} rows: accuracy {100 * metrics['accuracy']:.2f}  "
+               f"weighted F1 {100 * metrics['weighted_f1']:.2f}  macro F1 {100 * metrics['macro_f1']:.2f}")
+    if metrics["rows_with_errors"]:
+        click.echo(f"{metrics['rows_with_errors']} rows had unusable images and are not counted")
+
+
+@main.command()
+@run_options
+@data_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictions file (.csv or .parquet).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@library_errors
+def predict(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, out, device):
+    """Per-row predictions (guid, label, three probabilities, error) with a trained run."""
+    from .evaluate import predict_examples, write_predictions
+    from .runs import load_run
+
+    run = load_run(run_dir, fusion)
+    frame = predict_examples(run, _load(data, label_file, text_col, image_col, id_col, label_col, image_root),
+                             device=device)
+    write_predictions(frame, Path(out))
+    errors = int(frame["error"].notna().sum())
+    click.echo(f"wrote {len(frame)} predictions to {out}" + (f" ({errors} rows with errors, see its error column)"
+                                                             if errors else ""))
+
+
+if __name__ == "__main__":
+    main()

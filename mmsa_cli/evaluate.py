@@ -1,0 +1,80 @@
+"""`mmsa evaluate` and `mmsa predict`: a trained run folder applied to any data (PyTorch)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import LABELS
+from .batches import ImageDataset, image_loader, pad_tokens, tokenize
+from .data import Example
+from .errors import DataError
+from .metrics import classification_metrics
+from .runs import Run
+from .train import pick_device
+
+PROB_COLUMNS = [f"prob_{name}" for name in LABELS]
+
+
+@torch.no_grad()
+def predict_examples(run: Run, examples: list[Example], *, batch_size: int = 64, num_workers: int = 0,
+                     device: str = "auto") -> pd.DataFrame:
+    """One row per example, in order: guid, label, prob_*, error (None when fine).
+
+    A row whose image cannot be used is still predicted from its text with a blank image
+    (error says so); for an image-only model its prediction is left empty.
+    """
+    dev = pick_device(device)
+    model = run.model.to(dev).eval()
+    tokens = tokenize(model.text_encoder.tokenizer, [e.text for e in examples], run.model_cfg.max_length)
+    pad_id = model.text_encoder.tokenizer.pad_token_id
+    images = ImageDataset([e.image_path for e in examples], run.image_size, run.mean, run.std)
+    probs = np.full((len(examples), len(LABELS)), np.nan, dtype=np.float32)
+    errors: list[str | None] = [None] * len(examples)
+    for idx, pixels, errs in tqdm(image_loader(images, batch_size, num_workers), desc="predicting", unit="batch", disable=None):
+        ids, mask = pad_tokens([tokens[i] for i in idx.tolist()], pad_id)
+        p = model(ids.to(dev), mask.to(dev), pixels.to(dev)).float().softmax(-1).cpu().numpy()
+        for row, i in enumerate(idx.tolist()):
+            if errs[row]:
+                errors[i] = errs[row] + ("" if model.uses_text else " (no prediction: the model is image-only)")
+                if not model.uses_text:
+                    continue
+                errors[i] += " (predicted from the text with a blank image)" if model.uses_image else ""
+            probs[i] = p[row]
+    labels = [LABELS[int(np.argmax(p))] if not np.isnan(p).any() else None for p in probs]
+    frame = pd.DataFrame({"guid": [e.guid for e in examples], "label": labels})
+    for j, col in enumerate(PROB_COLUMNS):
+        frame[col] = probs[:, j]
+    frame["error"] = errors
+    return frame
+
+
+def evaluate_examples(run: Run, examples: list[Example], **kwargs) -> tuple[dict, pd.DataFrame]:
+    """Metrics over labelled rows whose image could be used; the others are counted."""
+    labelled = [e for e in examples if e.label is not None]
+    if not labelled:
+        raise DataError("evaluation needs labelled rows; the data has none (use `mmsa predict` instead)")
+    frame = predict_examples(run, labelled, **kwargs)
+    ok = frame["error"].isna().to_numpy()
+    y_true = [e.label for e, good in zip(labelled, ok) if good]
+    y_pred = [LABELS.index(lbl) for lbl, good in zip(frame["label"], ok) if good]
+    metrics = classification_metrics(y_true, y_pred)
+    metrics["rows_with_errors"] = int((~ok).sum())
+    return metrics, frame
+
+
+def write_predictions(frame: pd.DataFrame, path: Path) -> None:
+    """CSV or Parquet by extension, written to a temporary name and renamed when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(tmp, index=False)
+    elif path.suffix.lower() == ".csv":
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+    else:
+        raise DataError(f"cannot write predictions to '{path}': use a .csv or .parquet file name")
+    tmp.replace(path)

@@ -1,0 +1,119 @@
+"""Run folders: everything needed to rebuild, evaluate and export a trained model.
+
+    runs/NAME/
+      config.json          model + training config, labels, image preprocessing, versions
+      labels.json          label -> class index
+      text_encoder/        HF config + tokenizer (architecture only)
+      split.csv            guid,split,label: the exact train/validation split
+      model.safetensors    best weights (all of them: encoders, fusion, heads)
+      metrics.json         best validation metrics + per-epoch history
+      confusion_matrix.png, curves.png
+
+A `--fusion all` run holds one such folder per fusion plus comparison.{md,json,png}.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import LABELS, __version__
+from .config import ModelConfig, TrainConfig, from_dict, save_json, to_dict
+from .errors import MmsaError
+from .models import FUSIONS, MultimodalModel
+from .models.image_encoders import create_image_encoder
+from .models.text_encoders import text_encoder_from_folder
+
+WEIGHTS = "model.safetensors"
+
+
+@dataclass
+class Run:
+    folder: Path
+    model: MultimodalModel
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    meta: dict
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_encoder.image_size
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return tuple(self.model.image_encoder.mean)
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return tuple(self.model.image_encoder.std)
+
+
+def write_run_config(folder: Path, model: MultimodalModel, train_cfg: TrainConfig, data: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    enc = model.image_encoder
+    save_json(folder / "config.json", {
+        "mmsa_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data": data,
+        "labels": list(LABELS),
+        "model": to_dict(model.cfg) | {"text_pooling": model.text_encoder.pooling},
+        "train": to_dict(train_cfg),
+        "image": {"size": enc.image_size, "mean": list(enc.mean), "std": list(enc.std)},
+        "torch_version": torch.__version__,
+    })
+    save_json(folder / "labels.json", {name: i for i, name in enumerate(LABELS)})
+    model.text_encoder.save_architecture(folder / "text_encoder")
+
+
+def save_weights(folder: Path, model: MultimodalModel) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = folder / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp), metadata={"mmsa_version": __version__})
+    tmp.replace(folder / WEIGHTS)  # never leave a half-written best model behind
+
+
+def resolve_run(folder: str | Path, fusion: str | None = None) -> Path:
+    """A run folder, or one fusion's folder inside a `--fusion all` run."""
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        if fusion and json.loads((folder / "config.json").read_text())["model"]["fusion"] != fusion:
+            raise MmsaError(f"run '{folder}' holds fusion "
+                            f"'{json.loads((folder / 'config.json').read_text())['model']['fusion']}', not '{fusion}'")
+        return folder
+    trained = [name for name in FUSIONS if (folder / name / "config.json").is_file()]
+    if not trained:
+        raise MmsaError(f"'{folder}' is not a run folder (no config.json, and no per-fusion folders)")
+    if fusion is None:
+        raise MmsaError(f"'{folder}' holds several models ({', '.join(trained)}): choose one with --fusion")
+    if fusion not in trained:
+        raise MmsaError(f"'{folder}' has no trained '{fusion}'; it holds: {', '.join(trained)}")
+    return folder / fusion
+
+
+def load_run(folder: str | Path, fusion: str | None = None, *, map_location: str = "cpu") -> Run:
+    """Rebuild a trained model from its run folder alone (no pretrained weights needed)."""
+    from safetensors.torch import load_file
+
+    folder = resolve_run(folder, fusion)
+    for required in ("config.json", WEIGHTS, "text_encoder/config.json"):
+        if not (folder / required).exists():
+            raise MmsaError(f"run folder '{folder}' is incomplete: {required} is missing")
+    meta = json.loads((folder / "config.json").read_text())
+    if tuple(meta["labels"]) != LABELS:
+        raise MmsaError(f"run '{folder}' was trained with labels {meta['labels']}, expected {list(LABELS)}")
+    model_cfg = from_dict(ModelConfig, meta["model"])
+    train_cfg = from_dict(TrainConfig, meta["train"])
+    text = text_encoder_from_folder(folder / "text_encoder", model_cfg.text_pooling)
+    image = create_image_encoder(model_cfg.image_encoder, pretrained=False)
+    model = MultimodalModel(model_cfg, text, image)
+    state = load_file(str(folder / WEIGHTS), device=map_location)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise MmsaError(f"weights in '{folder / WEIGHTS}' do not match the config: "
+                        f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return Run(folder, model.eval(), model_cfg, train_cfg, meta)

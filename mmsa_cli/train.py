@@ -1,0 +1,298 @@
+"""`mmsa train`: split the data, prepare it once, fit one or all fusions, write run folders."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import LABELS
+from .batches import ImageDataset, ImageFeatures, encode_images, image_loader, pad_tokens, scan_images, tokenize
+from .config import FREEZE_CHOICES, ModelConfig, TrainConfig, save_json
+from .data import Example, load_examples, stratified_split, write_split
+from .errors import ConfigError, DataError
+from .metrics import classification_metrics, plot_comparison, plot_confusion_matrix, plot_training_curves
+from .models import FUSIONS, PAPER_NAMES, MultimodalModel, create_model
+from .runs import save_weights, write_run_config
+
+log = logging.getLogger(__name__)
+PAPER_ACCURACY = {"BERT": 70.5, "ResNet": 65.75, "CMAC": 73.13, "HSTEC": 71.75, "OTE": 74.5,
+                  "NaiveCat": 70.5, "NaiveCombine": 71.5}  # Table 4, MVSA-Single
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Prepared:
+    """Data prepared once and shared by every fusion trained in one run."""
+    examples: list[Example]
+    labels: torch.Tensor                 # [N]
+    tokens: list[list[int]]              # token ids per example, unpadded
+    pad_id: int
+    train_idx: list[int]                 # usable rows only (readable images)
+    val_idx: list[int]
+    images: ImageDataset
+    features: ImageFeatures | None       # cached frozen-encoder outputs, if any
+    skipped: dict[int, str]              # example index -> image error
+
+
+def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, device, split_path: Path,
+            keep_tokens: bool) -> Prepared:
+    labels = [e.label for e in examples]
+    train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed)
+    write_split(split_path, examples, train_idx, val_idx)
+    if cfg.max_train_examples:
+        train_idx = sorted(np.random.default_rng(cfg.seed).permutation(train_idx)[: cfg.max_train_examples].tolist())
+    tok = model.text_encoder.tokenizer
+    tokens = tokenize(tok, [e.text for e in examples], model.cfg.max_length)
+    enc = model.image_encoder
+    images = ImageDataset([e.image_path for e in examples], enc.image_size, enc.mean, enc.std)
+    features = None
+    if cfg.freeze in ("image", "both") and cfg.cache_image_features:
+        features = encode_images(enc, images, batch_size=64, num_workers=cfg.num_workers, device=device,
+                                 keep_tokens=keep_tokens)
+        skipped = features.errors
+    else:
+        skipped = scan_images(images, num_workers=cfg.num_workers)
+    if skipped:
+        shown = "; ".join(f"{examples[i].guid}: {err}" for i, err in list(skipped.items())[:3])
+        if cfg.strict:
+            raise DataError(f"{len(skipped)} of {len(examples)} images cannot be used (--strict): {shown}")
+        log.warning("skipping %d of %d rows whose image cannot be used (listed in skipped.csv): %s",
+                    len(skipped), len(examples), shown)
+    usable = lambda idx: [i for i in idx if i not in skipped]  # noqa: E731
+    return Prepared(examples, torch.tensor(labels), tokens, tok.pad_token_id, usable(train_idx), usable(val_idx),
+                    images, features, skipped)
+
+
+def write_skipped(path: Path, data: Prepared) -> None:
+    import csv
+
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["guid", "image", "error"])
+        for i, err in sorted(data.skipped.items()):
+            w.writerow([data.examples[i].guid, str(data.examples[i].image_path), err])
+
+
+def _batches(model: MultimodalModel, data: Prepared, idx: Sequence[int], batch_size: int, *, shuffle: bool,
+             augment: bool, cfg: TrainConfig, epoch: int):
+    """Yield (example indices, pixels or None) in batches."""
+    order = list(idx)
+    if shuffle:
+        order = [order[i] for i in torch.randperm(len(order), generator=torch.Generator().manual_seed(cfg.seed + epoch))]
+    if not model.uses_image or data.features is not None:
+        for s in range(0, len(order), batch_size):
+            yield torch.tensor(order[s: s + batch_size]), None
+        return
+    data.images.augment = augment
+    data.images.set_epoch(epoch)
+    for batch_idx, pixels, _ in image_loader(data.images, batch_size, cfg.num_workers, shuffle_indices=order):
+        yield batch_idx, pixels
+
+
+def _forward(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, device):
+    ids, mask = pad_tokens([data.tokens[i] for i in idx.tolist()], data.pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    cached = data.features.take(idx, device) if (data.features is not None and model.uses_image) else None
+    pix = pixels.to(device, non_blocking=True) if pixels is not None else None
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        feats = model.forward_features(ids, mask, pix, image_features=cached)
+        logits, aux = model.forward_head(feats)
+    return logits.float(), [a.float() for a in aux]
+
+
+@torch.no_grad()
+def predict_indices(model: MultimodalModel, data: Prepared, idx: Sequence[int], cfg: TrainConfig, device):
+    model.eval()
+    probs = []
+    for batch_idx, pixels in _batches(model, data, idx, 64, shuffle=False, augment=False, cfg=cfg, epoch=0):
+        logits, _ = _forward(model, data, batch_idx, pixels, device)
+        probs.append(logits.softmax(-1).cpu())
+    return torch.cat(probs) if probs else torch.zeros((0, len(LABELS)))
+
+
+def _optimizer(model: MultimodalModel, cfg: TrainConfig):
+    frozen = {"none": (), "text": ("text",), "image": ("image",), "both": ("text", "image")}[cfg.freeze]
+    model.text_encoder.requires_grad_("text" not in frozen and model.uses_text)
+    model.image_encoder.requires_grad_("image" not in frozen and model.uses_image)
+    enc = [p for m in (model.text_encoder, model.image_encoder) for p in m.parameters() if p.requires_grad]
+    head = [p for p in model.fusion.parameters()]
+    groups = [{"params": head, "lr": cfg.head_lr}]
+    if enc:
+        groups.append({"params": enc, "lr": cfg.encoder_lr})
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay), frozen
+
+
+def _set_train_mode(model: MultimodalModel, frozen: Sequence[str]) -> None:
+    model.train()
+    # Frozen encoders stay in eval mode: no dropout noise, BatchNorm statistics untouched.
+    if "text" in frozen:
+        model.text_encoder.eval()
+    if "image" in frozen:
+        model.image_encoder.eval()
+
+
+def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, device, data_name: str) -> dict:
+    """Train one model, keep the best validation epoch, write its run folder."""
+    seed_everything(cfg.seed)
+    write_run_config(out, model, cfg, data_name)
+    model.to(device)
+    opt, frozen = _optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(data.train_idx) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_ratio * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * max(0.0, (total - s) / max(1, total - warmup)))
+    val_y = data.labels[data.val_idx]
+    history, best, bad_epochs = [], None, 0
+    name = model.cfg.fusion
+    epochs = tqdm(range(1, cfg.epochs + 1), desc=f"{name}", unit="epoch", disable=None)
+    for epoch in epochs:
+        _set_train_mode(model, frozen)
+        seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
+        steps = tqdm(_batches(model, data, data.train_idx, cfg.batch_size, shuffle=True,
+                              augment="image" not in frozen, cfg=cfg, epoch=epoch),
+                     total=steps_per_epoch, desc=f"  epoch {epoch}", leave=False, unit="step", disable=None)
+        for idx, pixels in steps:
+            y = data.labels[idx].to(device)
+            logits, aux = _forward(model, data, idx, pixels, device)
+            loss = F.nll_loss(logits.log_softmax(-1), y) if cfg.label_smoothing == 0 else \
+                F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+            correct += int((logits.argmax(-1) == y).sum())
+            steps.set_postfix(loss=f"{loss_sum / seen:.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        probs = predict_indices(model, data, data.val_idx, cfg, device)
+        val = classification_metrics(val_y.tolist(), probs.argmax(-1).tolist())
+        val_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), val_y)) if len(val_y) else float("nan")
+        record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen),
+                  "val_loss": val_loss, "val_accuracy": val["accuracy"], "val_weighted_f1": val["weighted_f1"],
+                  "samples_per_s": seen / (time.perf_counter() - t0)}
+        history.append(record)
+        epochs.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{val['accuracy']:.3f}",
+                           val_f1=f"{val['weighted_f1']:.3f}", samples_s=f"{record['samples_per_s']:.0f}")
+        if epochs.disable:  # not a terminal (cron, CI, a log file): one plain line per epoch
+            print(f"{name} epoch {epoch}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f} | "
+                  f"val loss {val_loss:.4f} acc {val['accuracy']:.4f} weighted F1 {val['weighted_f1']:.4f} | "
+                  f"{record['samples_per_s']:.0f} samples/s", file=sys.stderr, flush=True)
+        if best is None or (val["accuracy"], -val_loss) > (best["metrics"]["accuracy"], -best["val_loss"]):
+            best, bad_epochs = {"epoch": epoch, "metrics": val, "val_loss": val_loss}, 0
+            save_weights(out, model)
+        else:
+            bad_epochs += 1
+            if bad_epochs >= cfg.patience:
+                break
+    result = {"fusion": name, "best_epoch": best["epoch"], "epochs_run": len(history),
+              "validation": best["metrics"], "history": history,
+              "train_rows": len(data.train_idx), "val_rows": len(data.val_idx), "skipped_rows": len(data.skipped)}
+    save_json(out / "metrics.json", result)
+    title = f"{name}: validation accuracy {best['metrics']['accuracy']:.3f} (epoch {best['epoch']})"
+    plot_confusion_matrix(best["metrics"]["confusion_matrix"], out / "confusion_matrix.png", title)
+    plot_training_curves(history, out / "curves.png", name)
+    return result
+
+
+def write_comparison(out: Path, results: list[dict]) -> None:
+    """Table-4-style comparison of several fusions trained on the same split."""
+    rows = []
+    for r in results:
+        v = r["validation"]
+        rows.append({"name": PAPER_NAMES[r["fusion"]], "fusion": r["fusion"], "accuracy": v["accuracy"],
+                     "macro_precision": v["macro_precision"], "macro_recall": v["macro_recall"],
+                     "macro_f1": v["macro_f1"], "weighted_precision": v["weighted_precision"],
+                     "weighted_recall": v["weighted_recall"], "weighted_f1": v["weighted_f1"],
+                     "best_epoch": r["best_epoch"], "paper_accuracy": PAPER_ACCURACY.get(PAPER_NAMES[r["fusion"]])})
+    save_json(out / "comparison.json", {"rows": rows})
+    lines = ["| model | fusion | accuracy | macro P | macro R | macro F1 | weighted P | weighted R | weighted F1 | paper acc. |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['fusion']} | {100 * r['accuracy']:.2f} | {100 * r['macro_precision']:.2f} | "
+                     f"{100 * r['macro_recall']:.2f} | {100 * r['macro_f1']:.2f} | {100 * r['weighted_precision']:.2f} | "
+                     f"{100 * r['weighted_recall']:.2f} | {100 * r['weighted_f1']:.2f} | {r['paper_accuracy']} |")
+    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    plot_comparison(rows, out / "comparison.png", f"validation, {results[0]['val_rows']} rows",
+                    reference=PAPER_ACCURACY)
+
+
+@dataclass
+class TrainSource:
+    """Where the training data comes from (see mmsa_cli.data.load_examples)."""
+    data: str
+    label_file: str = "train.txt"
+    text_col: str = "text"
+    image_col: str = "image"
+    id_col: str | None = None
+    label_col: str | None = "label"
+    image_root: str | None = None
+
+
+def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cfg: ModelConfig, cfg: TrainConfig, *,
+          pretrained: bool = True, text_weights: str | None = None, image_weights: str | None = None) -> list[dict]:
+    """Train each fusion in `fusions` on the same split; one run folder per fusion.
+
+    A single fusion writes its run folder at `out`; several write `out/<fusion>/` plus a
+    comparison (Markdown, JSON, PNG) at `out`.
+    """
+    for name in fusions:
+        if name not in FUSIONS:
+            raise ConfigError(f"unknown fusion '{name}'; valid names: {', '.join(FUSIONS)}, all")
+    if cfg.freeze not in FREEZE_CHOICES:
+        raise ConfigError(f"--freeze '{cfg.freeze}' is not one of {', '.join(FREEZE_CHOICES)}")
+    out = Path(out)
+    examples = load_examples(source.data, label_file=source.label_file, text_col=source.text_col,
+                             image_col=source.image_col, id_col=source.id_col, label_col=source.label_col,
+                             image_root=Path(source.image_root) if source.image_root else None)
+    labelled = [e for e in examples if e.label is not None]
+    if len(labelled) < 10:
+        raise DataError(f"{source.data} has {len(labelled)} labelled rows; training needs at least 10")
+    device = pick_device(cfg.device)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = dict(pretrained=pretrained, text_weights=text_weights, image_weights=image_weights)
+    first = create_model(dataclasses.replace(model_cfg, fusion=fusions[0]), **weights)
+    keep_tokens = any(FUSIONS[f].uses_tokens for f in fusions)
+    data = prepare(labelled, first, cfg, device, out / "split.csv", keep_tokens)
+    write_skipped(out / "skipped.csv", data)
+    results = []
+    for i, name in enumerate(fusions):
+        seed_everything(cfg.seed)
+        model = first if i == 0 else create_model(dataclasses.replace(model_cfg, fusion=name), **weights)
+        run_dir = out if len(fusions) == 1 else out / name
+        if run_dir != out:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "split.csv").write_bytes((out / "split.csv").read_bytes())
+        results.append(fit(model, data, cfg, run_dir, device, source.data))
+        del model
+        first = None
+    if len(fusions) > 1:
+        write_comparison(out, results)
+    return results
