@@ -2,7 +2,6 @@
 prints; library errors become one-line messages with a non-zero exit (no traceback)."""
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from pathlib import Path
@@ -11,19 +10,8 @@ import click
 
 from . import __version__
 from .config import FREEZE_CHOICES, ModelConfig, TrainConfig
-from .errors import MmsaError
+from .cli_options import device_option, library_errors
 from .models import FUSIONS, IMAGE_PRESETS, TEXT_PRESETS
-
-
-def library_errors(fn):
-    """MmsaError -> ClickException: a clear message and exit code 1, never a traceback."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MmsaError as exc:
-            raise click.ClickException(str(exc)) from exc
-    return wrapper
 
 
 def data_options(fn):
@@ -99,7 +87,7 @@ def main(verbose: bool) -> None:
 @click.option("--val-fraction", default=TrainConfig.val_fraction, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--max-train-examples", default=0, type=click.IntRange(0), help="Cap on training rows (quick runs).")
 @click.option("--seed", default=TrainConfig.seed, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option
 @click.option("--num-workers", default=TrainConfig.num_workers, show_default=True, type=click.IntRange(0),
               help="Image-decoding worker processes.")
 @click.option("--strict", is_flag=True, help="Fail on unreadable images instead of skipping those rows.")
@@ -135,7 +123,7 @@ def train(data, label_file, text_col, image_col, id_col, label_col, image_root, 
 @run_options
 @data_options
 @click.option("--predictions", type=click.Path(dir_okay=False), help="Also write per-row predictions (.csv/.parquet).")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @library_errors
 def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, predictions,
@@ -162,7 +150,7 @@ def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, lab
 @run_options
 @data_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictions file (.csv or .parquet).")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option
 @library_errors
 def predict(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, out, device):
     """Per-row predictions (guid, label, three probabilities, error) with a trained run."""
@@ -177,6 +165,13 @@ def predict(run_dir, fusion, data, label_file, text_col, image_col, id_col, labe
     click.echo(f"wrote {len(frame)} predictions to {out}" + (f" ({errors} rows with errors, see its error column)"
                                                              if errors else ""))
 
+
+# Commands that live beside their library code.
+from .onnx_export.cli import COMMANDS as _EXPORT_COMMANDS  # noqa: E402
+from .scoring.cli import COMMANDS as _SCORE_COMMANDS  # noqa: E402
+
+for _command in (*_EXPORT_COMMANDS, *_SCORE_COMMANDS):
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()
