@@ -9,8 +9,8 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
+from .progress import progress
 from .data.images import ImageLoadError, load_image, preprocess_image, train_augment
 
 
@@ -82,7 +82,7 @@ def encode_images(encoder, dataset: ImageDataset, *, batch_size: int, num_worker
                   keep_tokens: bool, desc: str = "encoding images") -> ImageFeatures:
     encoder.eval().to(device)
     pooled, tokens, errors = None, None, {}
-    for idx, pixels, errs in tqdm(image_loader(dataset, batch_size, num_workers), desc=desc, unit="batch", disable=None):
+    for idx, pixels, errs in progress(image_loader(dataset, batch_size, num_workers), desc=desc, unit="batch"):
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             tok, pool = encoder(pixels.to(device))
         if pooled is None:
@@ -99,6 +99,6 @@ def encode_images(encoder, dataset: ImageDataset, *, batch_size: int, num_worker
 def scan_images(dataset: ImageDataset, *, num_workers: int, desc: str = "checking images") -> dict[int, str]:
     """Decode every image once to find the unreadable ones before training starts."""
     errors: dict[int, str] = {}
-    for idx, _, errs in tqdm(image_loader(dataset, 32, num_workers), desc=desc, unit="batch", disable=None):
+    for idx, _, errs in progress(image_loader(dataset, 32, num_workers), desc=desc, unit="batch"):
         errors.update({int(i): e for i, e in zip(idx, errs) if e})
     return errors

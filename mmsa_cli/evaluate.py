@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import LABELS
 from .batches import ImageDataset, image_loader, pad_tokens, tokenize
 from .data import Example
 from .errors import DataError
+from .progress import progress
 from .metrics import classification_metrics
 from .runs import Run
 from .train import pick_device
@@ -34,7 +34,7 @@ def predict_examples(run: Run, examples: list[Example], *, batch_size: int = 64,
     images = ImageDataset([e.image_path for e in examples], run.image_size, run.mean, run.std)
     probs = np.full((len(examples), len(LABELS)), np.nan, dtype=np.float32)
     errors: list[str | None] = [None] * len(examples)
-    for idx, pixels, errs in tqdm(image_loader(images, batch_size, num_workers), desc="predicting", unit="batch", disable=None):
+    for idx, pixels, errs in progress(image_loader(images, batch_size, num_workers), desc="predicting", unit="batch"):
         ids, mask = pad_tokens([tokens[i] for i in idx.tolist()], pad_id)
         p = model(ids.to(dev), mask.to(dev), pixels.to(dev)).float().softmax(-1).cpu().numpy()
         for row, i in enumerate(idx.tolist()):

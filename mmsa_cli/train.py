@@ -14,13 +14,13 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import LABELS
 from .batches import ImageDataset, ImageFeatures, encode_images, image_loader, pad_tokens, scan_images, tokenize
 from .config import FREEZE_CHOICES, ModelConfig, TrainConfig, save_json
 from .data import Example, load_examples, stratified_split, write_split
 from .errors import ConfigError, DataError
+from .progress import progress
 from .metrics import classification_metrics, plot_comparison, plot_confusion_matrix, plot_training_curves
 from .models import FUSIONS, PAPER_NAMES, MultimodalModel, create_model
 from .runs import save_weights, write_run_config
@@ -171,13 +171,13 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     val_y = data.labels[data.val_idx]
     history, best, bad_epochs = [], None, 0
     name = model.cfg.fusion
-    epochs = tqdm(range(1, cfg.epochs + 1), desc=f"{name}", unit="epoch", disable=None)
+    epochs = progress(range(1, cfg.epochs + 1), desc=f"{name}", unit="epoch")
     for epoch in epochs:
         _set_train_mode(model, frozen)
         seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
-        steps = tqdm(_batches(model, data, data.train_idx, cfg.batch_size, shuffle=True,
+        steps = progress(_batches(model, data, data.train_idx, cfg.batch_size, shuffle=True,
                               augment="image" not in frozen, cfg=cfg, epoch=epoch),
-                     total=steps_per_epoch, desc=f"  epoch {epoch}", leave=False, unit="step", disable=None)
+                     total=steps_per_epoch, desc=f"  epoch {epoch}", leave=False, unit="step")
         for idx, pixels in steps:
             y = data.labels[idx].to(device)
             logits, aux = _forward(model, data, idx, pixels, device)
