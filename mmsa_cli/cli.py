@@ -129,12 +129,12 @@ def train(data, label_file, text_col, image_col, id_col, label_col, image_root, 
 def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, predictions,
              device, as_json):
     """Metrics of a trained model on labelled data."""
-    from .evaluate import evaluate_examples, write_predictions
+    from .evaluate import evaluate_examples, table_image_root, write_predictions
     from .runs import load_run
 
     run = load_run(run_dir, fusion)
     metrics, frame = evaluate_examples(run, _load(data, label_file, text_col, image_col, id_col, label_col, image_root),
-                                       device=device)
+                                       device=device, image_root=table_image_root(data, image_root))
     if predictions:
         write_predictions(frame, Path(predictions))
     if as_json:
@@ -154,12 +154,12 @@ def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, lab
 @library_errors
 def predict(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, out, device):
     """Per-row predictions (guid, label, three probabilities, error) with a trained run."""
-    from .evaluate import predict_examples, write_predictions
+    from .evaluate import predict_examples, table_image_root, write_predictions
     from .runs import load_run
 
     run = load_run(run_dir, fusion)
     frame = predict_examples(run, _load(data, label_file, text_col, image_col, id_col, label_col, image_root),
-                             device=device)
+                             device=device, image_root=table_image_root(data, image_root))
     write_predictions(frame, Path(out))
     errors = int(frame["error"].notna().sum())
     click.echo(f"wrote {len(frame)} predictions to {out}" + (f" ({errors} rows with errors, see its error column)"

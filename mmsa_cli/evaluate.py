@@ -9,7 +9,7 @@ import torch
 
 from . import LABELS
 from .batches import ImageDataset, image_loader, pad_tokens, tokenize
-from .data import Example
+from .data import Example, ImageLoadError, resolve_image_path
 from .errors import DataError
 from .progress import progress
 from .metrics import classification_metrics
@@ -19,19 +19,50 @@ from .train import pick_device
 PROB_COLUMNS = [f"prob_{name}" for name in LABELS]
 
 
+def table_image_root(data: str | Path, image_root: str | Path | None = None) -> Path | None:
+    """The folder a table's image paths must stay inside (--image-root, else the table's
+    folder); None for an MVSA folder, whose image names are checked guids."""
+    if Path(data).is_dir():
+        return None
+    return Path(image_root) if image_root else Path(data).parent
+
+
+class _RootedImages(ImageDataset):
+    """Rows whose image path escapes the image root are refused without being opened."""
+
+    def __init__(self, paths, size, mean, std, root: Path):
+        super().__init__(paths, size, mean, std)
+        self.refused: dict[int, str] = {}
+        for i, path in enumerate(self.paths):
+            if path == Path():  # no image path: fails on load like any missing image
+                continue
+            try:
+                resolve_image_path(str(Path(path).absolute()), root)
+            except ImageLoadError as exc:
+                self.refused[i] = f"{exc.kind}: {exc}"
+
+    def __getitem__(self, i: int):
+        if i in self.refused:
+            return i, np.zeros((3, self.size, self.size), np.float32), self.refused[i]
+        return super().__getitem__(i)
+
+
 @torch.no_grad()
 def predict_examples(run: Run, examples: list[Example], *, batch_size: int = 64, num_workers: int = 0,
-                     device: str = "auto") -> pd.DataFrame:
+                     device: str = "auto", image_root: str | Path | None = None) -> pd.DataFrame:
     """One row per example, in order: guid, label, prob_*, error (None when fine).
 
     A row whose image cannot be used is still predicted from its text with a blank image
-    (error says so); for an image-only model its prediction is left empty.
+    (error says so); for an image-only model its prediction is left empty. With image_root,
+    image paths resolving outside it (.., absolute, symlinks) are refused (outside_root).
     """
     dev = pick_device(device)
     model = run.model.to(dev).eval()
     tokens = tokenize(model.text_encoder.tokenizer, [e.text for e in examples], run.model_cfg.max_length)
     pad_id = model.text_encoder.tokenizer.pad_token_id
-    images = ImageDataset([e.image_path for e in examples], run.image_size, run.mean, run.std)
+    paths = [e.image_path for e in examples]
+    images = (ImageDataset(paths, run.image_size, run.mean, run.std) if image_root is None
+              else _RootedImages(paths, run.image_size, run.mean, run.std, Path(image_root)))
     probs = np.full((len(examples), len(LABELS)), np.nan, dtype=np.float32)
     errors: list[str | None] = [None] * len(examples)
     for idx, pixels, errs in progress(image_loader(images, batch_size, num_workers), desc="predicting", unit="batch"):

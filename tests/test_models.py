@@ -1,0 +1,234 @@
+"""Fusion models: shapes, real padding masks, modality use, probability fusion, and the
+errors create_model gives for bad names and missing offline weights.
+
+Tiny random encoders only (tiny-bert text, tiny-cnn image), CPU, eval mode.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmsa_cli.config import ModelConfig
+from mmsa_cli.errors import ConfigError, WeightsNotFoundError
+from mmsa_cli.models import FUSIONS, create_model
+
+# Parametrize straight from the registry: a new fusion is tested without editing this file.
+FUSION_NAMES = list(FUSIONS)
+
+# What each fusion is expected to do. Every registered fusion must be listed here (see the guard
+# test), so a new one has to declare its modalities before the suite passes.
+EXPECTED = {
+    #                 uses_text, uses_image, fuses probabilities
+    "text-only": (True, False, False),
+    "image-only": (False, True, False),
+    "naive-cat": (True, True, False),
+    "naive-combine": (True, True, True),
+    "ote": (True, True, False),
+    "hstec": (True, True, True),
+    "cmac": (True, True, True),
+}
+TEXTS = ["I love this so much, great day #BestDayEver", "worst", "meeting at the station"]
+IMAGE_SIZE = 64  # tiny-cnn
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny models gain nothing from intra-op threads and lose a lot when the CPU is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_cfg(fusion: str, **kw) -> ModelConfig:
+    return ModelConfig(fusion=fusion, text_encoder="tiny-bert", image_encoder="tiny-cnn", **kw)
+
+
+@pytest.fixture(scope="module")
+def models():
+    """One eval-mode tiny model per fusion, built lazily and reused by every test here."""
+    cache: dict[str, torch.nn.Module] = {}
+
+    def get(name: str):
+        if name not in cache:
+            torch.manual_seed(0)
+            cache[name] = create_model(tiny_cfg(name), pretrained=False).eval()
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def batch(models):
+    """Padded text (row lengths differ, so rows 1 and 2 have padding) and random pixels."""
+    tok = models("text-only").text_encoder.tokenizer
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    assert (mask == 0).any(), "the batch must contain padding for the mask tests"
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randn(len(TEXTS), 3, IMAGE_SIZE, IMAGE_SIZE, generator=g)
+    return ids, mask, pixels, tok.pad_token_id
+
+
+def run(model, ids, mask, pixels):
+    with torch.no_grad():
+        return model(ids, mask, pixels)
+
+
+def test_parametrization_covers_registry():
+    assert FUSION_NAMES == list(FUSIONS)
+    assert set(EXPECTED) == set(FUSIONS), "declare the new fusion's modalities in EXPECTED"
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_flags_match_expectations(name, models):
+    uses_text, uses_image, _ = EXPECTED[name]
+    model = models(name)
+    assert (model.uses_text, model.uses_image) == (uses_text, uses_image)
+    if FUSIONS[name].uses_tokens:
+        assert uses_text and uses_image
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_forward_shapes_and_softmax(name, models, batch):
+    ids, mask, pixels, _ = batch
+    logits = run(models(name), ids, mask, pixels)
+    assert logits.shape == (len(TEXTS), 3)
+    assert torch.isfinite(logits).all()
+    probs = logits.softmax(-1)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(len(TEXTS)), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_batch_of_one_matches_batched_row(name, models, batch):
+    ids, mask, pixels, _ = batch
+    model = models(name)
+    full = run(model, ids, mask, pixels)
+    # Row 1 alone, trimmed to its real tokens (no padding at all).
+    n = int(mask[1].sum())
+    single = run(model, ids[1:2, :n], mask[1:2, :n], pixels[1:2])
+    assert single.shape == (1, 3)
+    torch.testing.assert_close(single, full[1:2], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_extra_padding_does_not_change_output(name, models, batch):
+    ids, mask, pixels, pad_id = batch
+    model = models(name)
+    base = run(model, ids, mask, pixels)
+    extra = 7
+    ids_long = torch.cat([ids, torch.full((ids.shape[0], extra), pad_id, dtype=ids.dtype)], dim=1)
+    mask_long = torch.cat([mask, torch.zeros((mask.shape[0], extra), dtype=mask.dtype)], dim=1)
+    torch.testing.assert_close(run(model, ids_long, mask_long, pixels), base, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_padded_token_ids_are_ignored(name, models, batch):
+    ids, mask, pixels, _ = batch
+    model = models(name)
+    base = run(model, ids, mask, pixels)
+    changed = ids.clone()
+    changed[mask == 0] = 2293  # "love": a real, strongly weighted word if the mask leaked
+    assert not torch.equal(changed, ids)
+    torch.testing.assert_close(run(model, changed, mask, pixels), base, atol=1e-5, rtol=1e-5)
+
+
+def _other_text(ids, mask):
+    """Same shape and mask, different real tokens (first/last special tokens kept)."""
+    changed = ids.clone()
+    inner = (mask == 1) & (ids != 101) & (ids != 102)
+    changed[inner] = (ids[inner] * 7 + 1000) % 28000 + 1000
+    assert not torch.equal(changed, ids)
+    return changed
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_modality_use(name, models, batch):
+    ids, mask, pixels, _ = batch
+    uses_text, uses_image, _ = EXPECTED[name]
+    model = models(name)
+    base = run(model, ids, mask, pixels)
+    new_text = run(model, _other_text(ids, mask), mask, pixels)
+    new_image = run(model, ids, mask, torch.randn(pixels.shape, generator=torch.Generator().manual_seed(2)))
+    if uses_text:
+        assert not torch.allclose(new_text, base, atol=1e-6), f"{name} ignores the text"
+    else:
+        torch.testing.assert_close(new_text, base, atol=1e-6, rtol=0)
+    if uses_image:
+        assert not torch.allclose(new_image, base, atol=1e-6), f"{name} ignores the image"
+    else:
+        torch.testing.assert_close(new_image, base, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", FUSION_NAMES)
+def test_probability_fusion_is_mean_of_aux_classifiers(name, models, batch):
+    ids, mask, pixels, _ = batch
+    model = models(name)
+    with torch.no_grad():
+        logits, aux = model.forward_head(model.forward_features(ids, mask, pixels))
+    if not EXPECTED[name][2]:
+        assert len(aux) == 0
+        return
+    assert len(aux) == 2
+    t, i = aux
+    assert t.shape == i.shape == (len(TEXTS), 3)
+    expected = (t.softmax(-1) + i.softmax(-1)) / 2
+    torch.testing.assert_close(logits.softmax(-1), expected, atol=1e-6, rtol=1e-5)
+    # The two classifiers differ, so this is a real average, not one head copied.
+    assert not torch.allclose(t.softmax(-1), i.softmax(-1), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- create_model errors
+
+
+def test_unknown_fusion_lists_valid_names():
+    with pytest.raises(ConfigError) as err:
+        create_model(tiny_cfg("late-fusion"), pretrained=False)
+    message = str(err.value)
+    assert "late-fusion" in message
+    for name in FUSIONS:
+        assert name in message
+
+
+def test_unknown_image_encoder():
+    with pytest.raises(ConfigError) as err:
+        create_model(ModelConfig(fusion="image-only", text_encoder="tiny-bert", image_encoder="vgg99"),
+                     pretrained=False)
+    assert "vgg99" in str(err.value)
+    assert "tiny-cnn" in str(err.value)
+
+
+def test_resnet50_pretrained_without_cache_names_image_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsNotFoundError) as err:
+        create_model(ModelConfig(fusion="image-only", text_encoder="tiny-bert", image_encoder="resnet50"),
+                     pretrained=True)
+    assert "--image-weights" in str(err.value)
+    assert "resnet50" in str(err.value)
+
+
+def test_bert_base_pretrained_offline_names_text_weights(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsNotFoundError) as err:
+        create_model(ModelConfig(fusion="text-only", text_encoder="bert-base-uncased", image_encoder="tiny-cnn"),
+                     pretrained=True)
+    assert "--text-weights" in str(err.value)
+    assert "bert-base-uncased" in str(err.value)
+
+
+def test_resnet50_random_weights_constructs_and_runs():
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(fusion="image-only", text_encoder="tiny-bert", image_encoder="resnet50"),
+                         pretrained=False).eval()
+    assert model.image_encoder.hidden_size == 2048 and model.image_encoder.image_size == 224
+    ids = torch.tensor([[101, 2293, 102]])
+    mask = torch.ones_like(ids)
+    logits = run(model, ids, mask, torch.randn(1, 3, 224, 224))
+    assert logits.shape == (1, 3) and torch.isfinite(logits).all()
