@@ -1,2 +1,104 @@
-"""CLI commands of this package, registered by mmsa_cli.cli."""
-COMMANDS: list = []
+"""`mmsa score`: parse options, call score_files(), print the summary. Exit codes: errors.py."""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+
+from ..cli_options import device_option, library_errors
+from ..errors import MmsaError
+from .errors import exit_code_for
+
+
+class ScoreFailed(click.ClickException):
+    """A one-line reason on stderr and the exit code a scheduler can act on."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _exit_codes(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, stats_json=None, **kwargs):
+        try:
+            return fn(*args, stats_json=stats_json, **kwargs)
+        except MmsaError as exc:
+            code = exit_code_for(exc)
+            if stats_json:
+                _write_json(stats_json, {"status": "failed", "exit_code": code, "error": str(exc)})
+            raise ScoreFailed(str(exc), code) from exc
+    return wrapper
+
+
+def _write_json(path: str, data: dict) -> None:
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c.strip() for v in values for c in v.split(",") if c.strip())
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_dir", required=True, type=click.Path(),
+              help="Model folder written by `mmsa export` (model.onnx, tokenizer/, manifest.json).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
+@click.option("--text-col", default="text", show_default=True, help="Text column.")
+@click.option("--image-col", default="image", show_default=True,
+              help="Image column: paths (relative to --image-root) or encoded image bytes.")
+@click.option("--id-col", default=None, help="Id column copied to the output [default: guid if present, else "
+                                             "the row position, in a column named 'row'].")
+@click.option("--keep-columns", multiple=True, help="Input columns to copy to the output (comma-separated or repeated).")
+@click.option("--image-root", type=click.Path(), default=None,
+              help="Folder image paths are relative to [default: each input file's folder].")
+@click.option("--allow-outside-root", is_flag=True, help="Accept image paths outside --image-root ('..', absolute).")
+@device_option
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Rows per model call [default: 32 CPU, 256 CUDA].")
+@click.option("--row-group-size", type=click.IntRange(1), default=16_384, show_default=True,
+              help="Rows per output row group; also the checkpoint interval for --resume.")
+@click.option("--workers", type=click.IntRange(0), default=None,
+              help="Image worker processes (0: in-process) [default: CPUs-2 on CUDA, CPUs/4 on the CPU].")
+@click.option("--prefetch", type=click.IntRange(1), default=4, show_default=True, help="Batches prepared ahead of the model.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output (or an interrupted run's parts).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run; starts fresh if there is none, "
+                                             "does nothing if the output is complete.")
+@click.option("--stats-json", type=click.Path(dir_okay=False), default=None, help="Also write the summary as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bar or periodic progress lines.")
+@click.option("--log-every", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds between progress lines when stderr is not a terminal.")
+@library_errors
+@_exit_codes
+def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, image_root, allow_outside_root, device,
+          batch_size, row_group_size, workers, prefetch, overwrite, resume, stats_json, no_progress, log_every):
+    """Score INPUTS (Parquet files, folders of them, or globs) into one Parquet file.
+
+    Output columns: the id (or `row`), label, prob_positive, prob_neutral, prob_negative,
+    error (null when the row was fine), then any --keep-columns; rows in input order.
+
+    \b
+    Exit codes: 0 done or already complete; 2 usage or input problem; 3 model folder
+    invalid; 4 output exists (another job) or an interrupted run awaits --resume;
+    5 --resume refused (inputs/model/options changed); 6 failed while scoring (rerun
+    with --resume); 1 any other error. See mmsa_cli/scoring/README.md.
+    """
+    from .inputs import Columns
+    from .pipeline import ScoreOptions, score_files
+
+    opts = ScoreOptions(
+        columns=Columns(text=text_col, image=image_col, id=id_col, keep=_split(keep_columns)),
+        image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,
+        row_group_size=row_group_size, workers=workers, prefetch=prefetch, overwrite=overwrite, resume=resume,
+        progress=not no_progress, log_every_s=log_every)
+    summary = score_files(list(inputs), model_dir, out, opts)
+    for line in summary.lines():
+        click.echo(line)
+    for warning in summary.warnings:
+        click.echo(f"WARNING: {warning}", err=True)
+    if stats_json:
+        _write_json(stats_json, summary.to_dict())
+
+
+COMMANDS = [score]

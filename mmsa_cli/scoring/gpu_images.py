@@ -1,0 +1,136 @@
+"""Batched JPEG decode (nvJPEG) and resize + centre crop on the GPU.
+
+Resize is one separable linear map per image, out = Wy @ X @ Wx^T, where the weight matrices
+reproduce the CPU path exactly up to the JPEG decoder: PIL's `draft` (a power-of-2 DCT
+downscale, emulated by a box average), then PIL's BILINEAR resize (a triangle filter whose
+support grows with the downscale factor, i.e. antialiased at any factor), then the centre
+crop (rows of the matrices). Images of a batch are padded into one tensor (in groups of
+similar size, bounded in memory) so each group is two batched matmuls: no per-image
+interpolate loop. Works on any torch device; tests run it on the CPU.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+_GROUP_ELEMENTS = 1 << 26  # padded pixels x channels per group: 256 MiB of float32
+
+
+def draft_factor(w: int, h: int, size: int) -> int:
+    """The DCT scale PIL's img.draft("RGB", (size, size)) picks for a JPEG (1, 2, 4 or 8)."""
+    scale = min(w // size, h // size)
+    return next((s for s in (8, 4, 2) if scale >= s), 1)
+
+
+def plan_resize(w: int, h: int, size: int, draft: bool = True) -> tuple[int, int, int, int, int, int, int]:
+    """(k, reduced_w, reduced_h, new_w, new_h, left, top): the CPU path's sizes, in Python
+    arithmetic (round() is banker's rounding, like preprocess_image)."""
+    k = draft_factor(w, h, size) if draft else 1
+    rw, rh = -(-w // k), -(-h // k)
+    scale = size / min(rw, rh)
+    new_w, new_h = max(size, round(rw * scale)), max(size, round(rh * scale))
+    return k, rw, rh, new_w, new_h, round((new_w - size) / 2), round((new_h - size) / 2)
+
+
+def axis_weights(length: torch.Tensor, k: torch.Tensor, reduced: torch.Tensor, new: torch.Tensor,
+                 offset: torch.Tensor, size: int, padded: int) -> torch.Tensor:
+    """[n, size, padded] weights for one axis of n images (all arguments [n] int64 tensors).
+
+    Row j gives output pixel j of the crop as a weighted sum of input pixels: PIL's bilinear
+    coefficients from the reduced image, spread evenly over each k-pixel draft block.
+    """
+    dev = length.device
+    scale = reduced.double() / new.double()                                     # input px per output px
+    fscale = scale.clamp(min=1.0)                                               # PIL's filterscale
+    j = torch.arange(size, device=dev, dtype=torch.float64)
+    center = (j[None, :] + offset[:, None].double() + 0.5) * scale[:, None]    # [n,S] in reduced px
+    r_max = int(reduced.max())
+    y = torch.arange(r_max, device=dev, dtype=torch.float64)
+    t = (y[None, None, :] + 0.5 - center[:, :, None]) / fscale[:, None, None]
+    w = (1.0 - t.abs()).clamp(min=0.0) * (y[None, None, :] < reduced[:, None, None])
+    w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)                           # [n,S,R]
+    x = torch.arange(padded, device=dev)
+    block = x[None, :] // k[:, None]                                            # [n,P]
+    count = (length[:, None] - block * k[:, None]).clamp(max=k[:, None]).clamp(min=1)
+    valid = x[None, :] < length[:, None]
+    spread = valid.double() / count.double()                                    # [n,P]
+    full = w.gather(2, block.clamp(max=r_max - 1)[:, None, :].expand(-1, size, -1))
+    return (full * spread[:, None, :]).float()                                  # [n,S,P]
+
+
+def resize_crop_batch(images: Sequence[torch.Tensor], size: int, *, draft: bool = True) -> torch.Tensor:
+    """uint8 [3,h_i,w_i] images (one device) -> float32 [n,3,S,S], values rounded to 0..255
+    like the uint8 output of the CPU path."""
+    n = len(images)
+    if n == 0:
+        return torch.zeros((0, 3, size, size))
+    dev = images[0].device
+    out = torch.empty((n, 3, size, size), dtype=torch.float32, device=dev)
+    plans = [plan_resize(int(im.shape[2]), int(im.shape[1]), size, draft) for im in images]
+    # Similar sizes together, then groups bounded in padded memory.
+    order = sorted(range(n), key=lambda i: (images[i].shape[1], images[i].shape[2]))
+    group: list[int] = []
+    max_h = max_w = 0
+    for i in order + [-1]:
+        if i >= 0:
+            h, w = int(images[i].shape[1]), int(images[i].shape[2])
+            if not group or (len(group) + 1) * 3 * max(max_h, h) * max(max_w, w) <= _GROUP_ELEMENTS:
+                group.append(i)
+                max_h, max_w = max(max_h, h), max(max_w, w)
+                continue
+        _resize_group(images, plans, group, max_h, max_w, size, out)
+        if i >= 0:
+            group, max_h, max_w = [i], int(images[i].shape[1]), int(images[i].shape[2])
+    return out
+
+
+def _resize_group(images, plans, group: list[int], max_h: int, max_w: int, size: int, out: torch.Tensor) -> None:
+    dev = out.device
+    padded = torch.zeros((len(group), 3, max_h, max_w), dtype=torch.uint8, device=dev)
+    for slot, i in enumerate(group):  # copies only; the arithmetic below is batched
+        padded[slot, :, : images[i].shape[1], : images[i].shape[2]] = images[i]
+    p = torch.tensor([plans[i] for i in group], dtype=torch.int64)              # [g,7]
+    h = torch.tensor([images[i].shape[1] for i in group], dtype=torch.int64)
+    w = torch.tensor([images[i].shape[2] for i in group], dtype=torch.int64)
+    k, rw, rh, nw, nh, left, top = (c.to(dev) for c in p.unbind(1))
+    wx = axis_weights(w.to(dev), k, rw, nw, left, size, max_w)                 # [g,S,W]
+    wy = axis_weights(h.to(dev), k, rh, nh, top, size, max_h)                  # [g,S,H]
+    x = padded.float()                                                          # [g,3,H,W]
+    tmp = torch.matmul(x, wx.transpose(1, 2)[:, None])                          # [g,3,H,S]
+    res = torch.matmul(wy[:, None], tmp)                                        # [g,3,S,S]
+    out[torch.tensor(group, device=dev)] = res.round_().clamp_(0, 255)
+
+
+def normalise_batch(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """float 0..255 [n,3,S,S] -> normalised float32, the same arithmetic as the CPU path."""
+    m = torch.tensor(mean, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    return ((pixels.float() / 255.0) - m) / s
+
+
+class GpuJpegDecoder:
+    """Batched nvJPEG decode through torchvision; a file nvJPEG rejects is reported by index
+    so the caller can send it to the CPU path (which names the error or decodes it)."""
+
+    def __init__(self, device: torch.device):
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        self.device, self._decode, self._mode = device, decode_jpeg, ImageReadMode.RGB
+
+    def __call__(self, blobs: Sequence[bytes]) -> tuple[list[torch.Tensor | None], list[int]]:
+        data = [torch.from_numpy(np.frombuffer(b, np.uint8).copy()) for b in blobs]
+        try:
+            return list(self._decode(data, mode=self._mode, device=self.device)), []
+        except RuntimeError:  # one bad file fails the batch call: isolate it
+            decoded: list[torch.Tensor | None] = []
+            failed: list[int] = []
+            for i, d in enumerate(data):
+                try:
+                    decoded.append(self._decode(d, mode=self._mode, device=self.device))
+                except RuntimeError:
+                    decoded.append(None)
+                    failed.append(i)
+            return decoded, failed
+

@@ -1,0 +1,230 @@
+"""Input side of scoring: which files, which columns, and reading them in fixed-size chunks.
+
+Rows are numbered 0.. over all input files in order; chunk k holds rows
+[k * chunk_rows, (k + 1) * chunk_rows) whatever the files' own row groups are, so a resumed
+run cuts exactly the same chunks (and batches) as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import glob
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InputError
+from .results import RESULT_COLUMNS, ROW_COLUMN
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Input column names. id=None: 'guid' when present, else the row position (column 'row')."""
+    text: str = "text"
+    image: str = "image"
+    id: str | None = None
+    keep: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolvedColumns:
+    text: str | None        # None when the model does not use text
+    image: str | None       # None when the model does not use images
+    id: str | None          # None: row positions
+    keep: tuple[str, ...]
+
+    @property
+    def id_name(self) -> str:
+        return self.id or ROW_COLUMN
+
+    @property
+    def read(self) -> list[str]:
+        names = [c for c in (self.id, self.text, self.image, *self.keep) if c]
+        return list(dict.fromkeys(names))
+
+
+def _text_like(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_null(t))
+
+
+def resolve_columns(schema: pa.Schema, columns: Columns, *, uses_text: bool, uses_image: bool,
+                    where: str) -> ResolvedColumns:
+    names = schema.names
+    available = ", ".join(names)
+
+    def require(col: str, what: str) -> None:
+        if col not in names:
+            raise InputError(f"{what} column {col!r} not found in {where}; available columns: {available}")
+
+    if uses_text:
+        require(columns.text, "text")
+        if not _text_like(schema.field(columns.text).type):
+            raise InputError(f"text column {columns.text!r} in {where} has type {schema.field(columns.text).type}; "
+                             f"expected strings (or bytes)")
+    if uses_image:
+        require(columns.image, "image")
+        if not _text_like(schema.field(columns.image).type):
+            raise InputError(f"image column {columns.image!r} in {where} has type {schema.field(columns.image).type}; "
+                             f"expected image paths (strings) or encoded image bytes")
+    if columns.id is not None:
+        require(columns.id, "id")
+    id_col = columns.id if columns.id is not None else ("guid" if "guid" in names else None)
+    for col in columns.keep:
+        require(col, "--keep-columns")
+    taken = {id_col or ROW_COLUMN, *RESULT_COLUMNS}
+    clash = [c for c in columns.keep if c in taken]
+    if clash:
+        raise InputError(f"--keep-columns {', '.join(clash)} would collide with output columns "
+                         f"({', '.join(sorted(taken))})")
+    return ResolvedColumns(columns.text if uses_text else None, columns.image if uses_image else None,
+                           id_col, tuple(dict.fromkeys(columns.keep)))
+
+
+@dataclass
+class InputFile:
+    path: Path
+    num_rows: int
+    size: int
+    mtime_ns: int
+    schema: pa.Schema
+
+
+@dataclass
+class InputSet:
+    files: list[InputFile]
+    image_root: Path | None = None           # None: each file's own folder
+    total_rows: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.total_rows = sum(f.num_rows for f in self.files)
+
+    def root_of(self, f: InputFile) -> str:
+        return str((self.image_root or f.path.parent).resolve())
+
+    def fingerprint(self) -> list[list]:
+        """Identifies the input for --resume and reruns: paths, sizes, modification times."""
+        return [[str(f.path.resolve()), f.size, f.mtime_ns] for f in self.files]
+
+    def unified_schema(self, cols: Sequence[str]) -> pa.Schema:
+        """The read columns' types over all files (int32 and int64 ids unify; int and string do not)."""
+        if not self.files:
+            return pa.schema([])
+        try:
+            return pa.unify_schemas([pa.schema([f.schema.field(c) for c in cols]) for f in self.files],
+                                    promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
+            raise InputError(f"the input files' columns {', '.join(cols)} do not have compatible types: {exc}") from None
+
+
+def find_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
+    """A Parquet file, a folder of them (*.parquet, *.pq, sorted), a glob, or a list of those."""
+    if not isinstance(spec, (str, Path)):
+        found = [p for s in spec for p in find_inputs(s)]
+        return list(dict.fromkeys(found))
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in PARQUET_SUFFIXES and p.is_file())
+        if not files:
+            raise InputError(f"input folder {path} holds no Parquet files (*.parquet, *.pq)")
+        return files
+    if path.is_file():
+        return [path]
+    if glob.has_magic(text):
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        if not files:
+            raise InputError(f"no files match the input pattern {text!r}")
+        return files
+    raise InputError(f"input {text!r} does not exist (expected a Parquet file, a folder of them, or a glob)")
+
+
+def open_inputs(spec: str | Path | Sequence[str | Path], image_root: str | Path | None = None) -> InputSet:
+    files = []
+    for path in find_inputs(spec):
+        try:
+            meta = pq.read_metadata(path)
+            schema = pq.read_schema(path)
+        except Exception as exc:  # not Parquet, truncated footer, permissions
+            raise InputError(f"cannot read {path} as Parquet: {exc}") from None
+        st = path.stat()
+        files.append(InputFile(path, meta.num_rows, st.st_size, st.st_mtime_ns, schema))
+    if image_root is not None and not Path(image_root).is_dir():
+        raise InputError(f"--image-root {image_root} is not a folder")
+    return InputSet(files, Path(image_root) if image_root is not None else None)
+
+
+@dataclass
+class Chunk:
+    index: int
+    start: int                 # global position of its first row
+    table: pa.Table            # the columns scoring reads, in input order
+    roots: list[str]           # image root of each row (its file's folder unless --image-root)
+    read_seconds: float = 0.0
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+
+def iter_chunks(inputs: InputSet, cols: ResolvedColumns, chunk_rows: int, start_row: int = 0,
+                read_rows: int = 16_384) -> Iterator[Chunk]:
+    """Chunks of exactly chunk_rows rows (the last may be shorter), from global row start_row
+    (a multiple of chunk_rows). Only whole row groups are read; memory is bounded by one
+    input row group plus one chunk."""
+    schema = inputs.unified_schema(cols.read)
+    pieces: list[pa.Table] = []
+    roots: list[str] = []
+    have, index, row, seconds = 0, start_row // chunk_rows, 0, 0.0
+
+    def emit(n: int) -> Chunk:
+        nonlocal pieces, roots, have, index
+        table = pa.concat_tables(pieces) if pieces else schema.empty_table()
+        chunk = Chunk(index, index * chunk_rows, table.slice(0, n), roots[:n], seconds)
+        pieces, roots, have, index = [table.slice(n)], roots[n:], have - n, index + 1
+        return chunk
+
+    for f in inputs.files:
+        if row + f.num_rows <= start_row:
+            row += f.num_rows
+            continue
+        t0 = time.perf_counter()
+        try:
+            pf = pq.ParquetFile(f.path)
+            groups, skip = [], 0
+            for g in range(pf.metadata.num_row_groups):
+                n = pf.metadata.row_group(g).num_rows
+                if not groups and row + n <= start_row:  # wholly before the resume point
+                    row += n
+                    continue
+                groups.append(g)
+            skip = max(0, start_row - row)
+            batches = pf.iter_batches(batch_size=read_rows, row_groups=groups, columns=cols.read)
+            root = inputs.root_of(f)
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                part = pa.Table.from_batches([batch]).cast(schema)
+                seconds += time.perf_counter() - t0
+                if skip:
+                    part, skip = part.slice(min(skip, part.num_rows)), max(0, skip - part.num_rows)
+                pieces.append(part)
+                roots.extend([root] * part.num_rows)
+                have += part.num_rows
+                row += batch.num_rows
+                while have >= chunk_rows:
+                    yield emit(chunk_rows)
+                    seconds = 0.0
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"cannot read {f.path}: {exc}") from None
+    if have:
+        yield emit(have)
+

@@ -1,0 +1,199 @@
+"""Crash-safe output: row groups as part files + a checkpoint, one atomic rename at the end.
+
+    scored.parquet.parts/          while running (removed when complete)
+      .lock                        flock held by the running job (a second run is refused)
+      part-000000.parquet ...      one row group each, fsync'd, renamed into place
+      checkpoint.json              parts and rows done, error counts, the job's fingerprint
+    scored.parquet                 written to a hidden temporary name, fsync'd, renamed
+
+A killed ParquetWriter leaves a file without a footer, which is why each row group is its own
+small file. The checkpoint is updated only after its part is durable, so --resume restarts
+exactly at the first row group not yet written, and the finished file is the same as an
+uninterrupted run's.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InputError, OutputExistsError, PipelineError, ResumeMismatchError
+
+CHECKPOINT = "checkpoint.json"
+JOB_KEY = b"mmsa.job"
+# Test hook: seconds to pause after each row group (lets a test kill -9 a run part way).
+PAUSE_ENV = "MMSA_SCORE_TEST_PAUSE_S"
+
+
+@dataclass
+class Checkpoint:
+    job: dict                                        # the fingerprint: inputs, model, options
+    parts: int = 0
+    rows_done: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    no_prediction: int = 0
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durable(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_path(path.parent, directory=True)
+
+
+def read_job(path: Path) -> dict | None:
+    """The fingerprint stored in a finished output file, or None if it has none / is unreadable."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[JOB_KEY]) if JOB_KEY in meta else None
+    except Exception:
+        return None
+
+
+class OutputWriter:
+    """Decides fresh / resume / already complete, then writes parts and the final file."""
+
+    def __init__(self, out: str | Path, job: dict, *, overwrite: bool = False, resume: bool = False):
+        if overwrite and resume:
+            raise InputError("--overwrite and --resume cannot be used together")
+        self.out = Path(out)
+        self.parts_dir = self.out.with_name(self.out.name + ".parts")
+        self.job = job
+        self.complete = False
+        self.checkpoint = Checkpoint(job)
+        self._lock_fd: int | None = None
+        if self.out.suffix.lower() not in (".parquet", ".pq"):
+            raise InputError(f"output {self.out} must be a .parquet file")
+        if self.out.is_dir():
+            raise InputError(f"output {self.out} is a folder; give a file name (e.g. scored.parquet)")
+        if not self.out.parent.is_dir():
+            raise InputError(f"output folder {self.out.parent} does not exist")
+        self._lock()
+        try:
+            self._decide(overwrite, resume)
+        except BaseException:
+            self.release()
+            raise
+        if self.complete:
+            self.release()
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ state
+
+    def _lock(self) -> None:
+        self.parts_dir.mkdir(exist_ok=True)
+        fd = os.open(self.parts_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputExistsError(f"{self.out} is being written by another running `mmsa score` "
+                                    f"(lock {self.parts_dir / '.lock'})") from None
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _decide(self, overwrite: bool, resume: bool) -> None:
+        if self.out.exists() and not overwrite:
+            if read_job(self.out) == self.job:
+                self.complete = True  # this very job already finished: nothing to do
+                return
+            raise OutputExistsError(f"{self.out} exists and was written by another job (other inputs, model "
+                                    f"or options): use --overwrite to replace it")
+        saved = self._read_checkpoint()
+        if overwrite or saved is None:
+            self._clear_parts()
+            return
+        if not resume:
+            raise OutputExistsError(
+                f"an interrupted run left {self.parts_dir} ({saved.rows_done} rows done): rerun with --resume "
+                f"to continue it, or --overwrite to start again")
+        if saved.job != self.job:
+            changed = sorted(k for k in set(saved.job) | set(self.job) if saved.job.get(k) != self.job.get(k))
+            raise ResumeMismatchError(f"cannot resume {self.parts_dir}: the interrupted run used different "
+                                      f"{', '.join(changed)}; use --overwrite to start again")
+        self.checkpoint = saved
+        keep = {f"part-{k:06d}.parquet" for k in range(saved.parts)}
+        for p in self.parts_dir.iterdir():  # parts written after the last checkpoint, temporaries
+            if p.name not in keep and p.name not in (CHECKPOINT, ".lock"):
+                p.unlink()
+
+    def _read_checkpoint(self) -> Checkpoint | None:
+        try:
+            raw = json.loads((self.parts_dir / CHECKPOINT).read_text())
+            return Checkpoint(**raw)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _clear_parts(self) -> None:
+        for p in self.parts_dir.iterdir():
+            if p.name != ".lock":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+    @property
+    def start_row(self) -> int:
+        return self.checkpoint.rows_done
+
+    # ------------------------------------------------------------------ writing
+
+    def _part(self, k: int) -> Path:
+        return self.parts_dir / f"part-{k:06d}.parquet"
+
+    def write_part(self, table: pa.Table, errors_by_kind: dict[str, int], no_prediction: int) -> None:
+        cp = self.checkpoint
+        final = self._part(cp.parts)
+        tmp = final.with_name(final.name + ".tmp")
+        try:
+            pq.write_table(table, tmp, row_group_size=max(table.num_rows, 1))
+            _fsync_path(tmp)
+            os.replace(tmp, final)
+            _fsync_path(self.parts_dir, directory=True)
+            cp.parts += 1
+            cp.rows_done += table.num_rows
+            for kind, n in errors_by_kind.items():
+                cp.errors_by_kind[kind] = cp.errors_by_kind.get(kind, 0) + n
+            cp.no_prediction += no_prediction
+            _write_durable(self.parts_dir / CHECKPOINT, json.dumps(asdict(cp), indent=1).encode())
+        except OSError as exc:
+            raise PipelineError(f"cannot write {final}: {exc}") from None
+        pause = float(os.environ.get(PAUSE_ENV) or 0)
+        if pause:
+            time.sleep(pause)
+
+    def finalize(self, schema: pa.Schema, metadata: dict[bytes, bytes]) -> None:
+        """Concatenate the parts (one row group each) into the output, atomically."""
+        tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
+        schema = schema.with_metadata({**metadata, JOB_KEY: json.dumps(self.job, sort_keys=True).encode()})
+        try:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for k in range(self.checkpoint.parts):
+                    writer.write_table(pq.read_table(self._part(k)).cast(schema))
+            _fsync_path(tmp)
+            os.replace(tmp, self.out)
+            _fsync_path(self.out.parent, directory=True)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise PipelineError(f"cannot write {self.out}: {exc}") from None
+        self.release()
+        shutil.rmtree(self.parts_dir, ignore_errors=True)

@@ -1,0 +1,301 @@
+"""score_files(): Parquet in -> Parquet out as an overlapped, bounded pipeline.
+
+    plan thread     read chunk (pyarrow) -> decode + tokenize texts -> batches sorted by
+                    length -> image tasks submitted to the worker pool
+    worker pool     read + decode + resize images (CPU), or check JPEG headers (GPU path)
+    prep thread     gather a batch's images -> pixel batch (numpy, or nvJPEG + batched
+                    resize on a CUDA side stream)
+    infer thread    ONNX Runtime (IO binding on CUDA), bad-row policy
+    main thread     chunk done -> output row group + checkpoint, progress
+
+Queues between the threads are bounded (`prefetch` batches, 2 chunks), so memory depends
+on the batch size, prefetch depth and row-group size, never on the input's size.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .. import __version__
+from ..model_folder import load_model_folder
+from .errors import PipelineError, ScoreError
+from .inputs import Chunk, Columns, InputSet, ResolvedColumns, iter_chunks, open_inputs, resolve_columns
+from .output import OutputWriter
+from .preprocess import ImageSpec, init_worker, prepare_images
+from .report import STAGES, RowProgress, ScoreSummary
+from .results import ROW_COLUMN, count_kinds, output_schema, result_table
+
+log = logging.getLogger(__name__)
+_END = object()
+
+
+@dataclass
+class ScoreOptions:
+    columns: Columns = field(default_factory=Columns)
+    image_root: str | Path | None = None     # None: each input file's folder
+    allow_outside_root: bool = False
+    device: str = "auto"                      # auto, cpu, cuda
+    batch_size: int | None = None             # None: 32 on the CPU, 256 on CUDA
+    row_group_size: int = 16_384              # rows per output row group = checkpoint interval
+    workers: int | None = None                # image processes; 0 = in the prep thread; None: by device
+    prefetch: int = 4                         # batches prepared ahead of the model
+    overwrite: bool = False
+    resume: bool = False
+    progress: bool = True
+    log_every_s: float = 30.0
+
+
+def default_workers(device: str) -> int:
+    cpus = os.cpu_count() or 2
+    # On the CPU the model wants the cores; on CUDA the CPU only feeds it.
+    return max(1, cpus - 2) if device == "cuda" else max(1, cpus // 4)
+
+
+def job_fingerprint(inputs: InputSet, model_sha256: str, opts: ScoreOptions, batch_size: int) -> dict:
+    """What must not change between a run and its --resume (and identifies a finished output)."""
+    c = opts.columns
+    return {"format": 1, "inputs": inputs.fingerprint(), "model_sha256": model_sha256,
+            "columns": {"text": c.text, "image": c.image, "id": c.id, "keep": list(c.keep)},
+            "image_root": str(Path(opts.image_root).resolve()) if opts.image_root is not None else None,
+            "allow_outside_root": opts.allow_outside_root, "batch_size": batch_size,
+            "row_group_size": opts.row_group_size}
+
+
+def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path, out: str | Path,
+                options: ScoreOptions | None = None, *, scorer=None) -> ScoreSummary:
+    """Score Parquet file(s) into `out`; see README.md for the options and guarantees.
+    `scorer` lets a caller reuse a loaded Scorer for several files."""
+    opts = options or ScoreOptions()
+    if opts.row_group_size < 1 or (opts.batch_size is not None and opts.batch_size < 1) or opts.prefetch < 1:
+        raise ScoreError("row_group_size, batch_size and prefetch must be >= 1")
+    wall = time.perf_counter()
+    source = open_inputs(inputs, opts.image_root)
+    folder = scorer.folder if scorer is not None else load_model_folder(model_dir)
+    m = folder.manifest
+    for f in source.files:  # every file, before any work: fail fast on a missing column
+        resolve_columns(f.schema, opts.columns, uses_text=m.uses_text, uses_image=m.uses_image, where=str(f.path))
+    cols = resolve_columns(source.files[0].schema, opts.columns, uses_text=m.uses_text, uses_image=m.uses_image,
+                           where=str(source.files[0].path))
+    batch_size = opts.batch_size or (scorer.batch_size if scorer is not None else 0)  # 0: the device's default
+    job = job_fingerprint(source, m.model_sha256, opts, batch_size)
+    writer = OutputWriter(out, job, overwrite=opts.overwrite, resume=opts.resume)
+    if writer.complete:
+        return ScoreSummary("already_complete", str(out), source.total_rows, 0, 0, 0, {}, 0,
+                            round(time.perf_counter() - wall, 3), 0.0, {}, "", "",
+                            {"path": str(folder.path), "model_sha256": m.model_sha256})
+    try:
+        if scorer is None:
+            from .scorer import Scorer
+
+            scorer = Scorer(model_dir, opts.device, batch_size=opts.batch_size, verify_checksum=False)
+        schema = _output_schema(source, cols)
+        workers = opts.workers if opts.workers is not None else default_workers(scorer.device)
+        progress = RowProgress(source.total_rows, writer.start_row, enabled=opts.progress, every_s=opts.log_every_s)
+        run = _Run(scorer, source, cols, scorer.image_spec(opts.allow_outside_root), writer, schema, progress,
+                   opts.batch_size or scorer.batch_size, opts.row_group_size, workers, opts.prefetch)
+        start_row = writer.start_row
+        run.start()
+        progress.close()
+        meta = {b"mmsa.version": __version__.encode(), b"mmsa.model": _model_meta(scorer).encode()}
+        t0 = time.perf_counter()
+        writer.finalize(schema, meta)
+        run.stages["write"] += time.perf_counter() - t0
+    finally:
+        writer.release()
+    cp = writer.checkpoint
+    seconds = time.perf_counter() - wall
+    done = cp.rows_done - start_row
+    return ScoreSummary(
+        "done", str(out), cp.rows_done, done, start_row, sum(cp.errors_by_kind.values()), dict(cp.errors_by_kind),
+        cp.no_prediction, round(seconds, 3), round(done / seconds, 1) if seconds > 0 else 0.0,
+        {k: round(v, 3) for k, v in run.stages.items()}, scorer.device, scorer.provider, scorer.describe(),
+        workers, opts.batch_size or scorer.batch_size, list(scorer.warnings))
+
+
+def _output_schema(source: InputSet, cols: ResolvedColumns) -> pa.Schema:
+    unified = source.unified_schema(cols.read)
+    id_field = unified.field(cols.id) if cols.id else pa.field(ROW_COLUMN, pa.int64())
+    return output_schema(id_field, [unified.field(c) for c in cols.keep])
+
+
+def _model_meta(scorer) -> str:
+    import json
+
+    m = scorer.manifest
+    return json.dumps({"name": Path(scorer.folder.path).name, "fusion": m.fusion, "text_encoder": m.text_encoder,
+                       "image_encoder": m.image_encoder, "precision": m.precision, "target": m.target,
+                       "model_sha256": m.model_sha256, "format_version": m.format_version,
+                       "exported_with": m.versions, "source_run": m.source_run}, sort_keys=True)
+
+
+@dataclass
+class _ChunkState:
+    chunk: Chunk
+    plan: Any
+    probs: np.ndarray
+    errors: list
+    pending: int
+
+
+class _Run:
+    """The threads of one scoring run; the first failure stops them all and is re-raised."""
+
+    def __init__(self, scorer, source: InputSet, cols: ResolvedColumns, spec: ImageSpec, writer: OutputWriter,
+                 schema: pa.Schema, progress: RowProgress, batch_size: int, chunk_rows: int, workers: int,
+                 prefetch: int):
+        self.scorer, self.source, self.cols, self.spec = scorer, source, cols, spec
+        self.writer, self.schema, self.progress = writer, schema, progress
+        self.batch_size, self.chunk_rows, self.workers = batch_size, chunk_rows, workers
+        self.stop = threading.Event()
+        self.failure: BaseException | None = None
+        self.stages = {k: 0.0 for k in STAGES}
+        self.batches: queue.Queue = queue.Queue(maxsize=prefetch)
+        self.ready: queue.Queue = queue.Queue(maxsize=2)
+        self.done: queue.Queue = queue.Queue(maxsize=2)
+        self.pool: ProcessPoolExecutor | None = None
+
+    # -------------------------------------------------------------- orchestration
+
+    def start(self) -> None:
+        if self.workers > 0 and self.cols.image:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding CUDA/ORT threads
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
+                                            initargs=(os.getpid(),))
+        threads = [threading.Thread(target=self._guard, args=(fn,), name=f"mmsa-{fn.__name__.strip('_')}", daemon=True)
+                   for fn in (self._plan, self._prep, self._infer)]
+        for t in threads:
+            t.start()
+        try:
+            self._guard(self._write)
+        except BaseException as exc:  # KeyboardInterrupt: stop the threads, keep the parts
+            self._fail(exc)
+        finally:
+            if self.failure is not None:
+                self.stop.set()
+            for t in threads:
+                t.join()
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.failure is not None:
+            exc = self.failure
+            if isinstance(exc, (ScoreError, KeyboardInterrupt)):
+                raise exc
+            if isinstance(exc, BrokenProcessPool):
+                raise PipelineError("an image worker process died (out of memory or killed); the completed row "
+                                    "groups are kept: rerun with --resume") from exc
+            raise PipelineError(f"scoring failed: {type(exc).__name__}: {exc}; the completed row groups are kept: "
+                                f"rerun with --resume") from exc
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+        self.stop.set()
+
+    def _put(self, q: queue.Queue, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue):
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return _END
+
+    # -------------------------------------------------------------- stages
+
+    def _plan(self) -> None:
+        start = self.writer.start_row
+        for chunk in iter_chunks(self.source, self.cols, self.chunk_rows, start):
+            self.stages["read"] += chunk.read_seconds
+            plan = self.scorer.plan(chunk.table, self.cols, chunk.roots, self.batch_size)
+            self.stages["tokenize"] += plan.seconds
+            state = _ChunkState(chunk, plan, np.full((chunk.num_rows, 3), np.nan, np.float32),
+                                [None] * chunk.num_rows, len(plan.batches))
+            for rows in plan.batches:
+                if not self._put(self.batches, (state, rows, self._submit(plan, rows))):
+                    return
+        self._put(self.batches, _END)
+
+    def _submit(self, plan, rows: np.ndarray) -> list[Future] | list:
+        tasks = self.scorer.image_tasks(plan, rows)
+        if not tasks:
+            return []
+        if self.pool is None:
+            return [tasks]  # prepared in the prep thread
+        per = max(8, -(-len(tasks) // self.workers))
+        return [self.pool.submit(prepare_images, tasks[i:i + per], self.spec) for i in range(0, len(tasks), per)]
+
+    def _prep(self) -> None:
+        while (item := self._get(self.batches)) is not _END:
+            state, rows, parts = item
+            pixels = errors = None
+            if self.cols.image:
+                results = []
+                for part in parts:
+                    res, seconds = part.result() if isinstance(part, Future) else prepare_images(part, self.spec)
+                    results += res
+                    self.stages["decode_cpu"] += seconds
+                t0 = time.perf_counter()
+                pixels, errors = self.scorer.pixel_batch(results, self.spec)
+                self.stages["decode_gpu" if self.scorer.device == "cuda" else "decode_cpu"] += time.perf_counter() - t0
+            if not self._put(self.ready, (state, rows, pixels, errors)):
+                return
+        self._put(self.ready, _END)
+
+    def _infer(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            item = self._get(self.ready)
+            self.stages["infer_waiting"] += time.perf_counter() - t0
+            if item is _END:
+                break
+            state, rows, pixels, image_errors = item
+            t0 = time.perf_counter()
+            probs, errors = self.scorer.infer(state.plan, rows, pixels, image_errors)
+            self.stages["infer"] += time.perf_counter() - t0
+            state.probs[rows] = probs
+            for i, e in zip(rows, errors):
+                state.errors[i] = e
+            state.pending -= 1
+            if state.pending == 0 and not self._put(self.done, state):
+                return
+        self._put(self.done, _END)
+
+    def _write(self) -> None:
+        while (state := self._get(self.done)) is not _END:
+            t0 = time.perf_counter()
+            chunk = state.chunk
+            ids = (chunk.table.column(self.cols.id) if self.cols.id
+                   else pa.array(np.arange(chunk.start, chunk.start + chunk.num_rows, dtype=np.int64)))
+            keep = {c: chunk.table.column(c) for c in self.cols.keep}
+            table = result_table(ids, self.cols.id_name, state.probs, state.errors, keep, self.schema)
+            kinds = count_kinds(state.errors)
+            no_prediction = int(np.isnan(state.probs).any(axis=1).sum())
+            self.writer.write_part(table, dict(kinds), no_prediction)
+            self.stages["write"] += time.perf_counter() - t0
+            self.progress.update(chunk.num_rows, sum(kinds.values()))

@@ -1,0 +1,173 @@
+"""Row preprocessing for scoring: text decoding + tokenization, and image preparation.
+
+Image preparation runs in worker processes (spawn-safe: this module imports neither torch
+nor onnxruntime, so workers start fast and small). Each image becomes exactly one of:
+  pixels  uint8 [S,S,3], resized and centre-cropped exactly like training's preprocess_image
+  jpeg    the file's bytes, for the GPU decoder (only plain baseline RGB JPEGs, see _gpu_ready)
+  error   "<kind>: <message>" with kind from IMAGE_ERROR_KINDS
+Normalisation happens in the consumer on whole batches (4x less data between processes).
+"""
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from ..data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image, resolve_image_path
+from ..data.text import clean_text, decode_text
+
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    size: int                                   # S (manifest image_size)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    max_pixels: int = MAX_IMAGE_PIXELS          # decompression-bomb limit
+    allow_outside_root: bool = False
+    gpu_jpeg: bool = False                      # hand plain JPEGs to the GPU decoder as bytes
+
+
+class ImageResult(NamedTuple):
+    status: str                                 # "pixels", "jpeg" or "error"
+    payload: object                             # uint8 [S,S,3], bytes, or None
+    error: str | None                           # "<kind>: <message>" when status == "error"
+
+
+# An image task is (value, root): value is a path string (joined onto root), raw bytes, or None.
+ImageTask = tuple[object, str]
+
+
+def resize_crop(img: Image.Image, size: int) -> np.ndarray:
+    """preprocess_image without the normalisation: uint8 [S,S,3]. Kept identical to
+    mmsa_cli.data.images.preprocess_image (a test checks bit-equality)."""
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    w, h = img.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = round((new_w - size) / 2), round((new_h - size) / 2)
+    return np.asarray(img.crop((left, top, left + size, top + size)))
+
+
+def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 [n,S,S,3] -> float32 [n,3,S,S], the same arithmetic as preprocess_image."""
+    arr = pixels.astype(np.float32) / 255.0
+    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
+
+
+def _read(value: object, root: str, spec: ImageSpec) -> bytes:
+    """The image's bytes, or ImageLoadError (missing, empty, outside_root...)."""
+    if value is None:
+        raise ImageLoadError("missing", "no image (the image cell is null)")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        if not len(value):
+            raise ImageLoadError("empty", "image bytes are empty")
+        return bytes(value)
+    path = resolve_image_path(str(value).strip(), Path(root), allow_outside=spec.allow_outside_root)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageLoadError("missing", f"image {path} does not exist") from None
+    except IsADirectoryError:
+        raise ImageLoadError("not_image", f"image {path} is a directory, not an image file") from None
+    except OSError as e:
+        raise ImageLoadError("missing", f"image {path} cannot be read: {e.strerror or e}") from None
+    if not data:
+        raise ImageLoadError("empty", f"image {path} is empty (0 bytes)")
+    return data
+
+
+def _gpu_ready(data: bytes, spec: ImageSpec) -> bool:
+    """Plain baseline 3-channel JPEGs go to nvJPEG; everything else (grey, CMYK, progressive,
+    EXIF-rotated, truncated, huge) takes the CPU path, which also names the error kinds."""
+    if not data.startswith(b"\xff\xd8") or not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
+        return False
+    try:
+        img = Image.open(io.BytesIO(data))  # header only
+        w, h = img.size
+        if (img.format != "JPEG" or img.mode != "RGB" or img.info.get("progressive") or img.info.get("progression")
+                or w * h > spec.max_pixels or min(w, h) < 1 or min(w, h) // spec.size >= 16):
+            return False
+        return img.getexif().get(_EXIF_ORIENTATION, 1) == 1
+    except Exception:
+        return False
+
+
+def prepare_image(value: object, root: str, spec: ImageSpec) -> ImageResult:
+    try:
+        data = _read(value, root, spec)
+        if spec.gpu_jpeg and _gpu_ready(data, spec):
+            return ImageResult("jpeg", data, None)
+        img = load_image(data, max_pixels=spec.max_pixels, draft_size=spec.size)
+        return ImageResult("pixels", resize_crop(img, spec.size), None)
+    except ImageLoadError as exc:
+        return ImageResult("error", None, f"{exc.kind}: {_name_source(str(exc), value)}")
+    except Exception as exc:  # never let one row stop the job; PIL raises many types
+        return ImageResult("error", None, f"corrupt: image {value!r} cannot be decoded: {type(exc).__name__}: {exc}")
+
+
+def _name_source(message: str, value: object) -> str:
+    # load_image(bytes) says "<image bytes>"; name the row's path instead.
+    if isinstance(value, str) and "<image bytes>" in message:
+        return message.replace("<image bytes>", repr(value))
+    return message
+
+
+def prepare_images(tasks: Sequence[ImageTask], spec: ImageSpec) -> tuple[list[ImageResult], float]:
+    """Worker entry point: one result per task, and the seconds spent (for stage timing)."""
+    start = time.perf_counter()
+    results = [prepare_image(value, root, spec) for value, root in tasks]
+    return results, time.perf_counter() - start
+
+
+def init_worker(parent_pid: int) -> None:
+    """Pool initializer: exit when the parent dies (kill -9 leaves no orphans behind)."""
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="mmsa-parent-watch").start()
+
+
+# --------------------------------------------------------------------------------------- text
+
+def decode_texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
+    """Arrow text column -> cleaned strings ("" for null). Read as bytes so invalid UTF-8
+    in a string column cannot raise; such bytes get the cp1252 fallback of decode_text."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    t = column.type
+    if pa.types.is_null(t):
+        return [""] * len(column)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        column = column.view(pa.binary() if pa.types.is_string(t) else pa.large_binary())
+    elif not (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+        return ["" if v is None else clean_text(str(v)) for v in column.to_pylist()]
+    return ["" if v is None else decode_text(v) for v in column.to_pylist()]
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fast-tokenizer batch call, truncated and padded to max_length: int64 ids, mask [N, max_length]."""
+    if not texts:
+        empty = np.zeros((0, max_length), np.int64)
+        return empty, empty.copy()
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
+                    return_attention_mask=True, return_token_type_ids=False, return_tensors="np")
+    return enc["input_ids"].astype(np.int64, copy=False), enc["attention_mask"].astype(np.int64, copy=False)

@@ -1,0 +1,106 @@
+"""Progress while scoring and the final summary (printed, and written by --stats-json)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TextIO
+
+# Busy seconds per stage. Stages overlap, so they can add up to more than the wall time;
+# decode_cpu is summed over worker processes. infer_waiting is the time the model waited
+# for inputs: near zero means the model is the bottleneck, large means preprocessing is.
+STAGES = ("read", "tokenize", "decode_cpu", "decode_gpu", "infer", "write", "infer_waiting")
+
+
+@dataclass
+class ScoreSummary:
+    status: str                              # "done" or "already_complete"
+    output: str
+    rows: int                                # rows in the output file
+    rows_this_run: int                       # scored by this process (less after --resume)
+    resumed_from_row: int
+    rows_with_errors: int
+    errors_by_kind: dict[str, int]
+    rows_without_prediction: int
+    seconds: float
+    rows_per_second: float
+    stage_seconds: dict[str, float]
+    device: str
+    provider: str
+    model: dict
+    workers: int = 0
+    batch_size: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def lines(self) -> list[str]:
+        if self.status == "already_complete":
+            return [f"{self.output} is already complete for this job ({self.rows} rows): nothing to do "
+                    f"(use --overwrite to score again)"]
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.errors_by_kind.items())) or "none"
+        stages = "  ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
+        out = [f"scored {self.rows_this_run} rows in {self.seconds:.1f}s ({self.rows_per_second:,.0f} rows/s) on "
+               f"{self.provider} -> {self.output} ({self.rows} rows"
+               + (f", resumed at row {self.resumed_from_row}" if self.resumed_from_row else "") + ")",
+               f"rows with errors: {self.rows_with_errors} ({kinds}); without prediction: {self.rows_without_prediction}",
+               f"stage busy time: {stages}"]
+        out += [f"WARNING: {w}" for w in self.warnings]
+        return out
+
+
+class RowProgress:
+    """tqdm bar on a terminal; otherwise one plain line every `every_s` seconds (cron logs)."""
+
+    def __init__(self, total: int, initial: int = 0, *, enabled: bool | None = None, every_s: float = 30.0,
+                 stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.total, self.done, self.errors = total, initial, 0
+        self.every_s, self.start = every_s, time.perf_counter()
+        self.last = self.start
+        self._initial = initial
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.enabled = True if enabled is None else enabled
+        self.bar = None
+        if self.enabled and tty:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="rows", unit_scale=True, desc="mmsa score",
+                            file=self.stream, dynamic_ncols=True)
+
+    def update(self, rows: int, errors: int = 0) -> None:
+        self.done += rows
+        self.errors += errors
+        if self.bar is not None:
+            self.bar.update(rows)
+            if self.errors:
+                self.bar.set_postfix(errors=self.errors, refresh=False)
+        elif self.enabled and time.perf_counter() - self.last >= self.every_s:
+            self.last = time.perf_counter()
+            print(self.line(), file=self.stream, flush=True)
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        rate = (self.done - self._initial) / elapsed if elapsed > 0 else 0.0
+        pct = f" ({100 * self.done / self.total:.1f}%)" if self.total else ""
+        eta = f", ETA {_duration((self.total - self.done) / rate)}" if rate > 0 and self.total else ""
+        return (f"mmsa score: {self.done}/{self.total} rows{pct}, {rate:,.0f} rows/s{eta}, "
+                f"{self.errors} rows with errors")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled and self.done > self._initial:
+            print(self.line() + " - done", file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

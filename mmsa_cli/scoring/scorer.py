@@ -1,0 +1,346 @@
+"""Scorer: an exported model folder loaded once, mapping batches to predictions.
+
+Like a Ray Data batch predictor: `Scorer(model_dir)` loads the ONNX Runtime session and the
+tokenizer once; `scorer({"input_ids", "attention_mask", "pixel_values"}) -> {"probs"}` runs
+one batch of model inputs; `scorer.score_batch(table)` does a whole table of raw rows
+(text, image path or bytes) -> the output table. score_files() streams files through the
+same methods, with the image work in worker processes.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch  # before onnxruntime: the CUDA EP then finds the CUDA libraries torch loaded
+
+import onnxruntime as ort
+
+from ..model_folder import ModelFolder, load_model_folder
+from .errors import ModelLoadError
+from .inputs import Columns, ResolvedColumns, resolve_columns
+from .preprocess import ImageResult, ImageSpec, ImageTask, decode_texts, normalise, prepare_image, prepare_images, tokenize
+from .results import decide, result_table
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = {"cpu": 32, "cuda": 256}
+# prefer_nhwc: channels-last convolutions (ResNet/EfficientNet) on tensor cores; HEURISTIC
+# avoids an exhaustive cuDNN search for every new batch shape (the last batch of a chunk).
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "prefer_nhwc": "1", "cudnn_conv_use_max_workspace": "1"}
+
+
+@dataclass
+class ChunkPlan:
+    """Rows of one chunk made ready for inference: tokens, image sources, batch order."""
+    text_empty: np.ndarray                  # [N] bool
+    ids: np.ndarray | None                  # [N, max_length] int64; None when the model reads no text
+    mask: np.ndarray | None
+    images: list | None                     # per row: path string, bytes or None; None when no images
+    roots: Sequence[str]
+    batches: list[np.ndarray] = field(default_factory=list)  # row positions of each batch
+    seconds: float = 0.0                    # text decoding + tokenization
+
+
+class Scorer:
+    def __init__(self, model_dir: str | Path, device: str = "auto", *, batch_size: int | None = None,
+                 verify_checksum: bool = True, threads: int | None = None):
+        self.folder: ModelFolder = load_model_folder(model_dir, verify_checksum=verify_checksum)
+        self.manifest = self.folder.manifest
+        self.tokenizer = self.folder.load_tokenizer()
+        self.warnings: list[str] = []
+        self.session = self._open_session(device, threads)
+        self.provider = self.session.get_providers()[0]
+        self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+        self.batch_size = batch_size or DEFAULT_BATCH[self.device]
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        empty = self.tokenizer("", return_token_type_ids=False)["input_ids"]  # [CLS] [SEP]
+        self._empty_ids = np.asarray(empty, np.int64)
+        self._zeros: dict[int, Any] = {}
+        self._gpu = GpuImages(self.manifest, torch.device("cuda", torch.cuda.current_device())) \
+            if self.device == "cuda" else None
+
+    # ------------------------------------------------------------------ model & session
+
+    @property
+    def uses_text(self) -> bool:
+        return self.manifest.uses_text
+
+    @property
+    def uses_image(self) -> bool:
+        return self.manifest.uses_image
+
+    def image_spec(self, allow_outside_root: bool = False) -> ImageSpec:
+        m = self.manifest
+        return ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std),
+                         allow_outside_root=allow_outside_root, gpu_jpeg=self.device == "cuda")
+
+    def _open_session(self, device: str, threads: int | None) -> ort.InferenceSession:
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device {device!r} is not one of auto, cpu, cuda")
+        has_cuda_ep = "CUDAExecutionProvider" in ort.get_available_providers()
+        want_cuda = device == "cuda" or (device == "auto" and has_cuda_ep and torch.cuda.is_available())
+        if device == "cuda" and not torch.cuda.is_available():
+            self._warn("CUDA was asked for but torch sees no CUDA GPU: scoring runs on the CPU")
+            want_cuda = False
+        elif device == "cuda" and not has_cuda_ep:
+            self._warn("CUDA was asked for but this onnxruntime has no CUDAExecutionProvider "
+                       "(install onnxruntime-gpu): scoring runs on the CPU")
+            want_cuda = False
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        path = str(self.folder.onnx_path)
+        cpu = ["CPUExecutionProvider"]
+        try:
+            if want_cuda:
+                try:
+                    session = ort.InferenceSession(path, opts, providers=[("CUDAExecutionProvider", CUDA_OPTIONS), *cpu])
+                except Exception as exc:  # an option this ORT build does not know: plain CUDA EP
+                    log.debug("CUDA EP with tuned options failed (%s); retrying with defaults", exc)
+                    session = ort.InferenceSession(path, opts, providers=["CUDAExecutionProvider", *cpu])
+            else:
+                session = ort.InferenceSession(path, opts, providers=cpu)
+        except Exception as exc:
+            raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from None
+        active = session.get_providers()
+        if want_cuda and active[0] != "CUDAExecutionProvider":
+            self._warn(f"CUDA was asked for but ONNX Runtime runs on {active[0]} (the CUDA EP failed to load: "
+                       f"check the CUDA/cuDNN libraries; import torch first): scoring is much slower")
+        if active[0] == "CPUExecutionProvider" and self.manifest.target == "cuda":
+            self._warn(f"model {self.folder.path} was optimised for CUDA (precision {self.manifest.precision}) "
+                       f"and runs on the CPU: export one for the CPU for best speed")
+        return session
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        log.warning(message)
+
+    def describe(self) -> dict:
+        m = self.manifest
+        return {"path": str(self.folder.path), "fusion": m.fusion, "text_encoder": m.text_encoder,
+                "image_encoder": m.image_encoder, "precision": m.precision, "target": m.target,
+                "model_sha256": m.model_sha256, "format_version": m.format_version,
+                "provider": self.provider, "device": self.device}
+
+    # ------------------------------------------------------------------ one batch of model inputs
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """{"input_ids" [B,L] int64, "attention_mask" [B,L] int64, "pixel_values" [B,3,S,S] float32}
+        -> {"probs": [B,3] float32}. Inputs the model does not use may be left out; on CUDA,
+        pixel_values may be a CUDA torch tensor (bound in place, no host copy)."""
+        pixels = batch.get("pixel_values")
+        n = len(pixels) if pixels is not None else len(batch["input_ids"])
+        ids = batch.get("input_ids")
+        if ids is None:
+            ids = np.broadcast_to(self._empty_ids, (n, len(self._empty_ids)))
+            mask = np.ones_like(ids)
+        else:
+            ids, mask = _numpy(ids, np.int64), _numpy(batch["attention_mask"], np.int64)
+        if pixels is None:
+            pixels = self._blank(n)
+        if self.device == "cuda":
+            return {"probs": self._run_cuda(ids, mask, pixels)}
+        feed = {"input_ids": ids, "attention_mask": mask, "pixel_values": _numpy(pixels, np.float32)}
+        feed = {k: np.ascontiguousarray(v) for k, v in feed.items() if k in self.input_names}
+        return {"probs": self.session.run(["probs"], feed)[0]}
+
+    def _run_cuda(self, ids: np.ndarray, mask: np.ndarray, pixels) -> np.ndarray:
+        binding = self.session.io_binding()
+        if "input_ids" in self.input_names:
+            binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids))
+        if "attention_mask" in self.input_names:
+            binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask))
+        if "pixel_values" in self.input_names:
+            if isinstance(pixels, torch.Tensor) and pixels.is_cuda:
+                pixels = pixels.contiguous()
+                binding.bind_input("pixel_values", "cuda", pixels.device.index or 0, np.float32,
+                                   list(pixels.shape), pixels.data_ptr())
+            else:
+                binding.bind_cpu_input("pixel_values", np.ascontiguousarray(_numpy(pixels, np.float32)))
+        binding.bind_output("probs", "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def _blank(self, n: int):
+        """Pixel input of a model that ignores images (the graph still declares it)."""
+        if n not in self._zeros:
+            s = self.manifest.image_size
+            self._zeros[n] = (torch.zeros((n, 3, s, s), device="cuda") if self.device == "cuda"
+                              else np.zeros((n, 3, s, s), np.float32))
+        return self._zeros[n]
+
+    # ------------------------------------------------------------------ raw rows -> model inputs
+
+    def plan(self, table: pa.Table, cols: ResolvedColumns, roots: Sequence[str], batch_size: int | None = None) -> ChunkPlan:
+        """Decode and tokenize a chunk's texts and cut it into batches of similar text length
+        (less padding); deterministic, so a resumed run makes the same batches."""
+        start = time.perf_counter()
+        n, bs = table.num_rows, batch_size or self.batch_size
+        ids = mask = None
+        text_empty = np.zeros(n, bool)
+        if cols.text:
+            texts = decode_texts(table.column(cols.text))
+            text_empty = np.fromiter((not t for t in texts), bool, n)
+            ids, mask = tokenize(self.tokenizer, texts, self.manifest.max_length)
+            order = np.argsort(mask.sum(1), kind="stable")
+        else:
+            order = np.arange(n)
+        images = None
+        if cols.image:
+            col = table.column(cols.image)
+            if pa.types.is_dictionary(col.type):
+                col = col.cast(col.type.value_type)
+            images = col.to_pylist()
+        batches = [order[i:i + bs] for i in range(0, n, bs)]
+        return ChunkPlan(text_empty, ids, mask, images, roots, batches, time.perf_counter() - start)
+
+    def image_tasks(self, plan: ChunkPlan, rows: np.ndarray) -> list[ImageTask]:
+        return [(plan.images[i], plan.roots[i]) for i in rows] if plan.images is not None else []
+
+    def pixel_batch(self, results: Sequence[ImageResult], spec: ImageSpec):
+        """Prepared images -> normalised pixel batch (numpy on the CPU, a CUDA tensor on the
+        GPU) and each row's image error (blank = mean image for those rows)."""
+        if self._gpu is not None:
+            return self._gpu(results, spec)
+        s = self.manifest.image_size
+        errors: list[str | None] = []
+        raw = np.zeros((len(results), s, s, 3), np.uint8)
+        for i, r in enumerate(results):
+            if r.status == "jpeg":  # from a GPU-minded worker: decode here
+                r = prepare_image(r.payload, "", _cpu_spec(spec))
+            if r.status == "pixels":
+                raw[i] = r.payload
+            errors.append(r.error)
+        pixels = normalise(raw, self.manifest.image_mean, self.manifest.image_std)
+        pixels[[i for i, e in enumerate(errors) if e]] = 0.0
+        return pixels, errors
+
+    def infer(self, plan: ChunkPlan, rows: np.ndarray, pixels, image_errors: Sequence[str | None] | None):
+        """Run one batch and apply the bad-row policy: probs [b,3] (NaN = no prediction), errors."""
+        batch: dict[str, Any] = {}
+        if plan.ids is not None:
+            mask = plan.mask[rows]
+            width = max(int(mask.sum(1).max()), 1) if len(rows) else 1
+            if self.device == "cuda":  # fewer distinct shapes, tensor-core friendly widths
+                width = min(-(-width // 8) * 8, mask.shape[1])
+            batch["input_ids"], batch["attention_mask"] = plan.ids[rows, :width], mask[:, :width]
+        if pixels is not None:
+            batch["pixel_values"] = pixels
+        elif plan.ids is None:
+            batch["pixel_values"] = self._blank(len(rows))
+        probs = self(batch)["probs"].astype(np.float32, copy=True)
+        errors = image_errors if image_errors is not None else [None] * len(rows)
+        keep, messages = decide(plan.text_empty[rows], errors, uses_text=self.uses_text, uses_image=self.uses_image)
+        probs[~keep] = np.nan
+        return probs, messages
+
+    # ------------------------------------------------------------------ a whole table
+
+    def score_batch(self, data, columns: Columns = Columns(), *, image_root: str | Path = ".",
+                    allow_outside_root: bool = False, row_offset: int = 0) -> pa.Table:
+        """Score a pyarrow Table/RecordBatch or pandas DataFrame in this process. Returns the
+        output table (id or 'row', label, prob_*, error, kept columns) in input order."""
+        table = _to_table(data)
+        cols = resolve_columns(table.schema, columns, uses_text=self.uses_text, uses_image=self.uses_image,
+                               where="the table")
+        spec = self.image_spec(allow_outside_root)
+        roots = [str(Path(image_root).resolve())] * table.num_rows
+        plan = self.plan(table, cols, roots)
+        probs = np.full((table.num_rows, 3), np.nan, np.float32)
+        errors: list[str | None] = [None] * table.num_rows
+        for rows in plan.batches:
+            pixels = image_errors = None
+            if cols.image:
+                results, _ = prepare_images(self.image_tasks(plan, rows), spec)
+                pixels, image_errors = self.pixel_batch(results, spec)
+            p, e = self.infer(plan, rows, pixels, image_errors)
+            probs[rows] = p
+            for i, msg in zip(rows, e):
+                errors[i] = msg
+        ids = table.column(cols.id) if cols.id else pa.array(np.arange(row_offset, row_offset + table.num_rows))
+        return result_table(ids, cols.id_name, probs, errors, {c: table.column(c) for c in cols.keep})
+
+
+def score_table(data, model_dir: str | Path, columns: Columns = Columns(), *, device: str = "auto",
+                image_root: str | Path = ".", allow_outside_root: bool = False) -> pa.Table:
+    """One-shot convenience: load the model and score a table (notebooks, Airflow tasks)."""
+    return Scorer(model_dir, device).score_batch(data, columns, image_root=image_root,
+                                                 allow_outside_root=allow_outside_root)
+
+
+def _to_table(data) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover
+        pd = None
+    if pd is not None and isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise TypeError(f"expected a pyarrow Table/RecordBatch or a pandas DataFrame, got {type(data).__name__}")
+
+
+def _numpy(x, dtype) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def _cpu_spec(spec: ImageSpec) -> ImageSpec:
+    from dataclasses import replace
+
+    return replace(spec, gpu_jpeg=False)
+
+
+class GpuImages:
+    """JPEG bytes -> nvJPEG -> batched resize; CPU-prepared pixels uploaded; one normalised
+    tensor per batch, made on a side stream so it overlaps the model. Any torch device
+    works (tests run it on the CPU, where torchvision decodes with libjpeg)."""
+
+    def __init__(self, manifest, device: torch.device):
+        from .gpu_images import GpuJpegDecoder
+
+        self.m, self.dev = manifest, device
+        self.decode = GpuJpegDecoder(device)
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def __call__(self, results: Sequence[ImageResult], spec: ImageSpec):
+        import contextlib
+
+        from .gpu_images import normalise_batch, resize_crop_batch
+
+        s, n = self.m.image_size, len(results)
+        results = list(results)
+        errors: list[str | None] = [r.error for r in results]
+        with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+            out = torch.zeros((n, 3, s, s), dtype=torch.float32, device=self.dev)  # mean image
+            jpeg = [i for i, r in enumerate(results) if r.status == "jpeg"]
+            decoded, failed = self.decode([results[i].payload for i in jpeg]) if jpeg else ([], [])
+            for j in failed:  # nvJPEG said no: the CPU path decodes it or names the error
+                i = jpeg[j]
+                results[i] = prepare_image(results[i].payload, "", _cpu_spec(spec))
+                errors[i] = results[i].error
+            good = [(jpeg[j], img) for j, img in enumerate(decoded) if img is not None]
+            if good:
+                idx = torch.tensor([i for i, _ in good], device=self.dev)
+                resized = resize_crop_batch([img for _, img in good], s)
+                out[idx] = normalise_batch(resized, self.m.image_mean, self.m.image_std)
+            cpu = [i for i, r in enumerate(results) if r.status == "pixels"]
+            if cpu:
+                raw = torch.from_numpy(np.stack([results[i].payload for i in cpu]))
+                if self.dev.type == "cuda":
+                    raw = raw.pin_memory().to(self.dev, non_blocking=True)
+                out[torch.tensor(cpu, device=self.dev)] = normalise_batch(raw.permute(0, 3, 1, 2),
+                                                                          self.m.image_mean, self.m.image_std)
+        if self.stream is not None:
+            self.stream.synchronize()  # ORT reads `out` on its own stream
+        return out, errors

@@ -1,0 +1,558 @@
+"""`mmsa score`: bad rows, the output contract, resume after kill -9, exit codes, the API."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from mmsa_cli.cli import main
+from mmsa_cli.data.images import load_image, preprocess_image
+from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files, score_table
+from mmsa_cli.scoring.errors import InputError, OutputExistsError, ResumeMismatchError
+from mmsa_cli.scoring.gpu_images import resize_crop_batch
+from mmsa_cli.scoring.output import PAUSE_ENV
+from mmsa_cli.scoring.preprocess import (ImageSpec, _gpu_ready, normalise, prepare_image, prepare_images, resize_crop,
+                                         tokenize)
+from mmsa_cli.scoring.scorer import GpuImages
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scoring_helpers import make_model_folder, noisy_jpeg  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PROBS = ["prob_positive", "prob_neutral", "prob_negative"]
+
+
+# ----------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {f: make_model_folder(root / f, f) for f in ("ote", "text-only", "image-only")}
+
+
+@pytest.fixture(scope="session")
+def scorers(models) -> dict[str, Scorer]:
+    return {f: Scorer(p, "cpu", batch_size=8) for f, p in models.items()}
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height (a decompression bomb): header plus a tiny IDAT."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _save(img: Image.Image, path: Path, fmt: str, **kw) -> str:
+    img.save(path, fmt, **kw)
+    return path.name
+
+
+def make_messy(folder: Path) -> tuple[Path, dict[str, str | None]]:
+    """A Parquet file with one row per problem, images beside it; returns (path, expected kind per guid)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    good = noisy_jpeg(folder / "good.jpg", (120, 90), seed=1).name
+    jpeg_bytes = (folder / good).read_bytes()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(jpeg_bytes[: len(jpeg_bytes) // 2])
+    (folder / "garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0" + rng.integers(0, 255, 3000, dtype=np.uint8).tobytes())
+    (folder / "text.jpg").write_bytes(b"this is not an image at all\n")
+    (folder / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 200)
+    (folder / "bomb.png").write_bytes(_png_header(100_000, 100_000))
+    (folder / "a_dir.jpg").mkdir(exist_ok=True)
+    frames = [Image.new("RGB", (40, 30), c) for c in ("red", "green", "blue")]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    grey = _save(rgb.convert("L"), folder / "grey.jpg", "JPEG")
+    cmyk = _save(rgb.convert("CMYK"), folder / "cmyk.jpg", "JPEG")
+    alpha = _save(rgb.convert("RGBA"), folder / "alpha.png", "PNG")
+    wide = _save(Image.fromarray((rng.integers(0, 65535, (30, 40))).astype(np.uint16)), folder / "deep16.png", "PNG")
+    progressive = _save(rgb, folder / "progressive.jpg", "JPEG", progressive=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = _save(rgb, folder / "rotated.jpg", "JPEG", exif=exif.tobytes())
+    (folder.parent / "outside.jpg").write_bytes(jpeg_bytes)
+
+    rows = [  # guid, text, image, expected error kind (None = fine)
+        ("g-ok", "I love this sunny day", good, None),
+        ("g-missing", "where is it", "nope/missing.jpg", "missing"),
+        ("g-empty", "empty file", "empty.jpg", "empty"),
+        ("g-trunc", "truncated jpeg", "truncated.jpg", "corrupt"),
+        ("g-garbage", "corrupt jpeg", "garbage.jpg", ("corrupt", "not_image")),
+        ("g-text", "not an image", "text.jpg", "not_image"),
+        ("g-heic", "unsupported format", "photo.heic", ("not_image", "unsupported")),
+        ("g-bomb", "decompression bomb", "bomb.png", "too_large"),
+        ("g-dir", "a folder", "a_dir.jpg", "not_image"),
+        ("g-anim", "animated gif", "anim.gif", None),
+        ("g-grey", "grey", grey, None),
+        ("g-cmyk", "cmyk", cmyk, None),
+        ("g-alpha", "alpha", alpha, None),
+        ("g-16bit", "16 bit", wide, None),
+        ("g-prog", "progressive", progressive, None),
+        ("g-rot", "exif rotated", rotated, None),
+        ("g-dotdot", "escapes the root", "../outside.jpg", "outside_root"),
+        ("g-abs", "absolute elsewhere", str(folder.parent / "outside.jpg"), "outside_root"),
+        ("g-nullimg", "no image", None, "missing"),
+        ("g-nulltext", None, good, None),
+        ("g-emptytext", "", good, None),
+        ("g-controls", "\x00\x07\x1b", good, None),
+        ("g-long", "so much to say " * 800, good, None),
+        ("g-emoji", "\U0001F600\U0001F525 best day ever \u2764\ufe0f", good, None),
+        ("g-both-bad", "", "empty.jpg", "empty"),
+    ]
+    table = pa.table({"guid": [r[0] for r in rows], "text": [r[1] for r in rows], "image": [r[2] for r in rows],
+                      "user": [f"user{i}" for i in range(len(rows))]})
+    path = folder / "messy.parquet"
+    pq.write_table(table, path)
+    return path, {r[0]: r[3] for r in rows}
+
+
+@pytest.fixture(scope="session")
+def messy(tmp_path_factory):
+    return make_messy(tmp_path_factory.mktemp("messy") / "data")
+
+
+def _run(inputs, model, out, scorer=None, **kw) -> dict:
+    kw.setdefault("workers", 0)
+    kw.setdefault("progress", False)
+    return score_files(inputs, model, out, ScoreOptions(**kw), scorer=scorer).to_dict()
+
+
+def _kind(error: str | None) -> str | None:
+    return error.split(":", 1)[0] if error else None
+
+
+# ----------------------------------------------------------------------------------- preprocessing
+
+def test_resize_crop_is_preprocess_image_bit_for_bit(tmp_path):
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    for i, size in enumerate([(600, 450), (50, 300), (64, 64), (1000, 90)]):
+        img = load_image(noisy_jpeg(tmp_path / f"{i}.jpg", size, seed=i), draft_size=64)
+        ours = normalise(resize_crop(img, 64)[None], mean, std)[0]
+        np.testing.assert_array_equal(ours, preprocess_image(img, 64, mean, std))
+
+
+def test_batched_matrix_resize_reproduces_pil(tmp_path):
+    """The GPU resize (run here on the CPU) vs PIL's BILINEAR resize + centre crop: within one
+    grey level (PIL rounds to 8 bits between its two passes), any aspect, down or up. (Below
+    1/3 scale PIL box-reduces first; the GPU path gets such JPEGs draft-reduced instead.)"""
+    import torch
+
+    images, refs = [], []
+    for i, size in enumerate([(150, 120), (120, 150), (100, 80), (65, 64), (190, 64), (40, 30), (64, 180)]):
+        img = Image.open(noisy_jpeg(tmp_path / f"{i}.jpg", size, seed=i)).convert("RGB")
+        refs.append(resize_crop(img, 64).astype(np.float32))
+        images.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous())
+    out = resize_crop_batch(images, 64, draft=False).permute(0, 2, 3, 1).numpy()
+    assert np.abs(out - np.stack(refs)).max() <= 1.0
+    single = torch.stack([resize_crop_batch([im], 64, draft=False)[0] for im in images]).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(out, single)  # padding other images in never changes a result
+
+
+def test_gpu_route_takes_only_plain_jpegs(messy):
+    path, _ = messy
+    folder = path.parent
+    spec = ImageSpec(64, (0.5,) * 3, (0.5,) * 3, gpu_jpeg=True)
+    assert _gpu_ready((folder / "good.jpg").read_bytes(), spec)
+    for name in ("grey.jpg", "cmyk.jpg", "progressive.jpg", "rotated.jpg", "truncated.jpg", "alpha.png", "anim.gif"):
+        assert not _gpu_ready((folder / name).read_bytes(), spec), name
+    assert prepare_image("good.jpg", str(folder), spec).status == "jpeg"
+    assert prepare_image("grey.jpg", str(folder), spec).status == "pixels"
+
+
+def test_gpu_pixel_path_matches_cpu_path_on_cpu(messy, scorers):
+    """GpuImages (nvJPEG + batched resize on CUDA) exercised on the CPU with libjpeg: same
+    errors, pixels within JPEG-decoder differences of the CPU path."""
+    import torch
+
+    path, _ = messy
+    table = pq.read_table(path)
+    scorer = scorers["ote"]
+    tasks = [(v, str(path.parent)) for v in table.column("image").to_pylist()]
+    spec_gpu = scorer.image_spec()
+    spec_gpu = ImageSpec(spec_gpu.size, spec_gpu.mean, spec_gpu.std, gpu_jpeg=True)
+    gpu_results, _ = prepare_images(tasks, spec_gpu)
+    assert sum(r.status == "jpeg" for r in gpu_results) >= 5
+    pixels, errors = GpuImages(scorer.manifest, torch.device("cpu"))(gpu_results, spec_gpu)
+    cpu_pixels, cpu_errors = scorer.pixel_batch(prepare_images(tasks, scorer.image_spec())[0], scorer.image_spec())
+    assert errors == cpu_errors
+    diff = np.abs(pixels.numpy() - cpu_pixels) * 0.229 * 255  # back to grey levels
+    assert diff.mean() < 1.0 and diff.max() <= 40
+
+
+# ----------------------------------------------------------------------------------- bad rows
+
+def test_every_bad_row_is_kept_with_its_error(messy, models, scorers, tmp_path):
+    path, expected = messy
+    out = tmp_path / "scored.parquet"
+    summary = _run(path, models["ote"], out, scorer=scorers["ote"], columns=Columns(keep=("user",)))
+    table = pq.read_table(out)
+    assert table.column_names == ["guid", "label", *PROBS, "error", "user"]
+    rows = table.to_pylist()
+    assert [r["guid"] for r in rows] == list(expected)  # none dropped, input order
+    for r in rows:
+        want = expected[r["guid"]]
+        got = _kind(r["error"])
+        assert (got in want) if isinstance(want, tuple) else got == want, (r["guid"], r["error"])
+        if r["guid"] == "g-both-bad":
+            assert r["label"] is None and r["prob_positive"] is None
+            continue
+        assert r["label"] in ("positive", "neutral", "negative"), r  # everything else is predicted
+        assert abs(sum(r[c] for c in PROBS) - 1) < 1e-5
+        if r["error"]:
+            assert r["error"].endswith("(predicted from text only)")
+    assert summary["rows"] == len(expected)
+    assert summary["rows_with_errors"] == sum(1 for v in expected.values() if v)
+    assert summary["rows_without_prediction"] == 1
+    assert summary["errors_by_kind"]["outside_root"] == 2
+
+
+def test_blank_image_prediction_equals_mean_image(messy, scorers):
+    """'predicted from text only' really is the text with the normalised zero image."""
+    path, _ = messy
+    scorer = scorers["ote"]
+    table = pq.read_table(path).slice(1, 1)  # g-missing
+    got = scorer.score_batch(table, image_root=path.parent)
+    ids, mask = tokenize(scorer.tokenizer, ["where is it"], scorer.manifest.max_length)
+    width = int(mask.sum())
+    s = scorer.manifest.image_size
+    ref = scorer({"input_ids": ids[:, :width], "attention_mask": mask[:, :width],
+                  "pixel_values": np.zeros((1, 3, s, s), np.float32)})["probs"][0]
+    np.testing.assert_allclose([got.column(c)[0].as_py() for c in PROBS], ref, atol=1e-6)
+
+
+def test_image_only_and_text_only_policies(messy, models, scorers, tmp_path):
+    path, expected = messy
+    img = {r["guid"]: r for r in pq.read_table(_out(path, models, scorers, "image-only", tmp_path)).to_pylist()}
+    for guid, kind in expected.items():
+        if kind:  # no prediction without a usable image
+            assert img[guid]["label"] is None and "no prediction" in img[guid]["error"], guid
+        else:
+            assert img[guid]["label"] is not None and img[guid]["error"] is None, guid
+    txt = {r["guid"]: r for r in pq.read_table(_out(path, models, scorers, "text-only", tmp_path)).to_pylist()}
+    for guid, r in txt.items():  # images never opened; empty text is the only problem
+        if guid in ("g-nulltext", "g-emptytext", "g-controls", "g-both-bad"):
+            assert r["label"] is None and r["error"].startswith("empty_text:"), guid
+        else:
+            assert r["label"] is not None and r["error"] is None, guid
+
+
+def _out(path, models, scorers, fusion, tmp_path) -> Path:
+    out = tmp_path / f"{fusion}.parquet"
+    _run(path, models[fusion], out, scorer=scorers[fusion])
+    return out
+
+
+def test_text_edge_cases_and_non_utf8(models, scorers, tmp_path):
+    """Binary text column with cp1252 bytes, invalid UTF-8 in a *string* column, long text."""
+    scorer = scorers["text-only"]
+    raw = [b"caf\xe9 \x93great\x94", "\U0001F600 ok".encode(), None, b"\x00\x01", ("long " * 5000).encode()]
+    table = pa.table({"text": pa.array(raw, pa.binary()), "image": pa.array([None] * 5, pa.string())})
+    out = scorer.score_batch(table).to_pylist()
+    assert [r["row"] for r in out] == [0, 1, 2, 3, 4]
+    assert [r["label"] is None for r in out] == [False, False, True, True, False]
+    # A string column whose bytes are not UTF-8 (written by a careless producer) still scores.
+    bad = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.array([0, 6], np.int32).tobytes()),
+                                                  pa.py_buffer(b"ab\xff\xfecd")])
+    got = scorer.score_batch(pa.table({"text": bad, "image": pa.array([None], pa.string())}))
+    assert got.column("label")[0].as_py() is not None
+
+
+def test_image_bytes_column_and_pandas_input(messy, scorers):
+    import pandas as pd
+
+    path, _ = messy
+    good = (path.parent / "good.jpg").read_bytes()
+    frame = pd.DataFrame({"guid": [7, 8, 9], "text": ["a", "b", "c"], "image": [good, b"", b"junk"]})
+    out = score_table(frame, scorers["ote"].folder.path, device="cpu").to_pylist()
+    assert [r["guid"] for r in out] == [7, 8, 9]
+    assert [_kind(r["error"]) for r in out] == [None, "empty", "not_image"]
+
+
+def test_allow_outside_root(messy, models, scorers, tmp_path):
+    path, _ = messy
+    table = pq.read_table(path).filter(pa.compute.is_in(pa.compute.field("guid"), pa.array(["g-dotdot", "g-abs"])))
+    pq.write_table(table, tmp_path / "two.parquet")
+    for allow, kind in ((False, "outside_root"), (True, None)):
+        out = tmp_path / f"o{allow}.parquet"
+        _run(tmp_path / "two.parquet", models["ote"], out, scorer=scorers["ote"], image_root=path.parent,
+             allow_outside_root=allow)
+        assert [_kind(e) for e in pq.read_table(out).column("error").to_pylist()] == [kind, kind]
+
+
+# ----------------------------------------------------------------------------------- files and API
+
+def test_folder_glob_positions_and_roots(tmp_path, models, scorers):
+    """Several files: rows numbered over all of them; image paths relative to each file's folder."""
+    for part in ("a", "b"):
+        d = tmp_path / "in" / part
+        d.mkdir(parents=True)
+        noisy_jpeg(d / "x.jpg", (80, 60), seed=ord(part))
+        pq.write_table(pa.table({"text": [f"{part}{i}" for i in range(5)], "image": ["x.jpg"] * 5}), d / f"{part}.parquet")
+    out = tmp_path / "glob.parquet"
+    _run(str(tmp_path / "in" / "*" / "*.parquet"), models["ote"], out, scorer=scorers["ote"], row_group_size=3)
+    table = pq.read_table(out)
+    assert table.column("row").to_pylist() == list(range(10))
+    assert table.column("error").null_count == 10
+    assert pq.ParquetFile(out).metadata.num_row_groups == 4  # 3 + 3 + 3 + 1, across the file boundary
+
+
+def test_score_batch_equals_score_files(messy, models, scorers, tmp_path):
+    path, _ = messy
+    out = tmp_path / "files.parquet"
+    _run(path, models["ote"], out, scorer=scorers["ote"], row_group_size=1000)
+    files = pq.read_table(out)
+    api = scorers["ote"].score_batch(pq.read_table(path), image_root=path.parent)
+    assert api.column_names == files.column_names
+    assert api.column("error").to_pylist() == files.column("error").to_pylist()
+    for c in PROBS:
+        np.testing.assert_allclose(api.column(c).to_numpy(zero_copy_only=False),
+                                   files.column(c).to_numpy(zero_copy_only=False), atol=1e-6)
+
+
+def test_worker_processes_give_the_same_output(messy, models, scorers, tmp_path):
+    path, _ = messy
+    a, b = tmp_path / "inline.parquet", tmp_path / "pool.parquet"
+    _run(path, models["ote"], a, scorer=scorers["ote"], workers=0)
+    _run(path, models["ote"], b, scorer=scorers["ote"], workers=2, prefetch=1)
+    assert pq.read_table(a).equals(pq.read_table(b))
+
+
+def test_metadata_records_model_and_job(messy, models, scorers, tmp_path):
+    path, _ = messy
+    out = tmp_path / "meta.parquet"
+    _run(path, models["ote"], out, scorer=scorers["ote"])
+    meta = pq.read_schema(out).metadata
+    model = json.loads(meta[b"mmsa.model"])
+    assert model["model_sha256"] == scorers["ote"].manifest.model_sha256 and model["fusion"] == "ote"
+    assert meta[b"mmsa.version"] and json.loads(meta[b"mmsa.job"])["model_sha256"] == model["model_sha256"]
+    assert not Path(str(out) + ".parts").exists()
+
+
+def test_empty_input_writes_an_empty_file(models, scorers, tmp_path):
+    pq.write_table(pa.table({"guid": pa.array([], pa.int64()), "text": pa.array([], pa.string()),
+                             "image": pa.array([], pa.string())}), tmp_path / "none.parquet")
+    out = tmp_path / "none-scored.parquet"
+    summary = _run(tmp_path / "none.parquet", models["ote"], out, scorer=scorers["ote"])
+    assert summary["rows"] == 0 and pq.read_table(out).num_rows == 0
+    assert pq.read_schema(out).field("guid").type == pa.int64()
+
+
+def test_cuda_asked_without_gpu_warns_and_matches_cpu(messy, models, scorers, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this checks the fallback on machines without a GPU")
+    scorer = Scorer(models["ote"], "cuda", batch_size=8)
+    assert scorer.device == "cpu" and any("CUDA was asked for" in w for w in scorer.warnings)
+    path, _ = messy
+    out = tmp_path / "cuda.parquet"
+    summary = _run(path, models["ote"], out, scorer=scorer)
+    assert any("CUDA" in w for w in summary["warnings"])
+    ref = scorers["ote"].score_batch(pq.read_table(path), image_root=path.parent)
+    assert pq.read_table(out).column("label").equals(ref.column("label"))
+
+
+def test_io_binding_path_matches_session_run(scorers):
+    scorer = scorers["ote"]
+    rng = np.random.default_rng(0)
+    s = scorer.manifest.image_size
+    ids, mask = rng.integers(1000, 2000, (3, 7)), np.ones((3, 7), np.int64)
+    pixels = rng.normal(size=(3, 3, s, s)).astype(np.float32)
+    np.testing.assert_allclose(scorer._run_cuda(ids, mask, pixels),
+                               scorer({"input_ids": ids, "attention_mask": mask, "pixel_values": pixels})["probs"],
+                               atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------- reruns and resume
+
+def test_rerun_is_a_noop_and_changes_are_refused(messy, models, scorers, tmp_path):
+    path, _ = messy
+    out = tmp_path / "job.parquet"
+    _run(path, models["ote"], out, scorer=scorers["ote"])
+    before = out.stat().st_mtime_ns
+    assert _run(path, models["ote"], out, scorer=scorers["ote"])["status"] == "already_complete"
+    assert _run(path, models["ote"], out, scorer=scorers["ote"], resume=True)["status"] == "already_complete"
+    assert out.stat().st_mtime_ns == before
+    with pytest.raises(OutputExistsError):  # same output name, another job
+        _run(path, models["ote"], out, scorer=scorers["ote"], columns=Columns(keep=("user",)))
+    assert _run(path, models["ote"], out, scorer=scorers["ote"], overwrite=True)["status"] == "done"
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def test_kill_9_then_resume_equals_uninterrupted_run(messy, models, scorers, tmp_path):
+    """A real `mmsa score` process (with an image worker) killed with SIGKILL after two row
+    groups; --resume continues at row 20 and the file equals an uninterrupted run's."""
+    path, _ = messy
+    big = tmp_path / "big.parquet"
+    pq.write_table(pa.concat_tables([pq.read_table(path)] * 4), big, row_group_size=30)  # 100 rows
+    opts = dict(image_root=path.parent, row_group_size=10, batch_size=4, columns=Columns(keep=("user",)))
+    ref = tmp_path / "ref.parquet"
+    _run(big, models["ote"], ref, scorer=scorers["ote"], **opts)
+
+    out = tmp_path / "killed.parquet"
+    env = {**os.environ, PAUSE_ENV: "0.3", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "mmsa_cli.cli", "score", str(big), "--model", str(models["ote"]),
+                             "--out", str(out), "--image-root", str(path.parent), "--row-group-size", "10",
+                             "--batch-size", "4", "--workers", "1", "--keep-columns", "user", "--no-progress"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    checkpoint = Path(str(out) + ".parts") / "checkpoint.json"
+    deadline = time.time() + 45
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint.exists() and json.loads(checkpoint.read_text())["parts"] >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    done = json.loads(checkpoint.read_text())["rows_done"]
+    assert 20 <= done < 100
+    deadline = time.time() + 5  # the image worker notices its parent is gone and exits
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() and "Z" not in _state(w) for w in workers):
+        time.sleep(0.1)
+    assert workers and not [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in _state(w)]
+
+    with pytest.raises(OutputExistsError, match="--resume"):
+        _run(big, models["ote"], out, scorer=scorers["ote"], **opts)
+    summary = _run(big, models["ote"], out, scorer=scorers["ote"], resume=True, **opts)
+    assert summary["resumed_from_row"] == done and summary["rows"] == 100 and summary["rows_this_run"] == 100 - done
+    assert pq.read_table(out).equals(pq.read_table(ref))
+    assert pq.read_schema(out).metadata == pq.read_schema(ref).metadata
+    assert pq.ParquetFile(out).metadata.num_row_groups == 10
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_chunks_resume_at_any_row_group_boundary(tmp_path):
+    from mmsa_cli.scoring.inputs import iter_chunks, open_inputs, resolve_columns
+
+    t = pa.table({"text": [str(i) for i in range(100)], "image": ["x"] * 100})
+    pq.write_table(t, tmp_path / "a.parquet", row_group_size=30)
+    pq.write_table(t.slice(0, 7), tmp_path / "b.parquet", row_group_size=3)
+    source = open_inputs([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+    cols = resolve_columns(source.files[0].schema, Columns(), uses_text=True, uses_image=True, where="t")
+    every = [x for c in iter_chunks(source, cols, 10) for x in c.table.column("text").to_pylist()]
+    assert len(every) == 107
+    for start in range(0, 110, 10):
+        chunks = list(iter_chunks(source, cols, 10, start, read_rows=7))
+        assert [c.start for c in chunks] == list(range(start, 107, 10))
+        assert [x for c in chunks for x in c.table.column("text").to_pylist()] == every[start:]
+
+
+def test_resume_with_other_options_is_refused(messy, models, scorers, tmp_path):
+    path, _ = messy
+    out = tmp_path / "r.parquet"
+    parts = Path(str(out) + ".parts")
+    with pytest.raises(KeyboardInterrupt):  # stop after the first row group, like Ctrl-C
+        _interrupt_after_first_part(path, models, scorers, out)
+    assert (parts / "checkpoint.json").exists() and not out.exists()
+    with pytest.raises(ResumeMismatchError, match="batch_size"):
+        _run(path, models["ote"], out, scorer=scorers["ote"], row_group_size=5, resume=True, batch_size=3)
+    summary = _run(path, models["ote"], out, scorer=scorers["ote"], row_group_size=5, resume=True)
+    assert summary["resumed_from_row"] == 5 and summary["rows"] == 25
+
+
+def _interrupt_after_first_part(path, models, scorers, out):
+    from mmsa_cli.scoring import output
+
+    original = output.OutputWriter.write_part
+
+    def write_once(self, *a, **kw):
+        if self.checkpoint.parts >= 1:
+            raise KeyboardInterrupt
+        return original(self, *a, **kw)
+
+    output.OutputWriter.write_part = write_once
+    try:
+        _run(path, models["ote"], out, scorer=scorers["ote"], row_group_size=5)
+    finally:
+        output.OutputWriter.write_part = original
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+def test_cli_exit_codes_and_summary(messy, models, tmp_path):
+    path, _ = messy
+    runner = CliRunner()
+    out = tmp_path / "cli.parquet"
+    base = ["score", str(path), "--model", str(models["ote"]), "--workers", "0", "--device", "cpu"]
+    ok = runner.invoke(main, [*base, "--out", str(out), "--stats-json", str(tmp_path / "stats.json")])
+    assert ok.exit_code == 0, ok.output
+    assert "rows with errors" in ok.output and "stage busy time" in ok.output
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["status"] == "done" and set(stats["stage_seconds"]) >= {"read", "tokenize", "infer", "write"}
+    assert runner.invoke(main, [*base, "--out", str(out)]).exit_code == 0  # no-op
+
+    def code(args):
+        return runner.invoke(main, args).exit_code
+
+    assert code(["score", str(tmp_path / "nope.parquet"), "--model", str(models["ote"]), "--out", str(tmp_path / "x.parquet")]) == 2
+    assert code([*base, "--out", str(tmp_path / "y.parquet"), "--text-col", "tweet"]) == 2
+    assert code([*base, "--out", str(tmp_path / "y.parquet"), "--keep-columns", "label"]) == 2
+    assert code([*base, "--out", str(tmp_path / "y.parquet"), "--resume", "--overwrite"]) == 2
+    assert code([*base, "--out", str(out), "--keep-columns", "user"]) == 4
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("manifest.json", "model.onnx"):
+        (broken / f).write_bytes((models["ote"] / f).read_bytes())
+    (broken / "tokenizer").mkdir()
+    assert code(["score", str(path), "--model", str(broken / "missing"), "--out", str(tmp_path / "z.parquet")]) == 3
+    with (broken / "model.onnx").open("ab") as fh:
+        fh.write(b"tampered")
+    failed = runner.invoke(main, ["score", str(path), "--model", str(broken), "--out", str(tmp_path / "z.parquet"),
+                                  "--stats-json", str(tmp_path / "fail.json")])
+    assert failed.exit_code == 3 and "does not match its manifest" in failed.output
+    assert json.loads((tmp_path / "fail.json").read_text())["exit_code"] == 3
+
+
+def test_progress_lines_when_not_a_terminal():
+    from mmsa_cli.scoring.report import RowProgress
+
+    stream = io.StringIO()
+    progress = RowProgress(100, enabled=True, every_s=0.0, stream=stream)
+    progress.update(40, errors=2)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("mmsa score: 40/100 rows (40.0%)") and "rows/s" in lines[0] and "ETA" in lines[0]
+    assert "2 rows with errors" in lines[0] and lines[-1].endswith("done")
+
+
+def test_input_errors_name_the_problem(tmp_path, models, scorers):
+    with pytest.raises(InputError, match="no Parquet files"):
+        _run(tmp_path, models["ote"], tmp_path / "o.parquet", scorer=scorers["ote"])
+    pq.write_table(pa.table({"text": ["a"], "image": [1]}), tmp_path / "ints.parquet")
+    with pytest.raises(InputError, match="image column 'image'.*type int64"):
+        _run(tmp_path / "ints.parquet", models["ote"], tmp_path / "o.parquet", scorer=scorers["ote"])
