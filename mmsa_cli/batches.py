@@ -96,6 +96,63 @@ def encode_images(encoder, dataset: ImageDataset, *, batch_size: int, num_worker
     return ImageFeatures(pooled, tokens, errors)
 
 
+@dataclass
+class TextFeatures:
+    """Outputs of a frozen text encoder for every example, padded to the longest text."""
+    tokens: torch.Tensor | None         # [N, L, H] float16 (only when a fusion needs tokens)
+    pooled: torch.Tensor                # [N, H] float32
+    lengths: torch.Tensor               # [N] real tokens per example
+
+    def take(self, idx: torch.Tensor, device) -> tuple[torch.Tensor | None, torch.Tensor]:
+        width = int(self.lengths[idx].max())  # same trim as pad_tokens gives the batch's mask
+        tokens = self.tokens[idx, :width].to(device, torch.float32) if self.tokens is not None else None
+        return tokens, self.pooled[idx].to(device)
+
+
+@torch.no_grad()
+def encode_texts(encoder, tokens: Sequence[Sequence[int]], pad_id: int, *, batch_size: int, device,
+                 keep_tokens: bool, desc: str = "encoding texts") -> TextFeatures:
+    encoder.eval().to(device)
+    n, width = len(tokens), max(len(t) for t in tokens)
+    pooled = torch.zeros((n, encoder.hidden_size), dtype=torch.float32)
+    hidden = torch.zeros((n, width, encoder.hidden_size), dtype=torch.float16) if keep_tokens else None
+    for s in progress(range(0, n, batch_size), desc=desc, unit="batch"):
+        ids, mask = pad_tokens(tokens[s: s + batch_size], pad_id)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            tok, pool = encoder(ids.to(device), mask.to(device))
+        pooled[s: s + len(ids)] = pool.float().cpu()
+        if keep_tokens:
+            hidden[s: s + len(ids), : tok.shape[1]] = tok.to(torch.float16).cpu()
+    return TextFeatures(hidden, pooled, torch.tensor([len(t) for t in tokens]))
+
+
+def cached_image_features(cache_dir: str | Path, key_parts: Sequence[str], compute) -> ImageFeatures:
+    """Image features from a cache file keyed by encoder, weights and every file's size and
+    mtime, or computed and saved there: a frozen encoder gives the same features every run."""
+    import hashlib
+
+    folder = Path(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()[:24]
+    path = folder / f"image-features-{key}.pt"
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return ImageFeatures(saved["pooled"], saved.get("tokens"), {int(k): v for k, v in saved["errors"].items()})
+    feats = compute()
+    tmp = path.with_suffix(".tmp")
+    torch.save({"pooled": feats.pooled, "tokens": feats.tokens, "errors": {str(k): v for k, v in feats.errors.items()}}, tmp)
+    tmp.replace(path)
+    return feats
+
+
+def file_fingerprint(path: Path) -> str:
+    try:
+        st = Path(path).stat()
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return f"{path}:absent"
+
+
 def scan_images(dataset: ImageDataset, *, num_workers: int, desc: str = "checking images") -> dict[int, str]:
     """Decode every image once to find the unreadable ones before training starts."""
     errors: dict[int, str] = {}

@@ -35,6 +35,7 @@ class TrainConfig:
     patience: int = 3                # epochs without validation-accuracy gain before stopping
     freeze: str = "image"            # "none", "text", "image" or "both": which encoders stay fixed
     cache_image_features: bool = True  # with a frozen image encoder, encode each image once
+    feature_cache: str = ""          # folder keeping frozen image features across runs ("" = memory only)
     label_smoothing: float = 0.0
     val_fraction: float = 0.2        # 3,200 / 800 on MVSA-Single's 4,000 labelled tweets
     seed: int = 42

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from . import LABELS
-from .batches import ImageDataset, ImageFeatures, encode_images, image_loader, pad_tokens, scan_images, tokenize
+from .batches import (ImageDataset, ImageFeatures, TextFeatures, cached_image_features, encode_images, encode_texts,
+                      file_fingerprint, image_loader, pad_tokens, scan_images, tokenize)
 from .config import FREEZE_CHOICES, ModelConfig, TrainConfig, save_json
 from .data import Example, load_examples, stratified_split, write_split
 from .errors import ConfigError, DataError
@@ -56,12 +57,13 @@ class Prepared:
     train_idx: list[int]                 # usable rows only (readable images)
     val_idx: list[int]
     images: ImageDataset
-    features: ImageFeatures | None       # cached frozen-encoder outputs, if any
+    features: ImageFeatures | None       # cached frozen image-encoder outputs, if any
+    text_features: TextFeatures | None   # cached frozen text-encoder outputs, if any
     skipped: dict[int, str]              # example index -> image error
 
 
 def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, device, split_path: Path,
-            keep_tokens: bool) -> Prepared:
+            keep_tokens: bool, weights_id: str = "") -> Prepared:
     labels = [e.label for e in examples]
     train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed)
     write_split(split_path, examples, train_idx, val_idx)
@@ -71,10 +73,16 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
     tokens = tokenize(tok, [e.text for e in examples], model.cfg.max_length)
     enc = model.image_encoder
     images = ImageDataset([e.image_path for e in examples], enc.image_size, enc.mean, enc.std)
-    features = None
+    features = text_features = None
     if cfg.freeze in ("image", "both") and cfg.cache_image_features:
-        features = encode_images(enc, images, batch_size=64, num_workers=cfg.num_workers, device=device,
-                                 keep_tokens=keep_tokens)
+        compute = lambda: encode_images(enc, images, batch_size=64, num_workers=cfg.num_workers,  # noqa: E731
+                                        device=device, keep_tokens=keep_tokens)
+        if cfg.feature_cache:
+            key = [enc.name, weights_id, str(enc.image_size), str(keep_tokens),
+                   *(file_fingerprint(e.image_path) for e in examples)]
+            features = cached_image_features(cfg.feature_cache, key, compute)
+        else:
+            features = compute()
         skipped = features.errors
     else:
         skipped = scan_images(images, num_workers=cfg.num_workers)
@@ -84,9 +92,12 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
             raise DataError(f"{len(skipped)} of {len(examples)} images cannot be used (--strict): {shown}")
         log.warning("skipping %d of %d rows whose image cannot be used (listed in skipped.csv): %s",
                     len(skipped), len(examples), shown)
+    if cfg.freeze in ("text", "both"):
+        text_features = encode_texts(model.text_encoder, tokens, tok.pad_token_id, batch_size=64, device=device,
+                                     keep_tokens=keep_tokens)
     usable = lambda idx: [i for i in idx if i not in skipped]  # noqa: E731
     return Prepared(examples, torch.tensor(labels), tokens, tok.pad_token_id, usable(train_idx), usable(val_idx),
-                    images, features, skipped)
+                    images, features, text_features, skipped)
 
 
 def write_skipped(path: Path, data: Prepared) -> None:
@@ -119,9 +130,10 @@ def _forward(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, 
     ids, mask = pad_tokens([data.tokens[i] for i in idx.tolist()], data.pad_id)
     ids, mask = ids.to(device), mask.to(device)
     cached = data.features.take(idx, device) if (data.features is not None and model.uses_image) else None
+    cached_text = data.text_features.take(idx, device) if (data.text_features is not None and model.uses_text) else None
     pix = pixels.to(device, non_blocking=True) if pixels is not None else None
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        feats = model.forward_features(ids, mask, pix, image_features=cached)
+        feats = model.forward_features(ids, mask, pix, image_features=cached, text_features=cached_text)
         logits, aux = model.forward_head(feats)
     return logits.float(), [a.float() for a in aux]
 
@@ -280,7 +292,8 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
     weights = dict(pretrained=pretrained, text_weights=text_weights, image_weights=image_weights)
     first = create_model(dataclasses.replace(model_cfg, fusion=fusions[0]), **weights)
     keep_tokens = any(FUSIONS[f].uses_tokens for f in fusions)
-    data = prepare(labelled, first, cfg, device, out / "split.csv", keep_tokens)
+    weights_id = f"pretrained={pretrained} image_weights={image_weights}"
+    data = prepare(labelled, first, cfg, device, out / "split.csv", keep_tokens, weights_id)
     write_skipped(out / "skipped.csv", data)
     results = []
     for i, name in enumerate(fusions):

@@ -34,12 +34,13 @@ class MultimodalModel(nn.Module):
     def encode_image(self, pixel_values: torch.Tensor):
         return self.image_encoder(pixel_values)                    # [B,N,Hi], [B,Hi]
 
-    def forward_features(self, input_ids, attention_mask, pixel_values=None, image_features=None) -> Features:
-        """Run the encoders a fusion needs. image_features=(tokens, pooled) skips the image
-        encoder (cached features of a frozen encoder)."""
+    def forward_features(self, input_ids, attention_mask, pixel_values=None, image_features=None,
+                         text_features=None) -> Features:
+        """Run the encoders a fusion needs. image_features / text_features = (tokens, pooled)
+        skip that encoder (cached outputs of a frozen encoder)."""
         text_tokens = text_pooled = image_tokens = image_pooled = None
         if self.uses_text:
-            text_tokens, text_pooled = self.encode_text(input_ids, attention_mask)
+            text_tokens, text_pooled = text_features if text_features is not None else self.encode_text(input_ids, attention_mask)
         if self.uses_image:
             image_tokens, image_pooled = image_features if image_features is not None else self.encode_image(pixel_values)
         return Features(text_tokens, attention_mask, text_pooled, image_tokens, image_pooled)

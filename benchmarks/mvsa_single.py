@@ -1,0 +1,59 @@
+"""Table 4 on MVSA-Single: train the seven models on one split, compare, and write the
+511 test predictions of the best one.
+
+    python benchmarks/mvsa_single.py ../shared/data/mvsa-single --out runs/mvsa-all [-- extra mmsa train flags]
+
+Writes benchmarks/results/mvsa_single_table4.{md,json,png} (copied from the run's
+comparison) and benchmarks/results/mvsa_single_test_predictions.csv
+(guid,label,prob_positive,prob_neutral,prob_negative). The dataset is read from the path
+given; nothing of it is copied into the repository.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", type=Path, help="MVSA-Single folder (data/, train.txt, test_without_label.txt)")
+    parser.add_argument("--out", type=Path, default=Path("runs/mvsa-all"), help="run folder")
+    parser.add_argument("--skip-train", action="store_true", help="reuse an existing --out run")
+    parser.add_argument("train_args", nargs="*", help="extra `mmsa train` flags (after --)")
+    args = parser.parse_args()
+
+    if not args.skip_train:
+        subprocess.run(["mmsa", "train", "--data", str(args.data), "--fusion", "all", "--out", str(args.out),
+                        *args.train_args], check=True)
+    rows = json.loads((args.out / "comparison.json").read_text())["rows"]
+    best = max(rows, key=lambda r: (r["accuracy"], r["weighted_f1"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for ext in ("md", "json", "png"):
+        shutil.copy(args.out / f"comparison.{ext}", RESULTS / f"mvsa_single_table4.{ext}")
+
+    preds = RESULTS / "mvsa_single_test_predictions.csv"
+    tmp = args.out / "test_predictions_full.csv"
+    subprocess.run(["mmsa", "predict", "--run", str(args.out), "--fusion", best["fusion"], "--data", str(args.data),
+                    "--label-file", "test_without_label.txt", "--out", str(tmp)], check=True)
+    import pandas as pd
+
+    frame = pd.read_csv(tmp, dtype={"guid": str})
+    if frame["error"].notna().any():
+        print(f"warning: {int(frame['error'].notna().sum())} test rows had errors:\n"
+              f"{frame[frame['error'].notna()][['guid', 'error']].to_string()}", file=sys.stderr)
+    frame[["guid", "label", "prob_positive", "prob_neutral", "prob_negative"]].to_csv(preds, index=False,
+                                                                                      float_format="%.6f")
+    print(f"best model on validation: {best['fusion']} (accuracy {100 * best['accuracy']:.2f})")
+    print(f"wrote {len(frame)} test predictions to {preds}")
+    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}")
+
+
+if __name__ == "__main__":
+    main()
