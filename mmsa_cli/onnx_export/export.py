@@ -1,0 +1,169 @@
+"""`mmsa export`: a trained run -> one optimized, validated ONNX model folder.
+
+    reference  PyTorch fp32 outputs on real rows (before export: see parity.py)
+    export     torch.onnx.export, legacy TorchScript exporter, eager attention (graph.py)
+    optimize   ORT's BERT fusions on the whole graph, counted and checked (fusions.py)
+    fp16       optional, fp32 islands for fragile ops (precision.py)
+    checks     provider-level fusion counts; parity with the reference
+    write      model.onnx (+ manifest in its metadata), manifest.json, tokenizer/,
+               fused_operators.json; the folder appears only when every check passed
+               (a failed export is left in OUT.failed for inspection)
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+
+from .. import LABELS, __version__
+from ..errors import ConfigError
+from ..model_folder import Manifest
+from ..models import MultimodalModel
+from ..runs import load_run
+from . import fusions as fz
+from .folder import replace_folder, save_onnx, write_manifest
+from .graph import EXPORTER, add_unused_inputs, export_onnx
+from .parity import ParityError, ParityReport, ParityRows, check_parity, find_parity_rows, make_batches, torch_reference
+from .precision import to_fp16
+from .runtime import PROVIDERS, cuda_usable, make_session, parity_provider_options, pick_provider
+from .spec import ExportSpec, spec_for
+
+PRECISIONS = ("fp32", "fp16")
+TARGETS = ("cuda", "cpu")
+
+
+@dataclass
+class ExportReport:
+    folder: Path
+    manifest: Manifest
+    fusions: fz.FusionReport
+    parity: ParityReport
+    sizes: dict[str, int] = field(default_factory=dict)      # bytes
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, and "total"
+
+
+def library_versions() -> dict[str, str]:
+    import onnxruntime
+    import transformers
+
+    return {"mmsa": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+            "exporter": EXPORTER, "optimizer": fz.OPTIMIZER}
+
+
+def _check_choices(precision: str, target: str) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    if target not in TARGETS:
+        raise ConfigError(f"target '{target}' is not one of {', '.join(TARGETS)}")
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def export_model(model: MultimodalModel, tokenizer, out: str | Path, rows: ParityRows, *, precision: str = "fp32",
+                 target: str = "cpu", device: str = "auto", source_run: dict | None = None,
+                 spec: ExportSpec | None = None) -> ExportReport:
+    """Export `model` to the model folder `out` and validate it; raises ExportError (an
+    MmsaError) listing every failed check. `device` is where the PyTorch reference and the
+    ORT parity session run ('auto': CUDA when usable)."""
+    _check_choices(precision, target)
+    out = Path(out)
+    spec = spec or spec_for(model)
+    seconds: dict[str, float] = {}
+    start = tick = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        seconds[stage], tick = round(now - tick, 2), now
+
+    provider = pick_provider(device)
+    enc = model.image_encoder
+    batches = make_batches(rows, tokenizer, model.cfg.max_length, enc.image_size, enc.mean, enc.std)
+    references = torch_reference(model, batches, "cuda" if provider == PROVIDERS["cuda"] else "cpu")
+    lap("reference")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        raw_path = tmp / "raw.onnx"
+        raw = export_onnx(model, spec, raw_path)
+        raw_bytes, raw_counts = raw_path.stat().st_size, fz.op_counts(raw)["all"]
+        raw_path.unlink()
+        lap("export")
+
+        bert = model.text_encoder.bert.config
+        graph = fz.optimize_bert(raw, bert.num_attention_heads, bert.hidden_size)
+        optimized = fz.op_counts(graph)
+        lap("optimize")
+        if precision == "fp16":
+            graph = to_fp16(graph)
+            lap("fp16")
+        add_unused_inputs(graph, spec)  # the optimizer prunes inputs the graph does not read
+        parts = fz.op_counts(graph)
+        report = fz.FusionReport(
+            text=fz.bert_fusion_counts(optimized["text_encoder"]),
+            expected_text=fz.expected_bert_fusions(bert.num_hidden_layers, model.uses_text),
+            parts=parts, raw=raw_counts)
+        save_onnx(graph, tmp / "model.onnx")  # a first copy for the sessions below
+        ep_provider = PROVIDERS["cuda"] if target == "cuda" and cuda_usable() else PROVIDERS["cpu"]
+        report.ep = fz.ep_fusion_counts(tmp / "model.onnx", ep_provider)
+        if ep_provider != PROVIDERS[target]:
+            report.ep["note"] = f"{PROVIDERS[target]} is not usable here; counted for {ep_provider}"
+        session = make_session(tmp / "model.onnx", provider, provider_options=parity_provider_options(provider))
+        parity = check_parity(session, batches, references, spec, precision, data=rows.source, skipped=rows.skipped)
+        del session
+        lap("checks")
+
+        manifest = Manifest(
+            labels=list(LABELS), max_length=model.cfg.max_length, image_size=enc.image_size,
+            image_mean=list(enc.mean), image_std=list(enc.std), text_encoder=model.cfg.text_encoder,
+            image_encoder=model.cfg.image_encoder, fusion=model.cfg.fusion, precision=precision, target=target,
+            opset=spec.opset, model_sha256="", uses_text=model.uses_text, uses_image=model.uses_image,
+            versions=library_versions(), source_run=source_run or {}, parity=parity.to_dict())
+        write_manifest(tmp, graph, manifest)
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        (tmp / "fused_operators.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        lap("write")
+
+        failures = report.failures() + parity.failures
+        if failures:
+            failed = out.with_name(out.name + ".failed")
+            shutil.rmtree(failed, ignore_errors=True)
+            tmp.replace(failed)
+            error = fz.FusionCheckError if report.failures() else ParityError
+            raise error(f"export of '{model.cfg.fusion}' to {out} failed {len(failures)} check(s): "
+                        + "; ".join(failures) + f" (files kept in {failed})")
+        replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    seconds["total"] = round(time.perf_counter() - start, 2)
+    sizes = {"model.onnx": (out / "model.onnx").stat().st_size, "raw_export": raw_bytes,
+             "tokenizer": _folder_bytes(out / "tokenizer")}
+    return ExportReport(out, manifest, report, parity, sizes, seconds)
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, fusion: str | None = None, precision: str = "fp32",
+               target: str = "cpu", device: str = "auto", parity_data: str | Path | None = None,
+               max_parity_rows: int = 512) -> ExportReport:
+    """Export one trained model of a run folder (`fusion` picks one of a `--fusion all` run)."""
+    _check_choices(precision, target)
+    run = load_run(run_dir, fusion)
+    rows = find_parity_rows(run.folder, run.meta.get("data"), parity_data=parity_data, max_rows=max_parity_rows)
+    metrics_path = run.folder / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    validation = metrics.get("validation", {})
+    source = {"path": str(run.folder), "created": run.meta.get("created", ""), "data": run.meta.get("data", ""),
+              "best_epoch": metrics.get("best_epoch"),
+              "validation": {k: validation[k] for k in ("n", "accuracy", "weighted_f1", "macro_f1") if k in validation}}
+    return export_model(run.model, run.model.text_encoder.tokenizer, out, rows, precision=precision, target=target,
+                        device=device, source_run=source)

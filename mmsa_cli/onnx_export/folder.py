@@ -1,0 +1,71 @@
+"""Writing and verifying model folders (format: mmsa_cli.model_folder).
+
+The manifest is mirrored in model.onnx's metadata_props (key `mmsa.manifest`, everything
+but the checksum, which cannot be inside the file it checks), so a model file that travels
+alone still says what it is, and an edited manifest.json is caught on load.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import onnx
+
+from ..model_folder import Manifest, ModelFolder, ModelFolderError, load_model_folder, sha256_file
+
+METADATA_KEY = "mmsa.manifest"
+
+
+def manifest_metadata(manifest: Manifest) -> dict[str, str]:
+    mirrored = {k: v for k, v in asdict(manifest).items() if k != "model_sha256"}
+    return {METADATA_KEY: json.dumps(mirrored, sort_keys=True), "labels": ",".join(manifest.labels)}
+
+
+def set_metadata(graph: onnx.ModelProto, values: dict[str, str]) -> None:
+    kept = [p for p in graph.metadata_props if p.key not in values]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    for key, value in values.items():
+        graph.metadata_props.add(key=key, value=value)
+
+
+def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
+    # Single file: every model here is far below protobuf's 2 GB limit.
+    onnx.save_model(graph, str(path))
+
+
+def write_manifest(folder: Path, graph: onnx.ModelProto, manifest: Manifest) -> Manifest:
+    """Save model.onnx with the manifest mirrored inside, then manifest.json with its sha256."""
+    set_metadata(graph, manifest_metadata(manifest))
+    save_onnx(graph, folder / "model.onnx")
+    manifest.model_sha256 = sha256_file(folder / "model.onnx")
+    (folder / "manifest.json").write_text(manifest.to_json())
+    return manifest
+
+
+def verify_model_folder(path: str | Path) -> ModelFolder:
+    """load_model_folder (format, labels, sha256) plus: manifest.json equals the copy inside
+    model.onnx. Any mismatch is a ModelFolderError naming the field."""
+    folder = load_model_folder(path)
+    graph = onnx.load(str(folder.onnx_path), load_external_data=False)
+    props = {p.key: p.value for p in graph.metadata_props}
+    if METADATA_KEY not in props:
+        raise ModelFolderError(f"'{folder.onnx_path}' has no {METADATA_KEY} metadata: not written by `mmsa export`")
+    inside = json.loads(props[METADATA_KEY])
+    outside = json.loads(manifest_metadata(folder.manifest)[METADATA_KEY])
+    changed = sorted(k for k in inside.keys() | outside.keys() if inside.get(k) != outside.get(k))
+    if changed:
+        raise ModelFolderError(f"manifest.json of '{folder.path}' does not match the manifest inside model.onnx "
+                               f"(fields {', '.join(changed)} differ): the manifest was edited")
+    return folder
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Move a completed folder into place; only an earlier model folder (or nothing) is replaced."""
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").exists()):
+            raise ModelFolderError(f"refusing to overwrite '{out}': it exists and is not an mmsa model folder")
+        shutil.rmtree(out)
+    tmp.replace(out)

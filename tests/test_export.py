@@ -1,0 +1,222 @@
+"""`mmsa export` on tiny models (tiny BERT, tiny CNN, random weights): fusion counts, fp32 and
+fp16 parity, dynamic axes, the model-folder contract, and the CLI."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from mmsa_cli.cli import main
+from mmsa_cli.config import ModelConfig, TrainConfig
+from mmsa_cli.data import load_examples, stratified_split, write_split
+from mmsa_cli.model_folder import INPUT_NAMES, OUTPUT_NAMES, ModelFolderError, load_model_folder
+from mmsa_cli.models import FUSIONS, create_model
+from mmsa_cli.onnx_export import (FusionCheckError, ParityError, export_run, find_parity_rows,
+                                  verify_model_folder)
+from mmsa_cli.onnx_export import export as export_module
+from mmsa_cli.onnx_export import fusions
+from mmsa_cli.runs import load_run, save_weights, write_run_config
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "mvsa"
+PARITY_ROWS = 24  # batches of 1, 7 and 16 rows: batch 1, an odd batch, padding
+
+# What every registered fusion must export to; a new fusion must be added here (guard test).
+EXPECTED = {  # fusion: (uses_text, uses_image)
+    "text-only": (True, False),
+    "image-only": (False, True),
+    "naive-cat": (True, True),
+    "naive-combine": (True, True),
+    "ote": (True, True),
+    "hstec": (True, True),
+    "cmac": (True, True),
+}
+TINY_BERT_LAYERS = 2
+PRECISION = {f: ("fp16" if i % 2 else "fp32") for i, f in enumerate(FUSIONS)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and a busy machine (a training job beside the
+    tests) makes PyTorch's OpenMP threads wait on each other: keep these tests quick."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A `--fusion all` run folder of random tiny models, split over samples/mvsa."""
+    root = tmp_path_factory.mktemp("tiny-run")
+    examples = load_examples(SAMPLES)
+    train_idx, val_idx = stratified_split([e.label for e in examples], 0.2, 42)
+    for fusion in FUSIONS:
+        torch.manual_seed(0)
+        model = create_model(ModelConfig(fusion=fusion, text_encoder="tiny-bert", image_encoder="tiny-cnn"),
+                             pretrained=False).eval()
+        folder = root / fusion
+        write_run_config(folder, model, TrainConfig(epochs=1), data=str(SAMPLES))
+        save_weights(folder, model)
+        write_split(folder / "split.csv", examples, train_idx, val_idx)
+        (folder / "metrics.json").write_text(json.dumps({"best_epoch": 1, "validation": {"n": len(val_idx), "accuracy": 0.5}}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory) -> dict:
+    """fusion -> ExportReport: each fusion exported once, fp32 and fp16 alternating over the
+    registry (both precisions are covered; test_fp32_and_fp16_parity_same_fusion does both on one)."""
+    out = tmp_path_factory.mktemp("models")
+    return {f: export_run(tiny_run, out / f, fusion=f, precision=PRECISION[f], device="cpu",
+                          max_parity_rows=PARITY_ROWS) for f in FUSIONS}
+
+
+def test_every_registered_fusion_has_an_export_test():
+    assert set(EXPECTED) == set(FUSIONS), "add the new fusion to EXPECTED in tests/test_export.py"
+
+
+@pytest.mark.parametrize("fusion", list(FUSIONS))
+def test_export_fusion(exported, fusion):
+    report = exported[fusion]
+    uses_text, uses_image = EXPECTED[fusion]
+    layers = TINY_BERT_LAYERS if uses_text else 0
+    # Text encoder: every BERT layer fused, exactly.
+    assert report.fusions.text == {"EmbedLayerNormalization": int(uses_text), "Attention": layers,
+                                   "SkipLayerNormalization": 2 * layers, "Gelu": layers}
+    assert report.fusions.failures() == []
+    # Image encoder: BatchNorm folded, each Conv+ReLU fused by the CPU EP (tiny CNN: 3 of each).
+    assert report.fusions.batch_norms == 0
+    ep = report.fusions.ep
+    assert (ep["conv"], ep["conv_with_fused_activation"], ep["conv_activation_left_unfused"]) == \
+        ((3, 3, 0) if uses_image else (0, 0, 0))
+    # Parity on real rows: batch 1, an odd batch, padded batches, several lengths.
+    p = report.parity
+    assert p.passed, p.failures
+    assert p.rows == PARITY_ROWS and p.batch_sizes == [1, 7, 16] and p.padded_batches >= 2
+    assert len(p.sequence_lengths) >= 2
+    if PRECISION[fusion] == "fp32":
+        assert p.max_abs_diff_probs <= 1e-4 and p.max_abs_diff_logits <= 1e-3
+    else:
+        assert p.max_abs_diff_probs <= 1e-2 and p.label_agreement >= 0.995
+    # The folder honours the contract.
+    folder = verify_model_folder(report.folder)
+    m = folder.manifest
+    assert (m.fusion, m.precision, m.uses_text, m.uses_image) == (fusion, PRECISION[fusion], uses_text, uses_image)
+    assert m.parity["passed"] and m.source_run["validation"]["accuracy"] == 0.5
+    assert (report.folder / "fused_operators.json").is_file() and (report.folder / "tokenizer" / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize("fusion", ["hstec", "text-only"])
+def test_graph_interface_and_dynamic_axes(exported, fusion):
+    """Same three inputs for every model (even unused ones), symbolic batch/sequence axes,
+    float32 outputs at batch 1 and an odd batch with a length never seen at export."""
+    import onnxruntime as ort
+
+    path = exported[fusion].folder / "model.onnx"
+    graph = onnx.load(str(path), load_external_data=False)
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
+    assert tuple(inputs) == INPUT_NAMES
+    assert inputs["input_ids"] == ["batch", "sequence"] and inputs["pixel_values"] == ["batch", 3, 64, 64]
+    assert tuple(o.name for o in graph.graph.output) == OUTPUT_NAMES
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, length in ((1, 5), (3, 41)):
+        ids = np.full((batch, length), 2000, np.int64)
+        mask = np.ones((batch, length), np.int64)
+        mask[-1, length // 2:] = 0
+        probs, logits = session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                           "pixel_values": np.zeros((batch, 3, 64, 64), np.float32)})
+        assert probs.shape == logits.shape == (batch, 3) and probs.dtype == np.float32
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_resnet50_convolutions_fuse(tmp_path):
+    """Random ResNet-50 (image-only, one row): BatchNorm folded, every Conv+ReLU (and
+    Conv+Add+ReLU) fused by the CPU provider."""
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(fusion="image-only", text_encoder="tiny-bert", image_encoder="resnet50"),
+                         pretrained=False).eval()
+    rows = find_parity_rows(None, None, max_rows=1)
+    report = export_module.export_model(model, model.text_encoder.tokenizer, tmp_path / "r50", rows, device="cpu")
+    assert report.fusions.batch_norms == 0 and report.fusions.raw.get("BatchNormalization", 0) == 0
+    ep = report.fusions.ep
+    assert (ep["conv"], ep["conv_with_fused_activation"], ep["conv_activation_left_unfused"]) == (53, 49, 0)
+    assert report.parity.passed and report.parity.batch_sizes == [1]
+
+
+def test_fp32_and_fp16_parity_same_fusion(exported, tiny_run, tmp_path):
+    fusion = "ote"  # the default model; exported in fp32 by the `exported` fixture
+    assert PRECISION[fusion] == "fp32"
+    report = export_run(tiny_run, tmp_path / "fp16", fusion=fusion, precision="fp16", device="cpu",
+                        max_parity_rows=PARITY_ROWS)
+    fp32 = exported[fusion]
+    assert fp32.parity.max_abs_diff_probs <= 1e-4 and report.parity.max_abs_diff_probs <= 1e-2
+    assert report.parity.label_agreement >= 0.995
+    assert report.fusions.text == fp32.fusions.text
+    assert report.sizes["model.onnx"] < 0.8 * fp32.sizes["model.onnx"]
+
+
+def test_corrupted_model_folder_is_refused(exported, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(exported["ote"].folder, folder)
+    verify_model_folder(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+
+    (folder / "manifest.json").write_text(json.dumps(manifest | {"max_length": 128}))
+    with pytest.raises(ModelFolderError, match="max_length"):
+        verify_model_folder(folder)
+    (folder / "manifest.json").write_text(json.dumps(manifest | {"labels": ["negative", "neutral", "positive"]}))
+    with pytest.raises(ModelFolderError, match="labels"):
+        load_model_folder(folder)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match="sha256"):
+        load_model_folder(folder)
+
+
+def test_missing_fusions_fail_the_export(tiny_run, tmp_path, monkeypatch):
+    """An optimizer that fuses nothing (e.g. after a library upgrade) must fail the export."""
+    monkeypatch.setattr(fusions, "optimize_bert", lambda raw, heads, hidden: raw)
+    out = tmp_path / "m"
+    with pytest.raises(FusionCheckError, match="Attention fused 0, expected 2"):
+        export_run(tiny_run, out, fusion="ote", device="cpu", max_parity_rows=8)
+    assert not out.exists() and (tmp_path / "m.failed" / "model.onnx").is_file()
+
+
+def test_parity_failure_fails_the_export(tiny_run, tmp_path, monkeypatch):
+    strict = dataclasses.replace(export_module.spec_for(load_run(tiny_run, "naive-cat").model), fp32_atol=0.0)
+    monkeypatch.setattr(export_module, "spec_for", lambda model: strict)
+    with pytest.raises(ParityError, match="delta"):
+        export_run(tiny_run, tmp_path / "m", fusion="naive-cat", device="cpu", max_parity_rows=1)
+
+
+def test_parity_rows_fall_back_to_samples(tiny_run, tmp_path):
+    rows = find_parity_rows(tiny_run / "ote", "no/such/data", max_rows=10)
+    assert len(rows.examples) == 10 and "not reachable" in rows.source
+    rows = find_parity_rows(tiny_run / "ote", str(SAMPLES), max_rows=1000)
+    assert len(rows.examples) == 60 and "validation" in rows.source
+
+
+def test_cli_export(tiny_run, tmp_path):
+    out = tmp_path / "cli-model"
+    result = CliRunner().invoke(main, ["export", "--run", str(tiny_run), "--fusion", "naive-combine",
+                                       "--out", str(out), "--parity-rows", "8", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "Attention 2/2" in result.output and "parity vs PyTorch" in result.output and "model.onnx" in result.output
+    load_model_folder(out)
+
+
+def test_cli_bad_run_is_one_line_error(tmp_path):
+    result = CliRunner().invoke(main, ["export", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "m")])
+    assert result.exit_code != 0
+    assert "not a run folder" in result.output and len(result.output.strip().splitlines()) == 1
