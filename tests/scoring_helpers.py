@@ -124,7 +124,7 @@ def make_model_folder(out: Path, fusion: str = "ote", *, text_encoder: str = "ti
                         tokenizer=model.text_encoder.tokenizer)
 
 
-def noisy_jpeg(path: Path, size: tuple[int, int], seed: int, quality: int = 85) -> Path:
+def noisy_jpeg(path: Path, size: tuple[int, int], seed: int, quality: int = 85, noise: float = 18.0) -> Path:
     """A JPEG with texture (gradient + shapes + noise) so its file size is realistic."""
     from PIL import Image, ImageDraw
 
@@ -139,6 +139,6 @@ def noisy_jpeg(path: Path, size: tuple[int, int], seed: int, quality: int = 85) 
         x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
         x1, y1 = x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))
         draw.ellipse((x0, y0, x1, y1), fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    arr = np.asarray(img, np.int16) + rng.normal(0, 18, (h, w, 3))
+    arr = np.asarray(img, np.int16) + rng.normal(0, noise, (h, w, 3))
     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=quality)
     return path

@@ -25,8 +25,8 @@ from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files, score_t
 from mmsa_cli.scoring.errors import InputError, OutputExistsError, ResumeMismatchError
 from mmsa_cli.scoring.gpu_images import resize_crop_batch
 from mmsa_cli.scoring.output import PAUSE_ENV
-from mmsa_cli.scoring.preprocess import (ImageSpec, _gpu_ready, normalise, prepare_image, prepare_images, resize_crop,
-                                         tokenize)
+from mmsa_cli.scoring.preprocess import ImageSpec, _gpu_ready, normalise, prepare_image, prepare_images, resize_crop
+from mmsa_cli.scoring.texts import tokenize
 from mmsa_cli.scoring.scorer import GpuImages
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -256,6 +256,18 @@ def _out(path, models, scorers, fusion, tmp_path) -> Path:
     out = tmp_path / f"{fusion}.parquet"
     _run(path, models[fusion], out, scorer=scorers[fusion])
     return out
+
+
+def test_tokenizer_gives_the_folder_tokenizers_ids(scorers):
+    from mmsa_cli.scoring.texts import decode_texts
+
+    scorer = scorers["ote"]
+    texts = decode_texts(pa.array(["Caf\u00e9 \u201cquoted\u201d #BestDayEver @user http://t.co/x",
+                                   "\U0001F600\U0001F525 \u4e2d\u6587 na\u00efve", "", "\x00\x07ctrl", "word " * 300]))
+    ours = tokenize(scorer.tokenizer, texts, 32)
+    reference = tokenize(scorer.folder.load_tokenizer(), texts, 32)
+    np.testing.assert_array_equal(ours[0], reference[0])
+    np.testing.assert_array_equal(ours[1], reference[1])
 
 
 def test_text_edge_cases_and_non_utf8(models, scorers, tmp_path):
@@ -556,3 +568,40 @@ def test_input_errors_name_the_problem(tmp_path, models, scorers):
     pq.write_table(pa.table({"text": ["a"], "image": [1]}), tmp_path / "ints.parquet")
     with pytest.raises(InputError, match="image column 'image'.*type int64"):
         _run(tmp_path / "ints.parquet", models["ote"], tmp_path / "o.parquet", scorer=scorers["ote"])
+
+
+# ----------------------------------------------------------------------------------- on a GPU machine
+
+def _cuda_ready() -> bool:
+    import onnxruntime as ort
+    import torch
+
+    return torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.skipif(not _cuda_ready(), reason="needs a CUDA GPU and onnxruntime-gpu")
+def test_cuda_pipeline_matches_cpu(messy, models, scorers, tmp_path):
+    """nvJPEG + batched resize + IO binding: same rows, same errors, near-identical numbers."""
+    import torch
+
+    path, _ = messy
+    scorer = Scorer(models["ote"], "cuda", batch_size=8)
+    assert scorer.provider == "CUDAExecutionProvider" and not scorer.warnings
+    out = tmp_path / "gpu.parquet"
+    summary = _run(path, models["ote"], out, scorer=scorer, workers=2)
+    assert summary["device"] == "cuda" and summary["stage_seconds"]["decode_gpu"] > 0
+    gpu = pq.read_table(out)
+    cpu = scorers["ote"].score_batch(pq.read_table(path), image_root=path.parent)
+    assert gpu.column("error").to_pylist() == cpu.column("error").to_pylist()
+    for c in PROBS:
+        np.testing.assert_allclose(gpu.column(c).to_numpy(zero_copy_only=False),
+                                   cpu.column(c).to_numpy(zero_copy_only=False), atol=2e-3)
+    # GPU pixels vs the CPU path's, on real nvJPEG output
+    table = pq.read_table(path)
+    tasks = [(v, str(path.parent)) for v in table.column("image").to_pylist()]
+    gpu_px, gpu_err = scorer.pixel_batch(prepare_images(tasks, scorer.image_spec())[0], scorer.image_spec())
+    cpu_px, cpu_err = scorers["ote"].pixel_batch(prepare_images(tasks, scorers["ote"].image_spec())[0],
+                                                 scorers["ote"].image_spec())
+    assert isinstance(gpu_px, torch.Tensor) and gpu_px.is_cuda and gpu_err == cpu_err
+    diff = np.abs(gpu_px.cpu().numpy() - cpu_px) * 0.229 * 255
+    assert diff.mean() < 1.0

@@ -1,8 +1,10 @@
 """score_files(): Parquet in -> Parquet out as an overlapped, bounded pipeline.
 
-    plan thread     read chunk (pyarrow) -> decode + tokenize texts -> batches sorted by
-                    length -> image tasks submitted to the worker pool
-    worker pool     read + decode + resize images (CPU), or check JPEG headers (GPU path)
+    read thread     read chunk (pyarrow) -> decode + tokenize texts -> batches sorted by
+                    length (one chunk ahead, so chunk boundaries never starve the model)
+    submit thread   each batch's image tasks submitted to the worker pool
+    worker pool     read + decode + resize images (CPU), or check JPEG headers (GPU path);
+                    separate processes (workers.py)
     prep thread     gather a batch's images -> pixel batch (numpy, or nvJPEG + batched
                     resize on a CUDA side stream)
     infer thread    ONNX Runtime (IO binding on CUDA), bad-row policy
@@ -14,13 +16,11 @@ on the batch size, prefetch depth and row-group size, never on the input's size.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import queue
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,9 +33,10 @@ from ..model_folder import load_model_folder
 from .errors import PipelineError, ScoreError
 from .inputs import Chunk, Columns, InputSet, ResolvedColumns, iter_chunks, open_inputs, resolve_columns
 from .output import OutputWriter
-from .preprocess import ImageSpec, init_worker, prepare_images
+from .preprocess import ImageSpec, prepare_images
 from .report import STAGES, RowProgress, ScoreSummary
 from .results import ROW_COLUMN, count_kinds, output_schema, result_table
+from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -161,20 +162,19 @@ class _Run:
         self.stop = threading.Event()
         self.failure: BaseException | None = None
         self.stages = {k: 0.0 for k in STAGES}
+        self.plans: queue.Queue = queue.Queue(maxsize=1)
         self.batches: queue.Queue = queue.Queue(maxsize=prefetch)
         self.ready: queue.Queue = queue.Queue(maxsize=2)
         self.done: queue.Queue = queue.Queue(maxsize=2)
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: WorkerPool | None = None
 
     # -------------------------------------------------------------- orchestration
 
     def start(self) -> None:
         if self.workers > 0 and self.cols.image:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding CUDA/ORT threads
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
-                                            initargs=(os.getpid(),))
+            self.pool = WorkerPool(self.workers, self.spec)
         threads = [threading.Thread(target=self._guard, args=(fn,), name=f"mmsa-{fn.__name__.strip('_')}", daemon=True)
-                   for fn in (self._plan, self._prep, self._infer)]
+                   for fn in (self._read, self._submit_batches, self._prep, self._infer)]
         for t in threads:
             t.start()
         try:
@@ -187,14 +187,11 @@ class _Run:
             for t in threads:
                 t.join()
             if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
+                self.pool.shutdown()
         if self.failure is not None:
             exc = self.failure
             if isinstance(exc, (ScoreError, KeyboardInterrupt)):
                 raise exc
-            if isinstance(exc, BrokenProcessPool):
-                raise PipelineError("an image worker process died (out of memory or killed); the completed row "
-                                    "groups are kept: rerun with --resume") from exc
             raise PipelineError(f"scoring failed: {type(exc).__name__}: {exc}; the completed row groups are kept: "
                                 f"rerun with --resume") from exc
 
@@ -228,7 +225,7 @@ class _Run:
 
     # -------------------------------------------------------------- stages
 
-    def _plan(self) -> None:
+    def _read(self) -> None:
         start = self.writer.start_row
         for chunk in iter_chunks(self.source, self.cols, self.chunk_rows, start):
             self.stages["read"] += chunk.read_seconds
@@ -236,8 +233,14 @@ class _Run:
             self.stages["tokenize"] += plan.seconds
             state = _ChunkState(chunk, plan, np.full((chunk.num_rows, 3), np.nan, np.float32),
                                 [None] * chunk.num_rows, len(plan.batches))
-            for rows in plan.batches:
-                if not self._put(self.batches, (state, rows, self._submit(plan, rows))):
+            if not self._put(self.plans, state):
+                return
+        self._put(self.plans, _END)
+
+    def _submit_batches(self) -> None:
+        while (state := self._get(self.plans)) is not _END:
+            for rows in state.plan.batches:
+                if not self._put(self.batches, (state, rows, self._submit(state.plan, rows))):
                     return
         self._put(self.batches, _END)
 
@@ -248,7 +251,7 @@ class _Run:
         if self.pool is None:
             return [tasks]  # prepared in the prep thread
         per = max(8, -(-len(tasks) // self.workers))
-        return [self.pool.submit(prepare_images, tasks[i:i + per], self.spec) for i in range(0, len(tasks), per)]
+        return [self.pool.submit(tasks[i:i + per]) for i in range(0, len(tasks), per)]
 
     def _prep(self) -> None:
         while (item := self._get(self.batches)) is not _END:

@@ -1,7 +1,7 @@
-"""Row preprocessing for scoring: text decoding + tokenization, and image preparation.
+"""Image preparation for scoring.
 
-Image preparation runs in worker processes (spawn-safe: this module imports neither torch
-nor onnxruntime, so workers start fast and small). Each image becomes exactly one of:
+Image preparation runs in worker processes (workers.py: this module imports neither torch,
+onnxruntime nor pyarrow, so workers start fast and small). Each image becomes exactly one of:
   pixels  uint8 [S,S,3], resized and centre-cropped exactly like training's preprocess_image
   jpeg    the file's bytes, for the GPU decoder (only plain baseline RGB JPEGs, see _gpu_ready)
   error   "<kind>: <message>" with kind from IMAGE_ERROR_KINDS
@@ -10,19 +10,15 @@ Normalisation happens in the consumer on whole batches (4x less data between pro
 from __future__ import annotations
 
 import io
-import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-import pyarrow as pa
 from PIL import Image
 
 from ..data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image, resolve_image_path
-from ..data.text import clean_text, decode_text
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -131,43 +127,3 @@ def prepare_images(tasks: Sequence[ImageTask], spec: ImageSpec) -> tuple[list[Im
     start = time.perf_counter()
     results = [prepare_image(value, root, spec) for value, root in tasks]
     return results, time.perf_counter() - start
-
-
-def init_worker(parent_pid: int) -> None:
-    """Pool initializer: exit when the parent dies (kill -9 leaves no orphans behind)."""
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="mmsa-parent-watch").start()
-
-
-# --------------------------------------------------------------------------------------- text
-
-def decode_texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
-    """Arrow text column -> cleaned strings ("" for null). Read as bytes so invalid UTF-8
-    in a string column cannot raise; such bytes get the cp1252 fallback of decode_text."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    t = column.type
-    if pa.types.is_null(t):
-        return [""] * len(column)
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        column = column.view(pa.binary() if pa.types.is_string(t) else pa.large_binary())
-    elif not (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
-        return ["" if v is None else clean_text(str(v)) for v in column.to_pylist()]
-    return ["" if v is None else decode_text(v) for v in column.to_pylist()]
-
-
-def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fast-tokenizer batch call, truncated and padded to max_length: int64 ids, mask [N, max_length]."""
-    if not texts:
-        empty = np.zeros((0, max_length), np.int64)
-        return empty, empty.copy()
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
-                    return_attention_mask=True, return_token_type_ids=False, return_tensors="np")
-    return enc["input_ids"].astype(np.int64, copy=False), enc["attention_mask"].astype(np.int64, copy=False)

@@ -16,14 +16,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
-import torch  # before onnxruntime: the CUDA EP then finds the CUDA libraries torch loaded
-
-import onnxruntime as ort
 
 from ..model_folder import ModelFolder, load_model_folder
 from .errors import ModelLoadError
 from .inputs import Columns, ResolvedColumns, resolve_columns
-from .preprocess import ImageResult, ImageSpec, ImageTask, decode_texts, normalise, prepare_image, prepare_images, tokenize
+from .preprocess import ImageResult, ImageSpec, ImageTask, normalise, prepare_image, prepare_images
+from .texts import decode_texts, tokenize
 from .results import decide, result_table
 
 log = logging.getLogger(__name__)
@@ -51,7 +49,7 @@ class Scorer:
                  verify_checksum: bool = True, threads: int | None = None):
         self.folder: ModelFolder = load_model_folder(model_dir, verify_checksum=verify_checksum)
         self.manifest = self.folder.manifest
-        self.tokenizer = self.folder.load_tokenizer()
+        self.tokenizer = load_tokenizer(self.folder)
         self.warnings: list[str] = []
         self.session = self._open_session(device, threads)
         self.provider = self.session.get_providers()[0]
@@ -61,8 +59,11 @@ class Scorer:
         empty = self.tokenizer("", return_token_type_ids=False)["input_ids"]  # [CLS] [SEP]
         self._empty_ids = np.asarray(empty, np.int64)
         self._zeros: dict[int, Any] = {}
-        self._gpu = GpuImages(self.manifest, torch.device("cuda", torch.cuda.current_device())) \
-            if self.device == "cuda" else None
+        self._gpu = None
+        if self.device == "cuda":
+            import torch
+
+            self._gpu = GpuImages(self.manifest, torch.device("cuda", torch.cuda.current_device()))
 
     # ------------------------------------------------------------------ model & session
 
@@ -79,17 +80,24 @@ class Scorer:
         return ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std),
                          allow_outside_root=allow_outside_root, gpu_jpeg=self.device == "cuda")
 
-    def _open_session(self, device: str, threads: int | None) -> ort.InferenceSession:
+    def _open_session(self, device: str, threads: int | None):
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device {device!r} is not one of auto, cpu, cuda")
+        # torch only where a GPU may be used (its import costs seconds and ~650 MB), and always
+        # before onnxruntime: the CUDA EP then finds the CUDA libraries torch loaded.
+        gpu_possible = device == "cuda" or (device == "auto" and _nvidia_driver_present())
+        if gpu_possible:
+            import torch
+        import onnxruntime as ort
+
         has_cuda_ep = "CUDAExecutionProvider" in ort.get_available_providers()
-        want_cuda = device == "cuda" or (device == "auto" and has_cuda_ep and torch.cuda.is_available())
+        want_cuda = gpu_possible and (device == "cuda" or (has_cuda_ep and torch.cuda.is_available()))
         if device == "cuda" and not torch.cuda.is_available():
             self._warn("CUDA was asked for but torch sees no CUDA GPU: scoring runs on the CPU")
             want_cuda = False
-        elif device == "cuda" and not has_cuda_ep:
-            self._warn("CUDA was asked for but this onnxruntime has no CUDAExecutionProvider "
-                       "(install onnxruntime-gpu): scoring runs on the CPU")
+        elif gpu_possible and not has_cuda_ep and torch.cuda.is_available():
+            self._warn(f"{'CUDA was asked for' if device == 'cuda' else 'a CUDA GPU is present'} but this "
+                       f"onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu): scoring runs on the CPU")
             want_cuda = False
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -158,7 +166,7 @@ class Scorer:
         if "attention_mask" in self.input_names:
             binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask))
         if "pixel_values" in self.input_names:
-            if isinstance(pixels, torch.Tensor) and pixels.is_cuda:
+            if _is_torch(pixels) and pixels.is_cuda:
                 pixels = pixels.contiguous()
                 binding.bind_input("pixel_values", "cuda", pixels.device.index or 0, np.float32,
                                    list(pixels.shape), pixels.data_ptr())
@@ -172,8 +180,12 @@ class Scorer:
         """Pixel input of a model that ignores images (the graph still declares it)."""
         if n not in self._zeros:
             s = self.manifest.image_size
-            self._zeros[n] = (torch.zeros((n, 3, s, s), device="cuda") if self.device == "cuda"
-                              else np.zeros((n, 3, s, s), np.float32))
+            if self.device == "cuda":
+                import torch
+
+                self._zeros[n] = torch.zeros((n, 3, s, s), device="cuda")
+            else:
+                self._zeros[n] = np.zeros((n, 3, s, s), np.float32)
         return self._zeros[n]
 
     # ------------------------------------------------------------------ raw rows -> model inputs
@@ -268,6 +280,16 @@ class Scorer:
         return result_table(ids, cols.id_name, probs, errors, {c: table.column(c) for c in cols.keep})
 
 
+def load_tokenizer(folder: ModelFolder):
+    """The folder's fast tokenizer straight from tokenizer.json: AutoTokenizer would import torch
+    (seconds, ~650 MB) in CPU-only scoring processes. Same ids (a test checks)."""
+    if (folder.tokenizer_path / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(folder.tokenizer_path)
+    return folder.load_tokenizer()
+
+
 def score_table(data, model_dir: str | Path, columns: Columns = Columns(), *, device: str = "auto",
                 image_root: str | Path = ".", allow_outside_root: bool = False) -> pa.Table:
     """One-shot convenience: load the model and score a table (notebooks, Airflow tasks)."""
@@ -289,8 +311,21 @@ def _to_table(data) -> pa.Table:
     raise TypeError(f"expected a pyarrow Table/RecordBatch or a pandas DataFrame, got {type(data).__name__}")
 
 
+def _nvidia_driver_present() -> bool:
+    """Cheap check before paying for `import torch` on machines that cannot have CUDA."""
+    import sys
+
+    if "torch" in sys.modules:
+        return True
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0"))
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
 def _numpy(x, dtype) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    if _is_torch(x):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype)
 
@@ -306,7 +341,9 @@ class GpuImages:
     tensor per batch, made on a side stream so it overlaps the model. Any torch device
     works (tests run it on the CPU, where torchvision decodes with libjpeg)."""
 
-    def __init__(self, manifest, device: torch.device):
+    def __init__(self, manifest, device):
+        import torch
+
         from .gpu_images import GpuJpegDecoder
 
         self.m, self.dev = manifest, device
@@ -315,6 +352,8 @@ class GpuImages:
 
     def __call__(self, results: Sequence[ImageResult], spec: ImageSpec):
         import contextlib
+
+        import torch
 
         from .gpu_images import normalise_batch, resize_crop_batch
 
