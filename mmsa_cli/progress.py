@@ -27,7 +27,7 @@ class LogProgress:
         rate = self.n / elapsed if elapsed > 0 else 0.0
         done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         eta = f", ETA {(self.total - self.n) / rate:.0f}s" if self.total and rate > 0 else ""
-        return f"{self.desc}: {done} {self.unit} ({rate:.1f} {self.unit}/s{eta})" + (f" {self.postfix}" if self.postfix else "")
+        return f"{self.desc}: {done} {self.unit} ({rate:.3g} {self.unit}/s{eta})" + (f" {self.postfix}" if self.postfix else "")
 
     def __iter__(self) -> Iterator[T]:
         start = last = time.perf_counter()
