@@ -1,9 +1,22 @@
 """GPU speed of the exported graphs: PyTorch eager fp16 vs ONNX Runtime CUDA fp16.
 
-Run on the H100 box (random weights: nothing pretrained is there), onnxruntime-gpu on PYTHONPATH:
+Run on the H100 box (random weights: nothing pretrained is there), onnxruntime-gpu on
+PYTHONPATH (see shared/GPU.md). Here, first:
 
-    PYTHONPATH=/tmp/site:$PWD python benchmarks/bench_export_gpu.py \
-        --out $OUT/export_gpu.json --md $OUT/export_gpu.md
+    ../shared/tools/device-wheels.sh onnxruntime-gpu==1.31.1      # .whl/part.00 .. part.04
+    mkdir -p .gpu/site && cp -r .venv/lib/python3.11/site-packages/efficientnet_lite_pytorch .gpu/site/
+    grep -qx '/.gpu/' .git/info/exclude || echo '/.gpu/' >> .git/info/exclude
+
+(efficientnet-lite-pytorch is pure Python and has no wheel on the index.) Then one device
+call per part, back to back, carrying [".whl/part.NN"]: `mkdir -p /tmp/parts && cp
+.whl/part.NN /tmp/parts/`; the last one carries [".whl/part.04", ".gpu"] and runs:
+
+    mkdir -p /tmp/whl && cat /tmp/parts/part.* | tar -xf - -C /tmp/whl \
+      && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/whl/*.whl \
+      && PYTHONPATH=/tmp/site:$PWD/.gpu/site:$PWD PYTHONUNBUFFERED=1 python3 benchmarks/bench_export_gpu.py \
+           --out $OUT/export_gpu.json --md $OUT/export_gpu.md
+
+It takes about 110 s there (exports included; measured 2026-11-26 on the H100).
 
 Cases (batch 256, seq 64, fp16, inputs already on the GPU, ORT through IO binding):
   a) BERT-base text encoder alone: PyTorch SDPA vs ORT fused (Attention, EmbedLayerNorm,
@@ -38,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import onnxruntime as ort  # noqa: E402
+
+ort.set_default_logger_severity(3)  # ORT 1.31 warns about plugin EP devices on every CUDA session
 from torch import nn  # noqa: E402
 
 from mmsa_cli.config import ModelConfig  # noqa: E402

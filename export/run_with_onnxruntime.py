@@ -59,11 +59,14 @@ def main(folder: str, text: str, image: str) -> None:
     m = load_folder(folder_path)
     ids, mask = encode_text(folder_path, text, m["max_length"])
     pixels = encode_image(Path(image), m["image_size"], m["image_mean"], m["image_std"])
+    # onnxruntime-gpu lists CUDA even where it cannot load it (no GPU): ORT then logs an error
+    # and falls back to the CPU, which the last column of the output shows.
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     session = ort.InferenceSession(str(folder_path / "model.onnx"), providers=providers)
     probs, _logits = session.run(["probs", "logits"], {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels})
     best = int(probs[0].argmax())
-    print(f"{m['labels'][best]}  " + "  ".join(f"{label} {p:.3f}" for label, p in zip(m["labels"], probs[0])))
+    print(f"{m['labels'][best]}  " + "  ".join(f"{label} {p:.3f}" for label, p in zip(m["labels"], probs[0]))
+          + f"  ({session.get_providers()[0]})")
 
 
 if __name__ == "__main__":
