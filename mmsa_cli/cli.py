@@ -87,6 +87,8 @@ def main(verbose: bool) -> None:
 @click.option("--max-length", default=ModelConfig.max_length, show_default=True, type=click.IntRange(8, 512))
 @click.option("--fusion-dim", default=ModelConfig.fusion_dim, show_default=True, type=click.IntRange(8))
 @click.option("--val-fraction", default=TrainConfig.val_fraction, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--folds", default=0, type=click.IntRange(0, 20),
+              help="Stratified k-fold cross-validation (e.g. 5): mean and spread over folds in cv.md.")
 @click.option("--max-train-examples", default=0, type=click.IntRange(0), help="Cap on training rows (quick runs).")
 @click.option("--seed", default=TrainConfig.seed, show_default=True, type=int)
 @device_option
@@ -97,7 +99,7 @@ def main(verbose: bool) -> None:
 def train(data, label_file, text_col, image_col, id_col, label_col, image_root, fusion, out, text_encoder,
           image_encoder, text_weights, image_weights, random_weights, epochs, batch_size, encoder_lr, head_lr,
           patience, freeze, no_feature_cache, feature_cache, label_smoothing, max_length, fusion_dim, val_fraction,
-          max_train_examples, seed, device, num_workers, strict):
+          folds, max_train_examples, seed, device, num_workers, strict):
     """Train one fusion model (or all seven) and write a self-describing run folder."""
     from .train import TrainSource, train as train_models
 
@@ -105,7 +107,7 @@ def train(data, label_file, text_col, image_col, id_col, label_col, image_root, 
                             image_encoder=image_encoder, fusion_dim=fusion_dim, max_length=max_length)
     train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, encoder_lr=encoder_lr, head_lr=head_lr,
                             patience=patience, freeze=freeze, cache_image_features=not no_feature_cache, feature_cache=feature_cache,
-                            label_smoothing=label_smoothing, val_fraction=val_fraction, seed=seed, device=device,
+                            label_smoothing=label_smoothing, val_fraction=val_fraction, folds=folds, seed=seed, device=device,
                             num_workers=num_workers, strict=strict, max_train_examples=max_train_examples)
     source = TrainSource(data, label_file, text_col, image_col, id_col, label_col, image_root)
     fusions = list(FUSIONS) if fusion == "all" else [fusion]
@@ -113,12 +115,22 @@ def train(data, label_file, text_col, image_col, id_col, label_col, image_root, 
                            text_weights=text_weights, image_weights=image_weights)
     for r in results:
         v = r["validation"]
-        click.echo(f"{r['fusion']:>13}: val accuracy {100 * v['accuracy']:.2f}  weighted F1 {100 * v['weighted_f1']:.2f}"
+        fold = f"fold {r['fold']} " if r.get("fold") else ""
+        click.echo(f"{fold}{r['fusion']:>13}: val accuracy {100 * v['accuracy']:.2f}  weighted F1 {100 * v['weighted_f1']:.2f}"
                    f"  macro F1 {100 * v['macro_f1']:.2f}  (best epoch {r['best_epoch']} of {r['epochs_run']})")
     skipped = results[0]["skipped_rows"]
     if skipped:
-        click.echo(f"skipped {skipped} rows with unusable images: see {Path(out) / 'skipped.csv'}")
-    click.echo(f"run folder: {out}" + (" (comparison.md, comparison.png)" if len(results) > 1 else ""))
+        click.echo(f"skipped {skipped} rows with unusable images: see skipped.csv in the run folder")
+    if folds > 1:
+        from .train import cv_summary
+
+        for row in cv_summary(results):
+            click.echo(f"{folds}-fold CV {row['fusion']:>13}: accuracy {100 * row['accuracy']:.2f} ± "
+                       f"{100 * row['accuracy_std']:.2f}  weighted F1 {100 * row['weighted_f1']:.2f} ± "
+                       f"{100 * row['weighted_f1_std']:.2f}")
+        click.echo(f"run folder: {out} (cv.md, cv.png; one folder per fold)")
+    else:
+        click.echo(f"run folder: {out}" + (" (comparison.md, comparison.png)" if len(results) > 1 else ""))
 
 
 @main.command()

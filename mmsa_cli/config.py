@@ -38,6 +38,7 @@ class TrainConfig:
     feature_cache: str = ""          # folder keeping frozen image features across runs ("" = memory only)
     label_smoothing: float = 0.0
     val_fraction: float = 0.2        # 3,200 / 800 on MVSA-Single's 4,000 labelled tweets
+    folds: int = 0                   # >1: stratified k-fold cross-validation instead of one split
     seed: int = 42
     device: str = "auto"             # "auto", "cpu" or "cuda"
     num_workers: int = 0             # DataLoader workers for image decoding

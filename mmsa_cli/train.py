@@ -19,7 +19,7 @@ from . import LABELS
 from .batches import (ImageDataset, ImageFeatures, TextFeatures, cached_image_features, encode_images, encode_texts,
                       file_fingerprint, image_loader, pad_tokens, scan_images, tokenize)
 from .config import FREEZE_CHOICES, ModelConfig, TrainConfig, save_json
-from .data import Example, load_examples, stratified_split, write_split
+from .data import Example, load_examples, stratified_kfold, stratified_split, write_split
 from .errors import ConfigError, DataError
 from .progress import progress
 from .metrics import classification_metrics, plot_comparison, plot_confusion_matrix, plot_training_curves
@@ -62,13 +62,9 @@ class Prepared:
     skipped: dict[int, str]              # example index -> image error
 
 
-def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, device, split_path: Path,
-            keep_tokens: bool, weights_id: str = "") -> Prepared:
-    labels = [e.label for e in examples]
-    train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed)
-    write_split(split_path, examples, train_idx, val_idx)
-    if cfg.max_train_examples:
-        train_idx = sorted(np.random.default_rng(cfg.seed).permutation(train_idx)[: cfg.max_train_examples].tolist())
+def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, device, keep_tokens: bool,
+            weights_id: str = "") -> Prepared:
+    """Tokenize, check every image and run the frozen encoders once; no split yet."""
     tok = model.text_encoder.tokenizer
     tokens = tokenize(tok, [e.text for e in examples], model.cfg.max_length)
     enc = model.image_encoder
@@ -95,9 +91,16 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
     if cfg.freeze in ("text", "both"):
         text_features = encode_texts(model.text_encoder, tokens, tok.pad_token_id, batch_size=64, device=device,
                                      keep_tokens=keep_tokens)
-    usable = lambda idx: [i for i in idx if i not in skipped]  # noqa: E731
-    return Prepared(examples, torch.tensor(labels), tokens, tok.pad_token_id, usable(train_idx), usable(val_idx),
+    return Prepared(examples, torch.tensor([e.label for e in examples]), tokens, tok.pad_token_id, [], [],
                     images, features, text_features, skipped)
+
+
+def with_split(data: Prepared, train_idx: Sequence[int], val_idx: Sequence[int], cfg: TrainConfig) -> Prepared:
+    """The prepared data restricted to one split's usable rows (readable images)."""
+    if cfg.max_train_examples:
+        train_idx = sorted(np.random.default_rng(cfg.seed).permutation(train_idx)[: cfg.max_train_examples].tolist())
+    usable = lambda idx: [i for i in idx if i not in data.skipped]  # noqa: E731
+    return dataclasses.replace(data, train_idx=usable(train_idx), val_idx=usable(val_idx))
 
 
 def write_skipped(path: Path, data: Prepared) -> None:
@@ -256,6 +259,35 @@ def write_comparison(out: Path, results: list[dict]) -> None:
                     reference=PAPER_ACCURACY)
 
 
+METRICS_REPORTED = ("accuracy", "weighted_f1", "macro_f1")
+
+
+def cv_summary(results: list[dict]) -> list[dict]:
+    """Mean and standard deviation over folds, per fusion."""
+    rows = []
+    for name in dict.fromkeys(r["fusion"] for r in results):
+        runs = [r["validation"] for r in results if r["fusion"] == name]
+        row = {"name": PAPER_NAMES[name], "fusion": name, "folds": len(runs)}
+        for m in METRICS_REPORTED:
+            values = np.array([v[m] for v in runs])
+            row[m], row[f"{m}_std"] = float(values.mean()), float(values.std(ddof=1) if len(values) > 1 else 0.0)
+            row[f"{m}_per_fold"] = values.round(4).tolist()
+        rows.append(row)
+    return rows
+
+
+def write_cv_summary(out: Path, results: list[dict]) -> None:
+    rows = cv_summary(results)
+    save_json(out / "cv.json", {"rows": rows})
+    lines = ["| model | fusion | folds | accuracy | weighted F1 | macro F1 | paper acc. |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = " | ".join(f"{100 * r[m]:.2f} ± {100 * r[m + '_std']:.2f}" for m in METRICS_REPORTED)
+        lines.append(f"| {r['name']} | {r['fusion']} | {r['folds']} | {cells} | {PAPER_ACCURACY.get(r['name'])} |")
+    (out / "cv.md").write_text("\n".join(lines) + "\n")
+    plot_comparison(rows, out / "cv.png", f"{rows[0]['folds']}-fold cross-validation (mean; ± std in cv.md)",
+                    reference=PAPER_ACCURACY)
+
+
 @dataclass
 class TrainSource:
     """Where the training data comes from (see mmsa_cli.data.load_examples)."""
@@ -273,7 +305,8 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
     """Train each fusion in `fusions` on the same split; one run folder per fusion.
 
     A single fusion writes its run folder at `out`; several write `out/<fusion>/` plus a
-    comparison (Markdown, JSON, PNG) at `out`.
+    comparison (Markdown, JSON, PNG) at `out`. With cfg.folds > 1 each fold gets that layout
+    under `out/fold-K/`, and `out/cv.{md,json,png}` report mean and spread over folds.
     """
     for name in fusions:
         if name not in FUSIONS:
@@ -289,23 +322,38 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
         raise DataError(f"{source.data} has {len(labelled)} labelled rows; training needs at least 10")
     device = pick_device(cfg.device)
     out.mkdir(parents=True, exist_ok=True)
+    labels = [e.label for e in labelled]
+    if cfg.folds > 1:
+        splits = stratified_kfold(labels, cfg.folds, cfg.seed)
+        fold_dirs = [out / f"fold-{k + 1}" for k in range(cfg.folds)]
+    else:
+        splits, fold_dirs = [stratified_split(labels, cfg.val_fraction, cfg.seed)], [out]
     weights = dict(pretrained=pretrained, text_weights=text_weights, image_weights=image_weights)
     first = create_model(dataclasses.replace(model_cfg, fusion=fusions[0]), **weights)
     keep_tokens = any(FUSIONS[f].uses_tokens for f in fusions)
     weights_id = f"pretrained={pretrained} image_weights={image_weights}"
-    data = prepare(labelled, first, cfg, device, out / "split.csv", keep_tokens, weights_id)
-    write_skipped(out / "skipped.csv", data)
+    data = prepare(labelled, first, cfg, device, keep_tokens, weights_id)
     results = []
-    for i, name in enumerate(fusions):
-        seed_everything(cfg.seed)
-        model = first if i == 0 else create_model(dataclasses.replace(model_cfg, fusion=name), **weights)
-        run_dir = out if len(fusions) == 1 else out / name
-        if run_dir != out:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "split.csv").write_bytes((out / "split.csv").read_bytes())
-        results.append(fit(model, data, cfg, run_dir, device, source.data))
-        del model
-        first = None
-    if len(fusions) > 1:
-        write_comparison(out, results)
+    for fold, ((train_idx, val_idx), base) in enumerate(zip(splits, fold_dirs), start=1):
+        base.mkdir(parents=True, exist_ok=True)
+        write_split(base / "split.csv", labelled, train_idx, val_idx)
+        write_skipped(base / "skipped.csv", data)
+        fold_data = with_split(data, train_idx, val_idx, cfg)
+        fold_results = []
+        for name in fusions:
+            seed_everything(cfg.seed)
+            model = first or create_model(dataclasses.replace(model_cfg, fusion=name), **weights)
+            first = None  # the model that prepared the data trains first, then fresh ones
+            run_dir = base if len(fusions) == 1 else base / name
+            if run_dir != base:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / "split.csv").write_bytes((base / "split.csv").read_bytes())
+            result = fit(model, fold_data, cfg, run_dir, device, source.data)
+            fold_results.append(result | {"fold": fold if cfg.folds > 1 else None})
+            del model
+        if len(fusions) > 1:
+            write_comparison(base, fold_results)
+        results += fold_results
+    if cfg.folds > 1:
+        write_cv_summary(out, results)
     return results

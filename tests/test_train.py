@@ -20,7 +20,7 @@ from mmsa_cli.config import ModelConfig, TrainConfig
 from mmsa_cli.data import load_examples, stratified_split
 from mmsa_cli.errors import DataError
 from mmsa_cli.runs import load_run
-from mmsa_cli.train import TrainSource, fit, prepare, train
+from mmsa_cli.train import TrainSource, fit, prepare, train, with_split
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 MVSA = SAMPLES / "mvsa"
@@ -155,7 +155,8 @@ def test_load_run_gives_identical_probabilities(tmp_path):
     model = create_model(ModelConfig(fusion="hstec", **TINY), pretrained=False)
     cfg = TrainConfig(epochs=1, max_train_examples=48, **(FAST | {"freeze": "image"}))
     examples = load_examples(MVSA)
-    data = prepare(examples, model, cfg, torch.device("cpu"), tmp_path / "split.csv", keep_tokens=True)
+    data = prepare(examples, model, cfg, torch.device("cpu"), keep_tokens=True)
+    data = with_split(data, *stratified_split([e.label for e in examples], cfg.val_fraction, cfg.seed), cfg)
     assert data.features is not None and data.features.tokens is not None  # the cache was used
     assert len(data.train_idx) == 48 and len(data.val_idx) == 60
     fit(model, data, cfg, tmp_path, torch.device("cpu"), "samples/mvsa")
@@ -260,3 +261,25 @@ def test_strict_refuses_bad_images(broken_mvsa, tmp_path):
     assert "2 of 300" in message and "--strict" in message
     assert corrupt in message and missing in message
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_frozen_encoders_and_cross_validation(tmp_path):
+    """--freeze both --folds 3: each fold validates on a disjoint third, every labelled row is
+    validated exactly once, and cv.json reports mean and spread per fusion."""
+    fusions = ["text-only", "cmac"]
+    cfg = TrainConfig(epochs=1, folds=3, **(FAST | {"freeze": "both"}))
+    with one_thread():
+        results = train(TrainSource(str(MVSA)), tmp_path, fusions, ModelConfig(**TINY), cfg, pretrained=False)
+    assert [(r["fold"], r["fusion"]) for r in results] == [(k, f) for k in (1, 2, 3) for f in fusions]
+    val_guids = [row["guid"] for k in (1, 2, 3) for row in read_split_csv(tmp_path / f"fold-{k}" / "split.csv")
+                 if row["split"] == "val"]
+    assert len(val_guids) == len(set(val_guids)) == 300
+    summary = json.loads((tmp_path / "cv.json").read_text())["rows"]
+    assert [r["fusion"] for r in summary] == fusions
+    for row in summary:
+        per_fold = [r["validation"]["accuracy"] for r in results if r["fusion"] == row["fusion"]]
+        assert row["accuracy"] == pytest.approx(sum(per_fold) / 3)
+        assert row["accuracy_per_fold"] == pytest.approx(per_fold, abs=1e-4)
+    assert (tmp_path / "cv.md").read_text().count("±") == 3 * len(fusions)
+    assert (tmp_path / "cv.png").stat().st_size > 0
+    assert (tmp_path / "fold-2" / "cmac" / "model.safetensors").is_file()
