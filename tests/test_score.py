@@ -264,10 +264,15 @@ def test_tokenizer_gives_the_folder_tokenizers_ids(scorers):
     scorer = scorers["ote"]
     texts = decode_texts(pa.array(["Caf\u00e9 \u201cquoted\u201d #BestDayEver @user http://t.co/x",
                                    "\U0001F600\U0001F525 \u4e2d\u6587 na\u00efve", "", "\x00\x07ctrl", "word " * 300]))
-    ours = tokenize(scorer.tokenizer, texts, 32)
-    reference = tokenize(scorer.folder.load_tokenizer(), texts, 32)
-    np.testing.assert_array_equal(ours[0], reference[0])
-    np.testing.assert_array_equal(ours[1], reference[1])
+    ours = scorer._tokenize(texts)
+    assert scorer._tokenize.backend is not None  # the Rust fast path
+    folder_tok = scorer.folder.load_tokenizer()
+    ref = folder_tok(texts, truncation=True, max_length=scorer.manifest.max_length, padding="max_length",
+                     return_tensors="np")
+    np.testing.assert_array_equal(ours[0], ref["input_ids"])
+    np.testing.assert_array_equal(ours[1], ref["attention_mask"])
+    np.testing.assert_array_equal(tokenize(folder_tok, texts, 16)[0], folder_tok(texts, truncation=True, max_length=16,
+                                  padding="max_length", return_tensors="np")["input_ids"])
 
 
 def test_text_edge_cases_and_non_utf8(models, scorers, tmp_path):
@@ -340,8 +345,9 @@ def test_score_batch_equals_score_files(messy, models, scorers, tmp_path):
 def test_worker_processes_give_the_same_output(messy, models, scorers, tmp_path):
     path, _ = messy
     a, b = tmp_path / "inline.parquet", tmp_path / "pool.parquet"
-    _run(path, models["ote"], a, scorer=scorers["ote"], workers=0)
-    _run(path, models["ote"], b, scorer=scorers["ote"], workers=2, prefetch=1)
+    _run(path, models["ote"], a, scorer=scorers["ote"], workers=0, row_group_size=4)
+    # three prep threads finish batches out of order; the writer still writes chunks in order
+    _run(path, models["ote"], b, scorer=scorers["ote"], workers=2, prefetch=2, prep_threads=3, row_group_size=4)
     assert pq.read_table(a).equals(pq.read_table(b))
 
 

@@ -113,6 +113,11 @@ class OutputWriter:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+            try:  # nothing to resume in it (failed before the first row group): leave no litter
+                if {p.name for p in self.parts_dir.iterdir()} <= {".lock"}:
+                    shutil.rmtree(self.parts_dir, ignore_errors=True)
+            except OSError:
+                pass
 
     def _decide(self, overwrite: bool, resume: bool) -> None:
         if self.out.exists() and not overwrite:

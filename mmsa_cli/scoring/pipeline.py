@@ -5,8 +5,8 @@
     submit thread   each batch's image tasks submitted to the worker pool
     worker pool     read + decode + resize images (CPU), or check JPEG headers (GPU path);
                     separate processes (workers.py)
-    prep thread     gather a batch's images -> pixel batch (numpy, or nvJPEG + batched
-                    resize on a CUDA side stream)
+    prep threads    gather a batch's images -> pixel batch (numpy; on CUDA nvJPEG + batched
+                    resize, two threads with their own streams so decode overlaps everything)
     infer thread    ONNX Runtime (IO binding on CUDA), bad-row policy
     main thread     chunk done -> output row group + checkpoint, progress
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -30,7 +31,7 @@ import pyarrow as pa
 
 from .. import __version__
 from ..model_folder import load_model_folder
-from .errors import PipelineError, ScoreError
+from .errors import InputError, PipelineError, ScoreError
 from .inputs import Chunk, Columns, InputSet, ResolvedColumns, iter_chunks, open_inputs, resolve_columns
 from .output import OutputWriter
 from .preprocess import ImageSpec, prepare_images
@@ -52,6 +53,7 @@ class ScoreOptions:
     row_group_size: int = 16_384              # rows per output row group = checkpoint interval
     workers: int | None = None                # image processes; 0 = in the prep thread; None: by device
     prefetch: int = 4                         # batches prepared ahead of the model
+    prep_threads: int | None = None           # pixel-batch threads; None: 2 on CUDA, 1 on the CPU
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
@@ -80,7 +82,7 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
     `scorer` lets a caller reuse a loaded Scorer for several files."""
     opts = options or ScoreOptions()
     if opts.row_group_size < 1 or (opts.batch_size is not None and opts.batch_size < 1) or opts.prefetch < 1:
-        raise ScoreError("row_group_size, batch_size and prefetch must be >= 1")
+        raise InputError("row_group_size, batch_size and prefetch must be >= 1")
     wall = time.perf_counter()
     source = open_inputs(inputs, opts.image_root)
     folder = scorer.folder if scorer is not None else load_model_folder(model_dir)
@@ -105,7 +107,8 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
         workers = opts.workers if opts.workers is not None else default_workers(scorer.device)
         progress = RowProgress(source.total_rows, writer.start_row, enabled=opts.progress, every_s=opts.log_every_s)
         run = _Run(scorer, source, cols, scorer.image_spec(opts.allow_outside_root), writer, schema, progress,
-                   opts.batch_size or scorer.batch_size, opts.row_group_size, workers, opts.prefetch)
+                   opts.batch_size or scorer.batch_size, opts.row_group_size, workers, opts.prefetch,
+                   opts.prep_threads or (2 if scorer.device == "cuda" else 1))
         start_row = writer.start_row
         run.start()
         progress.close()
@@ -155,13 +158,15 @@ class _Run:
 
     def __init__(self, scorer, source: InputSet, cols: ResolvedColumns, spec: ImageSpec, writer: OutputWriter,
                  schema: pa.Schema, progress: RowProgress, batch_size: int, chunk_rows: int, workers: int,
-                 prefetch: int):
+                 prefetch: int, prep_threads: int = 1):
         self.scorer, self.source, self.cols, self.spec = scorer, source, cols, spec
         self.writer, self.schema, self.progress = writer, schema, progress
         self.batch_size, self.chunk_rows, self.workers = batch_size, chunk_rows, workers
         self.stop = threading.Event()
         self.failure: BaseException | None = None
         self.stages = {k: 0.0 for k in STAGES}
+        self._stage_lock = threading.Lock()
+        self.prep_threads = prep_threads
         self.plans: queue.Queue = queue.Queue(maxsize=1)
         self.batches: queue.Queue = queue.Queue(maxsize=prefetch)
         self.ready: queue.Queue = queue.Queue(maxsize=2)
@@ -171,10 +176,24 @@ class _Run:
     # -------------------------------------------------------------- orchestration
 
     def start(self) -> None:
+        gpu = getattr(self.scorer, "_gpu", None)
+        gpu_before = dict(gpu.seconds) if gpu is not None else {}
+        switch = sys.getswitchinterval()
+        if gpu is not None:  # many short GIL holds between GPU calls: hand the GIL over sooner
+            sys.setswitchinterval(0.001)
+        try:
+            self._start()
+        finally:
+            sys.setswitchinterval(switch)
+        for k, v in gpu_before.items():  # host time of the GPU prep: nvJPEG call vs resize and the rest
+            self.stages[f"decode_gpu.{k}"] = gpu.seconds[k] - v
+
+    def _start(self) -> None:
         if self.workers > 0 and self.cols.image:
             self.pool = WorkerPool(self.workers, self.spec)
+        stages = [self._read, self._submit_batches, *[self._prep] * self.prep_threads, self._infer]
         threads = [threading.Thread(target=self._guard, args=(fn,), name=f"mmsa-{fn.__name__.strip('_')}", daemon=True)
-                   for fn in (self._read, self._submit_batches, self._prep, self._infer)]
+                   for fn in stages]
         for t in threads:
             t.start()
         try:
@@ -205,6 +224,10 @@ class _Run:
         if self.failure is None:
             self.failure = exc
         self.stop.set()
+
+    def _add(self, stage: str, seconds: float) -> None:
+        with self._stage_lock:
+            self.stages[stage] += seconds
 
     def _put(self, q: queue.Queue, item) -> bool:
         while not self.stop.is_set():
@@ -262,25 +285,30 @@ class _Run:
                 for part in parts:
                     res, seconds = part.result() if isinstance(part, Future) else prepare_images(part, self.spec)
                     results += res
-                    self.stages["decode_cpu"] += seconds
+                    self._add("decode_cpu", seconds)
                 t0 = time.perf_counter()
                 pixels, errors = self.scorer.pixel_batch(results, self.spec)
-                self.stages["decode_gpu" if self.scorer.device == "cuda" else "decode_cpu"] += time.perf_counter() - t0
+                self._add("decode_gpu" if self.scorer.device == "cuda" else "decode_cpu", time.perf_counter() - t0)
             if not self._put(self.ready, (state, rows, pixels, errors)):
                 return
+        self._put(self.batches, _END)  # for the sibling prep threads
         self._put(self.ready, _END)
 
     def _infer(self) -> None:
-        while True:
+        ended = 0
+        while ended < self.prep_threads:
             t0 = time.perf_counter()
             item = self._get(self.ready)
-            self.stages["infer_waiting"] += time.perf_counter() - t0
+            self._add("infer_waiting", time.perf_counter() - t0)
             if item is _END:
-                break
+                if self.stop.is_set():
+                    return
+                ended += 1
+                continue
             state, rows, pixels, image_errors = item
             t0 = time.perf_counter()
             probs, errors = self.scorer.infer(state.plan, rows, pixels, image_errors)
-            self.stages["infer"] += time.perf_counter() - t0
+            self._add("infer", time.perf_counter() - t0)
             state.probs[rows] = probs
             for i, e in zip(rows, errors):
                 state.errors[i] = e
@@ -290,15 +318,25 @@ class _Run:
         self._put(self.done, _END)
 
     def _write(self) -> None:
+        """Row groups in chunk order (with two prep threads a chunk can finish before its
+        predecessor)."""
+        waiting: dict[int, _ChunkState] = {}
+        expected = self.writer.start_row // self.chunk_rows
         while (state := self._get(self.done)) is not _END:
-            t0 = time.perf_counter()
-            chunk = state.chunk
-            ids = (chunk.table.column(self.cols.id) if self.cols.id
-                   else pa.array(np.arange(chunk.start, chunk.start + chunk.num_rows, dtype=np.int64)))
-            keep = {c: chunk.table.column(c) for c in self.cols.keep}
-            table = result_table(ids, self.cols.id_name, state.probs, state.errors, keep, self.schema)
-            kinds = count_kinds(state.errors)
-            no_prediction = int(np.isnan(state.probs).any(axis=1).sum())
-            self.writer.write_part(table, dict(kinds), no_prediction)
-            self.stages["write"] += time.perf_counter() - t0
-            self.progress.update(chunk.num_rows, sum(kinds.values()))
+            waiting[state.chunk.index] = state
+            while expected in waiting:
+                self._write_chunk(waiting.pop(expected))
+                expected += 1
+
+    def _write_chunk(self, state: _ChunkState) -> None:
+        t0 = time.perf_counter()
+        chunk = state.chunk
+        ids = (chunk.table.column(self.cols.id) if self.cols.id
+               else pa.array(np.arange(chunk.start, chunk.start + chunk.num_rows, dtype=np.int64)))
+        keep = {c: chunk.table.column(c) for c in self.cols.keep}
+        table = result_table(ids, self.cols.id_name, state.probs, state.errors, keep, self.schema)
+        kinds = count_kinds(state.errors)
+        no_prediction = int(np.isnan(state.probs).any(axis=1).sum())
+        self.writer.write_part(table, dict(kinds), no_prediction)
+        self._add("write", time.perf_counter() - t0)
+        self.progress.update(chunk.num_rows, sum(kinds.values()))

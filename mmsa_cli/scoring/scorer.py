@@ -21,7 +21,7 @@ from ..model_folder import ModelFolder, load_model_folder
 from .errors import ModelLoadError
 from .inputs import Columns, ResolvedColumns, resolve_columns
 from .preprocess import ImageResult, ImageSpec, ImageTask, normalise, prepare_image, prepare_images
-from .texts import decode_texts, tokenize
+from .texts import BatchTokenizer, decode_texts
 from .results import decide, result_table
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class Scorer:
         self.folder: ModelFolder = load_model_folder(model_dir, verify_checksum=verify_checksum)
         self.manifest = self.folder.manifest
         self.tokenizer = load_tokenizer(self.folder)
+        self._tokenize = BatchTokenizer(self.tokenizer, self.manifest.max_length)
         self.warnings: list[str] = []
         self.session = self._open_session(device, threads)
         self.provider = self.session.get_providers()[0]
@@ -104,6 +105,9 @@ class Scorer:
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        elif want_cuda:  # the CPU pool only runs shape ops; spinning threads would starve nvJPEG and the workers
+            opts.intra_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = str(self.folder.onnx_path)
         cpu = ["CPUExecutionProvider"]
         try:
@@ -200,7 +204,7 @@ class Scorer:
         if cols.text:
             texts = decode_texts(table.column(cols.text))
             text_empty = np.fromiter((not t for t in texts), bool, n)
-            ids, mask = tokenize(self.tokenizer, texts, self.manifest.max_length)
+            ids, mask = self._tokenize(texts)
             order = np.argsort(mask.sum(1), kind="stable")
         else:
             order = np.arange(n)
@@ -338,48 +342,63 @@ def _cpu_spec(spec: ImageSpec) -> ImageSpec:
 
 class GpuImages:
     """JPEG bytes -> nvJPEG -> batched resize; CPU-prepared pixels uploaded; one normalised
-    tensor per batch, made on a side stream so it overlaps the model. Any torch device
-    works (tests run it on the CPU, where torchvision decodes with libjpeg)."""
+    tensor per batch, made on the calling thread's own CUDA stream so that several prep
+    threads and the model overlap. Any torch device works (tests run it on the CPU, where
+    torchvision decodes with libjpeg). `seconds` splits host time into decode and the rest."""
 
     def __init__(self, manifest, device):
-        import torch
+        import threading
 
-        from .gpu_images import GpuJpegDecoder
+        from .gpu_images import GpuJpegDecoder, Normaliser
 
         self.m, self.dev = manifest, device
         self.decode = GpuJpegDecoder(device)
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.normalise = Normaliser(manifest.image_mean, manifest.image_std, device)
+        self._local = threading.local()
+        self.seconds = {"nvjpeg": 0.0, "resize": 0.0}
+
+    def _stream(self):
+        import torch
+
+        if self.dev.type != "cuda":
+            return None
+        if not hasattr(self._local, "stream"):
+            self._local.stream = torch.cuda.Stream(self.dev)
+        return self._local.stream
 
     def __call__(self, results: Sequence[ImageResult], spec: ImageSpec):
         import contextlib
 
         import torch
 
-        from .gpu_images import normalise_batch, resize_crop_batch
+        from .gpu_images import resize_crop_batch, to_device
 
         s, n = self.m.image_size, len(results)
         results = list(results)
         errors: list[str | None] = [r.error for r in results]
-        with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+        stream = self._stream()
+        t0 = time.perf_counter()
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             out = torch.zeros((n, 3, s, s), dtype=torch.float32, device=self.dev)  # mean image
             jpeg = [i for i, r in enumerate(results) if r.status == "jpeg"]
             decoded, failed = self.decode([results[i].payload for i in jpeg]) if jpeg else ([], [])
+            t1 = time.perf_counter()
             for j in failed:  # nvJPEG said no: the CPU path decodes it or names the error
                 i = jpeg[j]
                 results[i] = prepare_image(results[i].payload, "", _cpu_spec(spec))
                 errors[i] = results[i].error
             good = [(jpeg[j], img) for j, img in enumerate(decoded) if img is not None]
             if good:
-                idx = torch.tensor([i for i, _ in good], device=self.dev)
                 resized = resize_crop_batch([img for _, img in good], s)
-                out[idx] = normalise_batch(resized, self.m.image_mean, self.m.image_std)
+                out[to_device([i for i, _ in good], self.dev)] = self.normalise(resized)
             cpu = [i for i, r in enumerate(results) if r.status == "pixels"]
             if cpu:
                 raw = torch.from_numpy(np.stack([results[i].payload for i in cpu]))
                 if self.dev.type == "cuda":
                     raw = raw.pin_memory().to(self.dev, non_blocking=True)
-                out[torch.tensor(cpu, device=self.dev)] = normalise_batch(raw.permute(0, 3, 1, 2),
-                                                                          self.m.image_mean, self.m.image_std)
-        if self.stream is not None:
-            self.stream.synchronize()  # ORT reads `out` on its own stream
+                out[to_device(cpu, self.dev)] = self.normalise(raw.permute(0, 3, 1, 2))
+        if stream is not None:
+            stream.synchronize()  # ORT reads `out` on its own stream
+        self.seconds["nvjpeg"] += t1 - t0
+        self.seconds["resize"] += time.perf_counter() - t1
         return out, errors

@@ -26,11 +26,38 @@ def decode_texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
     return ["" if v is None else decode_text(v) for v in column.to_pylist()]
 
 
+class BatchTokenizer:
+    """texts -> int64 ids, mask [N, max_length], truncated and padded like
+    `tokenizer(texts, truncation=True, max_length=L, padding="max_length")`, but through the
+    Rust backend directly (its batch call runs without the GIL, and no per-row Python dicts:
+    the other pipeline threads keep running). Slow tokenizers take the ordinary call."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self.backend = None
+        if backend is not None and tokenizer.pad_token_id is not None:
+            from tokenizers import Tokenizer
+
+            self.backend = Tokenizer.from_str(backend.to_str())  # a copy: the caller's stays untouched
+            self.backend.enable_truncation(max_length)
+            self.backend.enable_padding(length=max_length, pad_id=tokenizer.pad_token_id,
+                                        pad_token=tokenizer.pad_token)
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if not texts:
+            empty = np.zeros((0, self.max_length), np.int64)
+            return empty, empty.copy()
+        if self.backend is not None:
+            encodings = self.backend.encode_batch(list(texts), add_special_tokens=True)
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            return ids, mask
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding="max_length",
+                             return_attention_mask=True, return_token_type_ids=False, return_tensors="np")
+        return enc["input_ids"].astype(np.int64, copy=False), enc["attention_mask"].astype(np.int64, copy=False)
+
+
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fast-tokenizer batch call, truncated and padded to max_length: int64 ids, mask [N, max_length]."""
-    if not texts:
-        empty = np.zeros((0, max_length), np.int64)
-        return empty, empty.copy()
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
-                    return_attention_mask=True, return_token_type_ids=False, return_tensors="np")
-    return enc["input_ids"].astype(np.int64, copy=False), enc["attention_mask"].astype(np.int64, copy=False)
+    """One-off BatchTokenizer call."""
+    return BatchTokenizer(tokenizer, max_length)(texts)
