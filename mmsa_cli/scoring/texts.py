@@ -32,6 +32,8 @@ class BatchTokenizer:
     Rust backend directly (its batch call runs without the GIL, and no per-row Python dicts:
     the other pipeline threads keep running). Slow tokenizers take the ordinary call."""
 
+    BLOCK = 2048
+
     def __init__(self, tokenizer, max_length: int):
         self.tokenizer, self.max_length = tokenizer, max_length
         backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -49,9 +51,12 @@ class BatchTokenizer:
             empty = np.zeros((0, self.max_length), np.int64)
             return empty, empty.copy()
         if self.backend is not None:
-            encodings = self.backend.encode_batch(list(texts), add_special_tokens=True)
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            ids = np.empty((len(texts), self.max_length), np.int64)
+            mask = np.empty_like(ids)
+            for start in range(0, len(texts), self.BLOCK):  # blocks: Encoding objects are large
+                encodings = self.backend.encode_batch(list(texts[start:start + self.BLOCK]), add_special_tokens=True)
+                ids[start:start + len(encodings)] = [e.ids for e in encodings]
+                mask[start:start + len(encodings)] = [e.attention_mask for e in encodings]
             return ids, mask
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding="max_length",
                              return_attention_mask=True, return_token_type_ids=False, return_tensors="np")
