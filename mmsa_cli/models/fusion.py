@@ -41,30 +41,25 @@ class Fusion(nn.Module):
         self.cfg = cfg
 
 
-class TextOnly(Fusion):
+class SingleModality(Fusion):
+    """The unimodal baselines: one modality's pooled vector -> projection -> classifier."""
+
+    def __init__(self, text_dim, image_dim, cfg):
+        super().__init__(text_dim, image_dim, cfg)
+        d = cfg.fusion_dim
+        self.proj = projection(text_dim if self.uses_text else image_dim, d, cfg.dropout)
+        self.head = classifier(d, d, cfg.num_classes, cfg.dropout)
+
+    def forward(self, f: Features):
+        return self.head(self.proj(f.text_pooled if self.uses_text else f.image_pooled)), ()
+
+
+class TextOnly(SingleModality):
     uses_image = False
 
-    def __init__(self, text_dim, image_dim, cfg):
-        super().__init__(text_dim, image_dim, cfg)
-        d = cfg.fusion_dim
-        self.proj = projection(text_dim, d, cfg.dropout)
-        self.head = classifier(d, d, cfg.num_classes, cfg.dropout)
 
-    def forward(self, f: Features):
-        return self.head(self.proj(f.text_pooled)), ()
-
-
-class ImageOnly(Fusion):
+class ImageOnly(SingleModality):
     uses_text = False
-
-    def __init__(self, text_dim, image_dim, cfg):
-        super().__init__(text_dim, image_dim, cfg)
-        d = cfg.fusion_dim
-        self.proj = projection(image_dim, d, cfg.dropout)
-        self.head = classifier(d, d, cfg.num_classes, cfg.dropout)
-
-    def forward(self, f: Features):
-        return self.head(self.proj(f.image_pooled)), ()
 
 
 class NaiveCat(Fusion):
