@@ -26,8 +26,8 @@ class ImageLoadError(MmsaError):
         self.kind = kind
 
 
-def _read_source(source: str | Path | bytes) -> tuple[bytes, str]:
-    """Return the raw bytes and a name for messages."""
+def read_image_bytes(source: str | Path | bytes) -> tuple[bytes, str]:
+    """The raw bytes and a name for messages, or ImageLoadError (missing, empty, not a file)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "<image bytes>"
     else:
@@ -72,7 +72,7 @@ def load_image(
     draft_size: int | None = None,
 ) -> Image.Image:
     """Fully decoded RGB image (first frame, EXIF orientation applied) or ImageLoadError."""
-    data, name = _read_source(source)
+    data, name = read_image_bytes(source)
     try:
         img = Image.open(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:

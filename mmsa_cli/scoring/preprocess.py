@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
-from ..data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image, resolve_image_path
+from ..data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image, read_image_bytes, resolve_image_path
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -73,17 +73,7 @@ def _read(value: object, root: str, spec: ImageSpec) -> bytes:
             raise ImageLoadError("empty", "image bytes are empty")
         return bytes(value)
     path = resolve_image_path(str(value).strip(), Path(root), allow_outside=spec.allow_outside_root)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageLoadError("missing", f"image {path} does not exist") from None
-    except IsADirectoryError:
-        raise ImageLoadError("not_image", f"image {path} is a directory, not an image file") from None
-    except OSError as e:
-        raise ImageLoadError("missing", f"image {path} cannot be read: {e.strerror or e}") from None
-    if not data:
-        raise ImageLoadError("empty", f"image {path} is empty (0 bytes)")
-    return data
+    return read_image_bytes(path)[0]
 
 
 def _gpu_ready(data: bytes, spec: ImageSpec) -> bool:
