@@ -251,7 +251,7 @@ def markdown(result: dict) -> str:
     m, t = result["mmsa"], result["pytorch"]
     stages = lambda d: ", ".join(f"{k} {v:.1f}s" for k, v in d.items())  # noqa: E731
     lines = [
-        f"| | rows | seconds | rows/s | stage busy time |",
+        "| | rows | seconds | rows/s | stage busy time |",
         "|---|---:|---:|---:|---|",
         f"| mmsa score ({m['provider']}, {m['workers']} image workers, batch {m['batch_size']}) | {m['rows_this_run']} "
         f"| {m['seconds']:.1f} | **{m['rows_per_second']:,.1f}** | {stages(m['stage_seconds'])} |",
