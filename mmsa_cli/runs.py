@@ -81,9 +81,9 @@ def resolve_run(folder: str | Path, fusion: str | None = None) -> Path:
     """A run folder, or one fusion's folder inside a `--fusion all` run."""
     folder = Path(folder)
     if (folder / "config.json").is_file():
-        if fusion and json.loads((folder / "config.json").read_text())["model"]["fusion"] != fusion:
-            raise MmsaError(f"run '{folder}' holds fusion "
-                            f"'{json.loads((folder / 'config.json').read_text())['model']['fusion']}', not '{fusion}'")
+        trained = json.loads((folder / "config.json").read_text())["model"]["fusion"]
+        if fusion and trained != fusion:
+            raise MmsaError(f"run '{folder}' holds fusion '{trained}', not '{fusion}'")
         return folder
     trained = [name for name in FUSIONS if (folder / name / "config.json").is_file()]
     if not trained:
