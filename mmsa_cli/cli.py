@@ -80,7 +80,7 @@ def main(verbose: bool) -> None:
               help="Early stopping: epochs without validation gain.")
 @click.option("--freeze", default=TrainConfig.freeze, show_default=True, type=click.Choice(FREEZE_CHOICES),
               help="Encoders kept fixed. A frozen image encoder's features are computed once.")
-@click.option("--no-feature-cache", is_flag=True, help="Re-encode images every epoch even when frozen.")
+@click.option("--reencode-images", is_flag=True, help="Run the frozen image encoder every epoch instead of once.")
 @click.option("--feature-cache", type=click.Path(file_okay=False), default="",
               help="Folder that keeps a frozen image encoder's features between runs (same images, same encoder).")
 @click.option("--label-smoothing", default=TrainConfig.label_smoothing, show_default=True, type=click.FloatRange(0, 0.5))
@@ -98,7 +98,7 @@ def main(verbose: bool) -> None:
 @library_errors
 def train(data, label_file, text_col, image_col, id_col, label_col, image_root, fusion, out, text_encoder,
           image_encoder, text_weights, image_weights, random_weights, epochs, batch_size, encoder_lr, head_lr,
-          patience, freeze, no_feature_cache, feature_cache, label_smoothing, max_length, fusion_dim, val_fraction,
+          patience, freeze, reencode_images, feature_cache, label_smoothing, max_length, fusion_dim, val_fraction,
           folds, max_train_examples, seed, device, num_workers, strict):
     """Train one fusion model (or all seven) and write a self-describing run folder."""
     from .train import TrainSource, train as train_models
@@ -106,7 +106,7 @@ def train(data, label_file, text_col, image_col, id_col, label_col, image_root, 
     model_cfg = ModelConfig(fusion=fusion if fusion != "all" else "ote", text_encoder=text_encoder,
                             image_encoder=image_encoder, fusion_dim=fusion_dim, max_length=max_length)
     train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, encoder_lr=encoder_lr, head_lr=head_lr,
-                            patience=patience, freeze=freeze, cache_image_features=not no_feature_cache, feature_cache=feature_cache,
+                            patience=patience, freeze=freeze, cache_image_features=not reencode_images, feature_cache=feature_cache,
                             label_smoothing=label_smoothing, val_fraction=val_fraction, folds=folds, seed=seed, device=device,
                             num_workers=num_workers, strict=strict, max_train_examples=max_train_examples)
     source = TrainSource(data, label_file, text_col, image_col, id_col, label_col, image_root)
