@@ -4,7 +4,8 @@
     python benchmarks/mvsa_single.py ../shared/data/mvsa-single --out runs/mvsa-all [-- extra mmsa train flags]
 
 Writes benchmarks/results/mvsa_single_table4.{md,json,png} (copied from the run's
-comparison) and benchmarks/results/mvsa_single_test_predictions.csv
+comparison) and benchmarks/results/mvsa_single_test_predictions.csv from the best model
+(on this run's validation split, or by a cross-validation summary given with --choose-by)
 (guid,label,prob_positive,prob_neutral,prob_negative). The dataset is read from the path
 given; nothing of it is copied into the repository.
 """
@@ -26,6 +27,9 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="MVSA-Single folder (data/, train.txt, test_without_label.txt)")
     parser.add_argument("--out", type=Path, default=Path("runs/mvsa-all"), help="run folder")
     parser.add_argument("--skip-train", action="store_true", help="reuse an existing --out run")
+    parser.add_argument("--choose-by", type=Path, default=None,
+                        help="a cv.json from `mmsa train --folds K`: predict with its best model by mean accuracy "
+                             "[default: the best on this run's validation split]")
     parser.add_argument("train_args", nargs="*", help="extra `mmsa train` flags (after --)")
     args = parser.parse_args()
 
@@ -33,7 +37,8 @@ def main() -> None:
         subprocess.run(["mmsa", "train", "--data", str(args.data), "--fusion", "all", "--out", str(args.out),
                         *args.train_args], check=True)
     rows = json.loads((args.out / "comparison.json").read_text())["rows"]
-    best = max(rows, key=lambda r: (r["accuracy"], r["weighted_f1"]))
+    ranked = json.loads(args.choose_by.read_text())["rows"] if args.choose_by else rows
+    best = max(ranked, key=lambda r: (r["accuracy"], r["weighted_f1"]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     for ext in ("md", "json", "png"):
         shutil.copy(args.out / f"comparison.{ext}", RESULTS / f"mvsa_single_table4.{ext}")
@@ -50,7 +55,8 @@ def main() -> None:
               f"{frame[frame['error'].notna()][['guid', 'error']].to_string()}", file=sys.stderr)
     frame[["guid", "label", "prob_positive", "prob_neutral", "prob_negative"]].to_csv(preds, index=False,
                                                                                       float_format="%.6f")
-    print(f"best model on validation: {best['fusion']} (accuracy {100 * best['accuracy']:.2f})")
+    print(f"best model{' by CV' if args.choose_by else ' on validation'}: {best['fusion']} "
+          f"(accuracy {100 * best['accuracy']:.2f})")
     print(f"wrote {len(frame)} test predictions to {preds}")
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}")
 
