@@ -126,9 +126,10 @@ def encode_texts(encoder, tokens: Sequence[Sequence[int]], pad_id: int, *, batch
     return TextFeatures(hidden, pooled, torch.tensor([len(t) for t in tokens]))
 
 
-def cached_image_features(cache_dir: str | Path, key_parts: Sequence[str], compute) -> ImageFeatures:
+def cached_image_features(cache_dir: str | Path, key_parts: Sequence[str], keep_tokens: bool, compute) -> ImageFeatures:
     """Image features from a cache file keyed by encoder, weights and every file's size and
-    mtime, or computed and saved there: a frozen encoder gives the same features every run."""
+    mtime, or computed and saved there: a frozen encoder gives the same features every run.
+    A file with token features also serves runs that need only pooled ones."""
     import hashlib
 
     folder = Path(cache_dir)
@@ -137,7 +138,9 @@ def cached_image_features(cache_dir: str | Path, key_parts: Sequence[str], compu
     path = folder / f"image-features-{key}.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        return ImageFeatures(saved["pooled"], saved.get("tokens"), {int(k): v for k, v in saved["errors"].items()})
+        if saved.get("tokens") is not None or not keep_tokens:
+            tokens = saved.get("tokens") if keep_tokens else None
+            return ImageFeatures(saved["pooled"], tokens, {int(k): v for k, v in saved["errors"].items()})
     feats = compute()
     tmp = path.with_suffix(".tmp")
     torch.save({"pooled": feats.pooled, "tokens": feats.tokens, "errors": {str(k): v for k, v in feats.errors.items()}}, tmp)

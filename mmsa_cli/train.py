@@ -73,9 +73,8 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
         compute = lambda: encode_images(enc, images, batch_size=64, num_workers=cfg.num_workers,  # noqa: E731
                                         device=device, keep_tokens=keep_tokens)
         if cfg.feature_cache:
-            key = [enc.name, weights_id, str(enc.image_size), str(keep_tokens),
-                   *(file_fingerprint(e.image_path) for e in examples)]
-            features = cached_image_features(cfg.feature_cache, key, compute)
+            key = [enc.name, weights_id, str(enc.image_size), *(file_fingerprint(e.image_path) for e in examples)]
+            features = cached_image_features(cfg.feature_cache, key, keep_tokens, compute)
         else:
             features = compute()
         skipped = features.errors

@@ -283,3 +283,26 @@ def test_frozen_encoders_and_cross_validation(tmp_path):
     assert (tmp_path / "cv.md").read_text().count("±") == 3 * len(fusions)
     assert (tmp_path / "cv.png").stat().st_size > 0
     assert (tmp_path / "fold-2" / "cmac" / "model.safetensors").is_file()
+
+
+def test_feature_cache_reuses_a_superset_and_recomputes_a_subset(tmp_path):
+    from mmsa_cli.batches import ImageFeatures, cached_image_features
+
+    calls = []
+
+    def compute(with_tokens):
+        def run():
+            calls.append(with_tokens)
+            return ImageFeatures(torch.ones(4, 3), torch.ones(4, 2, 3, dtype=torch.float16) if with_tokens else None,
+                                 {2: "corrupt: x"})
+        return run
+
+    key = ["enc", "weights", "a.jpg:10:1"]
+    pooled_only = cached_image_features(tmp_path, key, False, compute(False))
+    assert pooled_only.tokens is None and calls == [False]
+    with_tokens = cached_image_features(tmp_path, key, True, compute(True))  # pooled-only file: recompute
+    assert with_tokens.tokens is not None and calls == [False, True]
+    again = cached_image_features(tmp_path, key, False, compute(False))     # token file serves pooled runs
+    assert again.tokens is None and again.errors == {2: "corrupt: x"} and calls == [False, True]
+    cached_image_features(tmp_path, key[:2] + ["a.jpg:11:1"], False, compute(False))  # a file changed
+    assert calls == [False, True, False]
