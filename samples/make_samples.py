@@ -277,6 +277,11 @@ def draw_neutral(rng: random.Random, d: ImageDraw.ImageDraw):
 DRAW = {"positive": draw_positive, "negative": draw_negative, "neutral": draw_neutral}
 
 
+def sample_id(guid: int) -> str:
+    """File and guid name of a synthetic tweet: prefixed, never a bare MVSA-style number."""
+    return "syn%d" % guid
+
+
 def make_image(guid: int, style: str) -> Image.Image:
     rng = random.Random(SEED * 1000 + guid)
     if style == "muted":
@@ -422,7 +427,7 @@ def main() -> int:
             n_emoji_files += 1
         r["text"] = text
         r["encoding"] = "cp1252" if g in cp1252_guids else "utf-8"
-        write_bytes(os.path.join(DATA, "%d.txt" % g), raw)
+        write_bytes(os.path.join(DATA, "%s.txt" % sample_id(g)), raw)
 
         if r["image_carries"]:
             style = lab
@@ -437,27 +442,27 @@ def main() -> int:
         elif g in cmyk_guids:
             img = img.convert("CMYK")
         r["mode"] = img.mode
-        r["image"] = "mvsa/data/%d.jpg" % g
+        r["image"] = "mvsa/data/%s.jpg" % sample_id(g)
         write_bytes(os.path.join(HERE, r["image"]), jpeg_bytes(img))
 
     # ---- MVSA index files
     with open(os.path.join(MVSA, "train.txt"), "w", newline="\n") as f:
         f.write("guid,tag\n")
         for r in lab_rows:
-            f.write("%d,%s\n" % (r["guid"], r["label"]))
+            f.write("%s,%s\n" % (sample_id(r["guid"]), r["label"]))
     with open(os.path.join(MVSA, "test_without_label.txt"), "w", newline="\n") as f:
         f.write("guid,tag\n")
         for r in unl_rows:
-            f.write("%d,null\n" % r["guid"])
+            f.write("%s,null\n" % sample_id(r["guid"]))
 
     # ---- table layout (same order as train.txt)
     with open(os.path.join(HERE, "train.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["guid", "text", "image", "label"])
         for r in lab_rows:
-            w.writerow([str(r["guid"]), r["text"], r["image"], r["label"]])
+            w.writerow([sample_id(r["guid"]), r["text"], r["image"], r["label"]])
     train_tbl = pa.table({
-        "guid": pa.array([str(r["guid"]) for r in lab_rows], pa.string()),
+        "guid": pa.array([sample_id(r["guid"]) for r in lab_rows], pa.string()),
         "text": pa.array([r["text"] for r in lab_rows], pa.string()),
         "image": pa.array([r["image"] for r in lab_rows], pa.string()),
         "label": pa.array([r["label"] for r in lab_rows], pa.string()),
@@ -473,13 +478,13 @@ def main() -> int:
 
     # ---- tweets.parquet: 60 unlabelled rows + bad rows
     urng = random.Random(SEED + 3)
-    t_rows = [(str(r["guid"]), r["text"], r["image"], fake_user(urng)) for r in unl_rows]
+    t_rows = [(sample_id(r["guid"]), r["text"], r["image"], fake_user(urng)) for r in unl_rows]
     long_text = " ".join(fill(trng, t) for t in (NEU_TEMPLATES + POS_TEMPLATES) * 4)
     long_text = (long_text + " ") * (2000 // len(long_text) + 1)
     long_text = long_text[:2000].rstrip()
     ok_img = [r["image"] for r in unl_rows]
     bad_rows = [  # (guid, text, image, why)
-        ("90001", "Image path that does not exist", "mvsa/data/999999.jpg", "missing image file"),
+        ("90001", "Image path that does not exist", "mvsa/data/syn999999.jpg", "missing image file"),
         ("90002", "Zero byte image file", "bad/empty.jpg", "empty (0-byte) image"),
         ("90003", "Truncated JPEG file", "bad/truncated.jpg", "truncated JPEG"),
         ("90004", "Text bytes saved as .jpg", "bad/not_an_image.jpg", "not an image"),
@@ -502,7 +507,7 @@ def main() -> int:
     y = np.array([r["label"] for r in lab_rows])
     texts = []
     for r in lab_rows:
-        raw = open(os.path.join(DATA, "%d.txt" % r["guid"]), "rb").read()
+        raw = open(os.path.join(DATA, "%s.txt" % sample_id(r["guid"])), "rb").read()
         try:
             texts.append(raw.decode("utf-8").strip())
         except UnicodeDecodeError:
@@ -585,11 +590,11 @@ The script also prints the sanity-check numbers below and the total size.
 | `mvsa/data/{{guid}}.txt` | one tweet text per guid (one line + newline) |
 | `mvsa/train.txt` | MVSA label file: header `guid,tag`, {sum(counts_l.values())} labelled rows, shuffled |
 | `mvsa/test_without_label.txt` | header `guid,tag`, {sum(counts_u.values())} rows with tag `null` |
-| `train.csv`, `train.parquet` | columns `guid,text,image,label` for the {sum(counts_l.values())} labelled rows (same order as `mvsa/train.txt`); `image` is relative to this folder (`mvsa/data/12.jpg`), so images are not stored twice; `guid` is a string |
+| `train.csv`, `train.parquet` | columns `guid,text,image,label` for the {sum(counts_l.values())} labelled rows (same order as `mvsa/train.txt`); `image` is relative to this folder (`mvsa/data/syn12.jpg`), so images are not stored twice; `guid` is a string |
 | `tweets.parquet` | batch-scoring input: columns `guid,text,image,user` (`user` = fake pass-through column); the {sum(counts_u.values())} unlabelled rows, then {len(bad_rows)} deliberately bad rows (below) |
 | `bad/` | broken image files used by the bad rows (`truncated.jpg` opens, but fails on decode) |
 
-guids are integers (as strings), drawn without replacement from 1..5199, like the real MVSA data.
+guids are `syn` + an integer drawn without replacement from 1..5199: the prefix keeps these synthetic files from ever being mistaken for (or colliding with) real MVSA tweets, whose files are named by bare numbers.
 
 ### Label counts
 
@@ -599,11 +604,11 @@ guids are integers (as strings), drawn without replacement from 1..5199, like th
 
 ### Deliberate oddities in the MVSA folder
 
-- cp1252-encoded texts (not valid UTF-8: `é`, curly quotes, dashes): guids {', '.join(map(str, s(cp1252_guids)))}.
+- cp1252-encoded texts (not valid UTF-8: `é`, curly quotes, dashes): guids {', '.join(map(sample_id, s(cp1252_guids)))}.
   In `train.csv`/`train.parquet` their text is stored decoded.
-- texts containing UTF-8 emoji: {n_emoji_files} files, always including guids {', '.join(map(str, s(emoji_guids)))}.
-- grayscale (mode `L`) JPEGs: guids {', '.join(map(str, s(gray_guids)))}.
-- CMYK JPEG: guid {', '.join(map(str, s(cmyk_guids)))}.
+- texts containing UTF-8 emoji: {n_emoji_files} files, always including guids {', '.join(map(sample_id, s(emoji_guids)))}.
+- grayscale (mode `L`) JPEGs: guids {', '.join(map(sample_id, s(gray_guids)))}.
+- CMYK JPEG: guid {', '.join(map(sample_id, s(cmyk_guids)))}.
 - Text noise: `RT @user:` prefixes, @mentions, #hashtags (some CamelCase, e.g. `#BestDayEver`),
   `http://t.co/...` URLs, a few emoticons and emoji.
 - All other texts are plain UTF-8 (mostly ASCII).
