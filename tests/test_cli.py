@@ -2,14 +2,12 @@
 evaluate and predict with it, and check that bad input gives a short error, not a traceback."""
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from click.testing import CliRunner
 
 from mmsa_cli.cli import main
@@ -19,23 +17,6 @@ MVSA = SAMPLES / "mvsa"
 TWEETS = SAMPLES / "tweets.parquet"
 PRED_COLUMNS = ["guid", "label", "prob_positive", "prob_neutral", "prob_negative", "error"]
 TINY_ARGS = ["--text-encoder", "tiny-bert", "--image-encoder", "tiny-cnn", "--device", "cpu"]
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
 
 
 def mmsa(*args: str):
@@ -67,9 +48,8 @@ def assert_clean_error(result, *fragments: str, usage: bool = False):
 def cli_run(tmp_path_factory):
     """`mmsa train` with tiny encoders: naive-cat, 2 epochs, frozen image encoder (feature cache)."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    with one_thread():
-        result = mmsa("train", "--data", MVSA, "--fusion", "naive-cat", "--out", out, *TINY_ARGS,
-                      "--epochs", "2", "--freeze", "image", "--lr", "1e-3", "--head-lr", "3e-3")
+    result = mmsa("train", "--data", MVSA, "--fusion", "naive-cat", "--out", out, *TINY_ARGS,
+                  "--epochs", "2", "--freeze", "image", "--lr", "1e-3", "--head-lr", "3e-3")
     return out, result
 
 

@@ -40,16 +40,6 @@ TINY_BERT_LAYERS = 2
 PRECISION = {f: ("fp16" if i % 2 else "fp32") for i, f in enumerate(FUSIONS)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and a busy machine (a training job beside the
-    tests) makes PyTorch's OpenMP threads wait on each other: keep these tests quick."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A `--fusion all` run folder of random tiny models, split over samples/mvsa."""

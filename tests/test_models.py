@@ -31,15 +31,6 @@ TEXTS = ["I love this so much, great day #BestDayEver", "worst", "meeting at the
 IMAGE_SIZE = 64  # tiny-cnn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_cfg(fusion: str, **kw) -> ModelConfig:
     return ModelConfig(fusion=fusion, text_encoder="tiny-bert", image_encoder="tiny-cnn", **kw)
 

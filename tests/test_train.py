@@ -5,7 +5,6 @@ Each training happens once per session (session-scoped fixtures) and is shared b
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import shutil
@@ -34,23 +33,6 @@ TINY = dict(text_encoder="tiny-bert", image_encoder="tiny-cnn")
 FAST = dict(batch_size=16, encoder_lr=1e-3, head_lr=3e-3, freeze="none", device="cpu", seed=42)
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
-
-
 def read_split_csv(path: Path) -> list[dict]:
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
@@ -60,9 +42,8 @@ def read_split_csv(path: Path) -> list[dict]:
 def smoke_run(tmp_path_factory):
     """naive-cat on the MVSA folder, 6 epochs (early stopping may end it sooner)."""
     out = tmp_path_factory.mktemp("smoke") / "run"
-    with one_thread():
-        [result] = train(TrainSource(str(MVSA)), out, ["naive-cat"], ModelConfig(fusion="naive-cat", **TINY),
-                         TrainConfig(epochs=6, patience=3, **FAST), pretrained=False)
+    [result] = train(TrainSource(str(MVSA)), out, ["naive-cat"], ModelConfig(fusion="naive-cat", **TINY),
+                     TrainConfig(epochs=6, patience=3, **FAST), pretrained=False)
     return out, result
 
 
@@ -70,9 +51,8 @@ def smoke_run(tmp_path_factory):
 def table_run(tmp_path_factory):
     """text-only on samples/train.parquet (table layout, same rows as the MVSA folder)."""
     out = tmp_path_factory.mktemp("table") / "run"
-    with one_thread():
-        [result] = train(TrainSource(str(SAMPLES / "train.parquet")), out, ["text-only"],
-                         ModelConfig(fusion="text-only", **TINY), TrainConfig(epochs=2, **FAST), pretrained=False)
+    [result] = train(TrainSource(str(SAMPLES / "train.parquet")), out, ["text-only"],
+                     ModelConfig(fusion="text-only", **TINY), TrainConfig(epochs=2, **FAST), pretrained=False)
     return out, result
 
 
@@ -80,9 +60,8 @@ def table_run(tmp_path_factory):
 def comparison_run(tmp_path_factory):
     """Several fusions in one call, as `--fusion all` does: shared split, one folder each."""
     out = tmp_path_factory.mktemp("compare") / "run"
-    with one_thread():
-        results = train(TrainSource(str(MVSA)), out, ["text-only", "image-only"], ModelConfig(**TINY),
-                        TrainConfig(epochs=1, max_train_examples=64, **FAST), pretrained=False)
+    results = train(TrainSource(str(MVSA)), out, ["text-only", "image-only"], ModelConfig(**TINY),
+                    TrainConfig(epochs=1, max_train_examples=64, **FAST), pretrained=False)
     return out, results
 
 
@@ -139,8 +118,7 @@ def test_load_run_reproduces_validation_metrics(smoke_run):
     run = load_run(out)
     val_guids = {r["guid"] for r in read_split_csv(out / "split.csv") if r["split"] == "val"}
     val = [e for e in load_examples(MVSA) if e.guid in val_guids]
-    with one_thread():
-        metrics, _ = evaluate_examples(run, val, device="cpu")
+    metrics, _ = evaluate_examples(run, val, device="cpu")
     assert metrics["confusion_matrix"] == result["validation"]["confusion_matrix"]
     assert metrics["accuracy"] == result["validation"]["accuracy"]
 
@@ -236,9 +214,8 @@ def test_several_fusions_write_a_comparison(comparison_run):
 def test_bad_images_are_skipped_and_listed(broken_mvsa, tmp_path):
     root, corrupt, missing = broken_mvsa
     out = tmp_path / "run"
-    with one_thread():
-        [result] = train(TrainSource(str(root)), out, ["text-only"], ModelConfig(fusion="text-only", **TINY),
-                         TrainConfig(epochs=1, max_train_examples=32, **FAST), pretrained=False)
+    [result] = train(TrainSource(str(root)), out, ["text-only"], ModelConfig(fusion="text-only", **TINY),
+                     TrainConfig(epochs=1, max_train_examples=32, **FAST), pretrained=False)
     assert result["skipped_rows"] == 2
     split = read_split_csv(out / "split.csv")
     assert len(split) == 300  # the split lists every labelled row; skipped ones are just not used
@@ -254,7 +231,7 @@ def test_bad_images_are_skipped_and_listed(broken_mvsa, tmp_path):
 
 def test_strict_refuses_bad_images(broken_mvsa, tmp_path):
     root, corrupt, missing = broken_mvsa
-    with one_thread(), pytest.raises(DataError) as err:
+    with pytest.raises(DataError) as err:
         train(TrainSource(str(root)), tmp_path / "run", ["text-only"], ModelConfig(fusion="text-only", **TINY),
               TrainConfig(epochs=1, strict=True, **FAST), pretrained=False)
     message = str(err.value)
@@ -268,8 +245,7 @@ def test_frozen_encoders_and_cross_validation(tmp_path):
     validated exactly once, and cv.json reports mean and spread per fusion."""
     fusions = ["text-only", "cmac"]
     cfg = TrainConfig(epochs=1, folds=3, **(FAST | {"freeze": "both"}))
-    with one_thread():
-        results = train(TrainSource(str(MVSA)), tmp_path, fusions, ModelConfig(**TINY), cfg, pretrained=False)
+    results = train(TrainSource(str(MVSA)), tmp_path, fusions, ModelConfig(**TINY), cfg, pretrained=False)
     assert [(r["fold"], r["fusion"]) for r in results] == [(k, f) for k in (1, 2, 3) for f in fusions]
     val_guids = [row["guid"] for k in (1, 2, 3) for row in read_split_csv(tmp_path / f"fold-{k}" / "split.csv")
                  if row["split"] == "val"]
