@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import FREEZE_CHOICES, ModelConfig, TrainConfig
+from .config import CLASS_WEIGHTINGS, FREEZE_CHOICES, TEXT_NORMALIZATIONS, ModelConfig, TrainConfig
 from .cli_options import device_option, library_errors
-from .models import FUSIONS, IMAGE_PRESETS, TEXT_PRESETS
+from .models import FUSIONS, IMAGE_PRESETS, PAPER_NAMES, TEXT_PRESETS
 
 
 def data_options(fn):
@@ -61,7 +61,7 @@ def main(verbose: bool) -> None:
 @main.command()
 @data_options
 @click.option("--fusion", default="ote", show_default=True, type=click.Choice([*FUSIONS, "all"]),
-              help="Model to train; `all` trains the seven and writes a comparison.")
+              help="Model to train; `all` trains the paper's seven and writes a comparison.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
 @click.option("--text-encoder", default=ModelConfig.text_encoder, show_default=True,
               help=f"Preset ({', '.join(TEXT_PRESETS)}) or a local Hugging Face model folder.")
@@ -84,6 +84,15 @@ def main(verbose: bool) -> None:
 @click.option("--feature-cache", type=click.Path(file_okay=False), default="",
               help="Folder that keeps a frozen image encoder's features between runs (same images, same encoder).")
 @click.option("--label-smoothing", default=TrainConfig.label_smoothing, show_default=True, type=click.FloatRange(0, 0.5))
+@click.option("--aux-loss-weight", default=TrainConfig.aux_loss_weight, show_default=True, type=click.FloatRange(0),
+              help="Weight of the unimodal classifiers' (or ensemble members') own losses.")
+@click.option("--class-weighting", default=TrainConfig.class_weighting, show_default=True,
+              type=click.Choice(CLASS_WEIGHTINGS), help="`balanced`: inverse-frequency class weights in the loss.")
+@click.option("--text-normalization", default=ModelConfig.text_normalization, show_default=True,
+              type=click.Choice(TEXT_NORMALIZATIONS),
+              help="`tweet`: URLs, @mentions, RT, hashtags and emoji rewritten as words before tokenizing.")
+@click.option("--ensemble-members", default=",".join(ModelConfig.ensemble_members), show_default=True,
+              help="Fusions averaged by `--fusion ensemble` (comma-separated).")
 @click.option("--max-length", default=ModelConfig.max_length, show_default=True, type=click.IntRange(8, 512))
 @click.option("--fusion-dim", default=ModelConfig.fusion_dim, show_default=True, type=click.IntRange(8))
 @click.option("--val-fraction", default=TrainConfig.val_fraction, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
@@ -98,19 +107,23 @@ def main(verbose: bool) -> None:
 @library_errors
 def train(data, label_file, text_col, image_col, id_col, label_col, image_root, fusion, out, text_encoder,
           image_encoder, text_weights, image_weights, random_weights, epochs, batch_size, encoder_lr, head_lr,
-          patience, freeze, reencode_images, feature_cache, label_smoothing, max_length, fusion_dim, val_fraction,
-          folds, max_train_examples, seed, device, num_workers, strict):
+          patience, freeze, reencode_images, feature_cache, label_smoothing, aux_loss_weight, class_weighting,
+          text_normalization, ensemble_members, max_length, fusion_dim, val_fraction, folds, max_train_examples, seed,
+          device, num_workers, strict):
     """Train one fusion model (or all seven) and write a self-describing run folder."""
     from .train import TrainSource, train as train_models
 
     model_cfg = ModelConfig(fusion=fusion if fusion != "all" else "ote", text_encoder=text_encoder,
-                            image_encoder=image_encoder, fusion_dim=fusion_dim, max_length=max_length)
+                            image_encoder=image_encoder, fusion_dim=fusion_dim, max_length=max_length,
+                            text_normalization=text_normalization,
+                            ensemble_members=tuple(m.strip() for m in ensemble_members.split(",") if m.strip()))
     train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, encoder_lr=encoder_lr, head_lr=head_lr,
                             patience=patience, freeze=freeze, cache_image_features=not reencode_images, feature_cache=feature_cache,
-                            label_smoothing=label_smoothing, val_fraction=val_fraction, folds=folds, seed=seed, device=device,
+                            label_smoothing=label_smoothing, aux_loss_weight=aux_loss_weight,
+                            class_weighting=class_weighting, val_fraction=val_fraction, folds=folds, seed=seed, device=device,
                             num_workers=num_workers, strict=strict, max_train_examples=max_train_examples)
     source = TrainSource(data, label_file, text_col, image_col, id_col, label_col, image_root)
-    fusions = list(FUSIONS) if fusion == "all" else [fusion]
+    fusions = list(PAPER_NAMES) if fusion == "all" else [fusion]
     results = train_models(source, out, fusions, model_cfg, train_cfg, pretrained=not random_weights,
                            text_weights=text_weights, image_weights=image_weights)
     for r in results:

@@ -22,6 +22,12 @@ class ModelConfig:
     max_length: int = 64                     # tokens per tweet; longer texts are truncated
     num_classes: int = 3
     text_pooling: str = ""                   # "", "cls", "pooler" or "mean"; "" = the preset's choice
+    text_normalization: str = "none"         # "none" or "tweet" (URLs, @mentions, hashtags, emoji as words)
+    # Fusions averaged by the "ensemble" fusion (one graph, probabilities averaged inside it).
+    ensemble_members: tuple[str, ...] = ("naive-cat", "naive-combine", "ote", "hstec", "cmac")
+
+    def __post_init__(self):
+        self.ensemble_members = tuple(self.ensemble_members)  # JSON gives a list
 
 
 @dataclass
@@ -37,6 +43,8 @@ class TrainConfig:
     cache_image_features: bool = True  # with a frozen image encoder, encode each image once
     feature_cache: str = ""          # folder keeping frozen image features across runs ("" = memory only)
     label_smoothing: float = 0.0
+    aux_loss_weight: float = 0.0     # weight of the unimodal / ensemble-member losses added to the main loss
+    class_weighting: str = "none"    # "none" or "balanced": loss weights n / (classes * count) per class
     val_fraction: float = 0.2        # 3,200 / 800 on MVSA-Single's 4,000 labelled tweets
     folds: int = 0                   # >1: stratified k-fold cross-validation instead of one split
     seed: int = 42
@@ -47,6 +55,8 @@ class TrainConfig:
 
 
 FREEZE_CHOICES = ("none", "text", "image", "both")
+TEXT_NORMALIZATIONS = ("none", "tweet")
+CLASS_WEIGHTINGS = ("none", "balanced")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

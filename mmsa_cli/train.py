@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from . import LABELS
 from .batches import (ImageDataset, ImageFeatures, TextFeatures, cached_image_features, encode_images, encode_texts,
                       file_fingerprint, image_loader, pad_tokens, scan_images, tokenize)
-from .config import FREEZE_CHOICES, ModelConfig, TrainConfig, save_json
+from .config import CLASS_WEIGHTINGS, FREEZE_CHOICES, ModelConfig, TrainConfig, save_json
 from .data import Example, load_examples, stratified_kfold, stratified_split, write_split
 from .errors import ConfigError, DataError
 from .progress import progress
@@ -161,6 +161,29 @@ def _optimizer(model: MultimodalModel, cfg: TrainConfig):
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay), frozen
 
 
+def class_weights(labels: torch.Tensor, num_classes: int, how: str) -> torch.Tensor | None:
+    """Per-class loss weights: "balanced" gives n / (classes * count), so each class weighs the
+    same in total (MVSA-Single's neutral class is 10% of the rows)."""
+    if how == "none":
+        return None
+    if how != "balanced":
+        raise ConfigError(f"class weighting '{how}' is not one of {', '.join(CLASS_WEIGHTINGS)}")
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    return len(labels) / (num_classes * counts.clamp_min(1))
+
+
+def training_loss(logits: torch.Tensor, aux: Sequence[torch.Tensor], y: torch.Tensor, cfg: TrainConfig,
+                  class_weight: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy of the prediction, plus cfg.aux_loss_weight x the mean cross-entropy of the
+    auxiliary logits (each modality's classifier, or each ensemble member), so every classifier
+    learns on its own and not only through the average."""
+    ce = lambda z: F.cross_entropy(z, y, weight=class_weight, label_smoothing=cfg.label_smoothing)  # noqa: E731
+    loss = ce(logits)
+    if cfg.aux_loss_weight and aux:
+        loss = loss + cfg.aux_loss_weight * torch.stack([ce(a) for a in aux]).mean()
+    return loss
+
+
 def _set_train_mode(model: MultimodalModel, frozen: Sequence[str]) -> None:
     model.train()
     # Frozen encoders stay in eval mode: no dropout noise, BatchNorm statistics untouched.
@@ -182,6 +205,8 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * max(0.0, (total - s) / max(1, total - warmup)))
     val_y = data.labels[data.val_idx]
+    class_weight = class_weights(data.labels[data.train_idx], model.cfg.num_classes, cfg.class_weighting)
+    class_weight = class_weight.to(device) if class_weight is not None else None
     history, best, bad_epochs = [], None, 0
     name = model.cfg.fusion
     epochs = progress(range(1, cfg.epochs + 1), desc=f"{name}", unit="epoch")
@@ -194,8 +219,7 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
         for idx, pixels in steps:
             y = data.labels[idx].to(device)
             logits, aux = _forward(model, data, idx, pixels, device)
-            loss = F.nll_loss(logits.log_softmax(-1), y) if cfg.label_smoothing == 0 else \
-                F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            loss = training_loss(logits, aux, y, cfg, class_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -240,11 +264,11 @@ def write_comparison(out: Path, results: list[dict]) -> None:
     rows = []
     for r in results:
         v = r["validation"]
-        rows.append({"name": PAPER_NAMES[r["fusion"]], "fusion": r["fusion"], "accuracy": v["accuracy"],
+        rows.append({"name": PAPER_NAMES.get(r["fusion"], r["fusion"]), "fusion": r["fusion"], "accuracy": v["accuracy"],
                      "macro_precision": v["macro_precision"], "macro_recall": v["macro_recall"],
                      "macro_f1": v["macro_f1"], "weighted_precision": v["weighted_precision"],
                      "weighted_recall": v["weighted_recall"], "weighted_f1": v["weighted_f1"],
-                     "best_epoch": r["best_epoch"], "paper_accuracy": PAPER_ACCURACY.get(PAPER_NAMES[r["fusion"]])})
+                     "best_epoch": r["best_epoch"], "paper_accuracy": PAPER_ACCURACY.get(PAPER_NAMES.get(r["fusion"], r["fusion"]))})
     save_json(out / "comparison.json", {"rows": rows})
     lines = ["| model | fusion | accuracy | macro P | macro R | macro F1 | weighted P | weighted R | weighted F1 | paper acc. |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -265,7 +289,7 @@ def cv_summary(results: list[dict]) -> list[dict]:
     rows = []
     for name in dict.fromkeys(r["fusion"] for r in results):
         runs = [r["validation"] for r in results if r["fusion"] == name]
-        row = {"name": PAPER_NAMES[name], "fusion": name, "folds": len(runs)}
+        row = {"name": PAPER_NAMES.get(name, name), "fusion": name, "folds": len(runs)}
         for m in METRICS_REPORTED:
             values = np.array([v[m] for v in runs])
             row[m], row[f"{m}_std"] = float(values.mean()), float(values.std(ddof=1) if len(values) > 1 else 0.0)
@@ -311,6 +335,8 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
             raise ConfigError(f"unknown fusion '{name}'; valid names: {', '.join(FUSIONS)}, all")
     if cfg.freeze not in FREEZE_CHOICES:
         raise ConfigError(f"--freeze '{cfg.freeze}' is not one of {', '.join(FREEZE_CHOICES)}")
+    if cfg.class_weighting not in CLASS_WEIGHTINGS:
+        raise ConfigError(f"--class-weighting '{cfg.class_weighting}' is not one of {', '.join(CLASS_WEIGHTINGS)}")
     out = Path(out)
     examples = load_examples(source.data, label_file=source.label_file, text_col=source.text_col,
                              image_col=source.image_col, id_col=source.id_col, label_col=source.label_col,

@@ -19,7 +19,7 @@ from mmsa_cli.config import ModelConfig, TrainConfig
 from mmsa_cli.data import load_examples, stratified_split
 from mmsa_cli.errors import DataError
 from mmsa_cli.runs import load_run
-from mmsa_cli.train import TrainSource, fit, prepare, train, with_split
+from mmsa_cli.train import TrainSource, class_weights, fit, prepare, train, training_loss, with_split
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 MVSA = SAMPLES / "mvsa"
@@ -282,3 +282,22 @@ def test_feature_cache_reuses_a_superset_and_recomputes_a_subset(tmp_path):
     assert again.tokens is None and again.errors == {2: "corrupt: x"} and calls == [False, True]
     cached_image_features(tmp_path, key[:2] + ["a.jpg:11:1"], False, compute(False))  # a file changed
     assert calls == [False, True, False]
+
+
+def test_balanced_class_weights_equalise_class_totals():
+    labels = torch.tensor([0] * 6 + [1] * 1 + [2] * 3)
+    w = class_weights(labels, 3, "balanced")
+    totals = torch.bincount(labels, minlength=3).float() * w
+    assert torch.allclose(totals, torch.full((3,), 10 / 3))
+    assert class_weights(labels, 3, "none") is None
+
+
+def test_aux_loss_weight_adds_the_auxiliary_losses():
+    torch.manual_seed(0)
+    logits, aux, y = torch.randn(8, 3), (torch.randn(8, 3), torch.randn(8, 3)), torch.randint(0, 3, (8,))
+    plain = training_loss(logits, aux, y, TrainConfig(), None)
+    with_aux = training_loss(logits, aux, y, TrainConfig(aux_loss_weight=0.5), None)
+    expected = torch.nn.functional.cross_entropy(logits, y) + 0.5 * torch.stack(
+        [torch.nn.functional.cross_entropy(a, y) for a in aux]).mean()
+    assert torch.isclose(plain, torch.nn.functional.cross_entropy(logits, y))
+    assert torch.isclose(with_aux, expected)
