@@ -18,14 +18,15 @@ FUSION_NAMES = list(FUSIONS)
 # What each fusion is expected to do. Every registered fusion must be listed here (see the guard
 # test), so a new one has to declare its modalities before the suite passes.
 EXPECTED = {
-    #                 uses_text, uses_image, fuses probabilities
-    "text-only": (True, False, False),
-    "image-only": (False, True, False),
-    "naive-cat": (True, True, False),
-    "naive-combine": (True, True, True),
-    "ote": (True, True, False),
-    "hstec": (True, True, True),
-    "cmac": (True, True, True),
+    #                 uses_text, uses_image, classifiers whose probabilities are averaged (0 = none)
+    "text-only": (True, False, 0),
+    "image-only": (False, True, 0),
+    "naive-cat": (True, True, 0),
+    "naive-combine": (True, True, 2),
+    "ote": (True, True, 0),
+    "hstec": (True, True, 2),
+    "cmac": (True, True, 2),
+    "ensemble": (True, True, len(ModelConfig.ensemble_members)),  # the default members
 }
 TEXTS = ["I love this so much, great day #BestDayEver", "worst", "meeting at the station"]
 IMAGE_SIZE = 64  # tiny-cnn
@@ -157,16 +158,83 @@ def test_probability_fusion_is_mean_of_aux_classifiers(name, models, batch):
     model = models(name)
     with torch.no_grad():
         logits, aux = model.forward_head(model.forward_features(ids, mask, pixels))
-    if not EXPECTED[name][2]:
+    averaged = EXPECTED[name][2]
+    if not averaged:
         assert len(aux) == 0
         return
-    assert len(aux) == 2
-    t, i = aux
-    assert t.shape == i.shape == (len(TEXTS), 3)
-    expected = (t.softmax(-1) + i.softmax(-1)) / 2
+    assert len(aux) == averaged
+    assert all(a.shape == (len(TEXTS), 3) for a in aux)
+    expected = sum(a.softmax(-1) for a in aux) / averaged
     torch.testing.assert_close(logits.softmax(-1), expected, atol=1e-6, rtol=1e-5)
-    # The two classifiers differ, so this is a real average, not one head copied.
-    assert not torch.allclose(t.softmax(-1), i.softmax(-1), atol=1e-4)
+    # The classifiers differ, so this is a real average, not one head copied.
+    assert not torch.allclose(aux[0].softmax(-1), aux[1].softmax(-1), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- ensemble
+
+
+def test_ensemble_is_the_mean_of_standalone_members(models, batch):
+    """Each member's weights (and the shared encoders) copied into a standalone model of that
+    fusion: the ensemble's probabilities are the mean of the standalone models' probabilities."""
+    ids, mask, pixels, _ = batch
+    ensemble = models("ensemble")
+    names = ensemble.cfg.ensemble_members
+    assert len(ensemble.fusion.members) == len(names) == 5
+    standalone = []
+    for name, member in zip(names, ensemble.fusion.members):
+        torch.manual_seed(123)  # other weights than the ensemble's, so the copy must do the work
+        model = create_model(tiny_cfg(name), pretrained=False).eval()
+        model.text_encoder.load_state_dict(ensemble.text_encoder.state_dict())
+        model.image_encoder.load_state_dict(ensemble.image_encoder.state_dict())
+        model.fusion.load_state_dict(member.state_dict())
+        assert type(model.fusion) is type(member)
+        standalone.append(run(model, ids, mask, pixels).softmax(-1))
+    got = run(ensemble, ids, mask, pixels).softmax(-1)
+    torch.testing.assert_close(got, torch.stack(standalone).mean(0), atol=1e-6, rtol=1e-5)
+    # A real average: the members disagree, so no single member equals the ensemble.
+    assert all(not torch.allclose(p, got, atol=1e-4) for p in standalone)
+
+
+def test_ensemble_aux_is_one_logit_tensor_per_member(batch):
+    ids, mask, pixels, _ = batch
+    torch.manual_seed(0)
+    members = ("ote", "text-only", "ote")  # a repeated name is a second, differently initialised member
+    model = create_model(tiny_cfg("ensemble", ensemble_members=members), pretrained=False).eval()
+    with torch.no_grad():
+        logits, aux = model.forward_head(model.forward_features(ids, mask, pixels))
+        alone = [m(model.forward_features(ids, mask, pixels))[0] for m in model.fusion.members]
+    assert isinstance(aux, tuple) and len(aux) == len(members)
+    for a, b in zip(aux, alone):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(aux[0], aux[2], atol=1e-4)
+    # State dict keys name members by position: stable, and what a run folder reloads.
+    keys = {k.split(".")[2] for k in model.state_dict() if k.startswith("fusion.members.")}
+    assert keys == {"0", "1", "2"}
+
+
+@pytest.mark.parametrize("members, flags", [
+    (("text-only",), (True, False, False)),
+    (("image-only", "naive-cat"), (True, True, False)),
+    (("text-only", "cmac"), (True, True, True)),
+])
+def test_ensemble_modalities_are_the_or_of_its_members(members, flags):
+    model = create_model(tiny_cfg("ensemble", ensemble_members=members), pretrained=False)
+    assert (model.uses_text, model.uses_image, model.fusion.uses_tokens) == flags
+
+
+@pytest.mark.parametrize("members, problem", [
+    ((), "no members"),
+    (("ote", "ensemble"), "'ensemble' cannot be nested"),
+    (("ote", "late-fusion"), "unknown member 'late-fusion'"),
+])
+def test_bad_ensemble_members_are_refused(members, problem):
+    with pytest.raises(ConfigError) as err:
+        create_model(tiny_cfg("ensemble", ensemble_members=members), pretrained=False)
+    message = str(err.value)
+    assert problem in message
+    assert f"'{','.join(members) or '(empty)'}'" in message  # the value given
+    valid = message.split("valid members: ")[1].split(", ")
+    assert valid == [name for name in FUSIONS if name != "ensemble"]
 
 
 # --------------------------------------------------------------------------- create_model errors

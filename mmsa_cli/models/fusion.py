@@ -1,9 +1,11 @@
-"""The paper's seven models as fusion stages, and the one registry that names them.
+"""The paper's seven models as fusion stages, an ensemble of them, and the one registry
+that names them.
 
 Every fusion takes the encoders' outputs and returns (logits [B,C], aux) where
 softmax(logits) is the prediction and aux holds unimodal logits (for auxiliary losses).
 Models that fuse probabilities (naive-combine, hstec, cmac) return log(mean of the two
-classifiers' probabilities), so softmax(logits) is exactly the fused distribution.
+classifiers' probabilities), so softmax(logits) is exactly the fused distribution; the
+ensemble does the same over its members.
 """
 from __future__ import annotations
 
@@ -175,6 +177,51 @@ class CrossModalityAttentionCombine(Fusion):
         return fuse_probabilities(t, i), (t, i)
 
 
+class Ensemble(Fusion):
+    """Several fusion stages over the same two encoders; their probabilities are averaged.
+
+    One member per name in cfg.ensemble_members (any registered fusion except "ensemble";
+    a name may repeat: members are initialised one after the other, so repeats differ),
+    each built with the same text_dim / image_dim / cfg and kept in an nn.ModuleList, so
+    state_dict keys are `members.<position>.*` and a run folder rebuilds from its config.
+    The encoders run once, so the ensemble costs little more than its most expensive member.
+
+    forward returns (log(mean of the members' probabilities), the members' logits): with
+    `--aux-loss-weight 1` every member is also trained on its own cross-entropy, which is what
+    makes it a real ensemble of models that are each good alone; with weight 0 only the
+    average is trained and members are free to be individually poor (co-adapted heads).
+    """
+
+    # Class level: may need token features (train.py decides what to cache from the class,
+    # before any model exists). An instance sets the exact OR of its members below.
+    uses_tokens = True
+
+    def __init__(self, text_dim, image_dim, cfg):
+        super().__init__(text_dim, image_dim, cfg)
+        self.members = nn.ModuleList(FUSIONS[name](text_dim, image_dim, cfg) for name in ensemble_members(cfg))
+        self.member_names = tuple(cfg.ensemble_members)
+        self.uses_text = any(m.uses_text for m in self.members)
+        self.uses_image = any(m.uses_image for m in self.members)
+        self.uses_tokens = any(m.uses_tokens for m in self.members)
+
+    def forward(self, f: Features):
+        logits = tuple(member(f)[0] for member in self.members)
+        return fuse_probabilities(*logits), logits
+
+
+def ensemble_members(cfg: ModelConfig) -> tuple[str, ...]:
+    """cfg.ensemble_members, checked: a non-empty list of registered fusions, no "ensemble"."""
+    names = tuple(cfg.ensemble_members)
+    valid = [name for name in FUSIONS if name != "ensemble"]
+    bad = [name for name in names if name not in valid]
+    if not names or bad:
+        given = ",".join(names) or "(empty)"
+        problem = (f"'{bad[0]}' cannot be nested" if "ensemble" in bad else
+                   f"unknown member '{bad[0]}'" if bad else "no members")
+        raise ConfigError(f"ensemble members '{given}': {problem}; valid members: {', '.join(valid)}")
+    return names
+
+
 FUSIONS: dict[str, type[Fusion]] = {
     "text-only": TextOnly,
     "image-only": ImageOnly,
@@ -183,8 +230,10 @@ FUSIONS: dict[str, type[Fusion]] = {
     "ote": OutputTransformerEncoder,
     "hstec": HiddenStateTransformerEncoderCombine,
     "cmac": CrossModalityAttentionCombine,
+    "ensemble": Ensemble,
 }
-# The paper's Table 4 names, for reports.
+# The paper's Table 4 names, for reports; `--fusion all` trains exactly these (so not the
+# ensemble, whose report name is its registry name: reports use PAPER_NAMES.get(name, name)).
 PAPER_NAMES = {"text-only": "BERT", "image-only": "ResNet", "naive-cat": "NaiveCat",
                "naive-combine": "NaiveCombine", "ote": "OTE", "hstec": "HSTEC", "cmac": "CMAC"}
 
@@ -194,3 +243,11 @@ def fusion_class(name: str) -> type[Fusion]:
         return FUSIONS[name]
     except KeyError:
         raise ConfigError(f"unknown fusion '{name}'; valid names: {', '.join(FUSIONS)}") from None
+
+
+def check_fusion_config(cfg: ModelConfig) -> type[Fusion]:
+    """The fusion class of cfg, after checking every name it uses (before weights load)."""
+    cls = fusion_class(cfg.fusion)
+    if cls is Ensemble:
+        ensemble_members(cfg)
+    return cls

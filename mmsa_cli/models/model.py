@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .fusion import Features, fusion_class
+from .fusion import Features, check_fusion_config, fusion_class
 from .image_encoders import ImageEncoder, create_image_encoder
 from .text_encoders import TextEncoder, create_text_encoder
 
@@ -57,7 +57,7 @@ def create_model(cfg: ModelConfig, *, pretrained: bool = True, text_weights: str
                  image_weights: str | Path | None = None) -> MultimodalModel:
     """Build a model from its config. pretrained=False gives random encoder weights (tests,
     export and speed checks, or before loading a run's own weights)."""
-    fusion_class(cfg.fusion)  # fail on a bad name before loading any weights
+    check_fusion_config(cfg)  # fail on a bad name (fusion or ensemble member) before loading any weights
     text = create_text_encoder(cfg.text_encoder, pretrained=pretrained, weights=text_weights, pooling=cfg.text_pooling)
     image = create_image_encoder(cfg.image_encoder, pretrained=pretrained, weights=image_weights)
     return MultimodalModel(cfg, text, image)
