@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .progress import progress
 from .data.images import ImageLoadError, load_image, preprocess_image, train_augment
+from .data.tweet_text import normalize_texts
 
 
 class ImageDataset(Dataset):
@@ -61,8 +62,10 @@ def pad_tokens(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch
     return ids, mask                                                   # [B, L], [B, L]
 
 
-def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+def tokenize(tokenizer, texts: Sequence[str], max_length: int, *, normalization: str) -> list[list[int]]:
+    """Token ids of each text after the model's text normalization (ModelConfig.text_normalization:
+    required, so no caller can tokenize differently from training)."""
+    return tokenizer(normalize_texts(texts, normalization), truncation=True, max_length=max_length)["input_ids"]
 
 
 @dataclass
@@ -128,7 +131,7 @@ def encode_texts(encoder, tokens: Sequence[Sequence[int]], pad_id: int, *, batch
 
 def cached_image_features(cache_dir: str | Path, key_parts: Sequence[str], keep_tokens: bool, compute) -> ImageFeatures:
     """Image features from a cache file keyed by encoder, weights and every file's size and
-    mtime, or computed and saved there: a frozen encoder gives the same features every run.
+    content, or computed and saved there: a frozen encoder gives the same features every run.
     A file with token features also serves runs that need only pooled ones."""
     import hashlib
 
@@ -149,11 +152,15 @@ def cached_image_features(cache_dir: str | Path, key_parts: Sequence[str], keep_
 
 
 def file_fingerprint(path: Path) -> str:
+    """Size and content hash, not path or mtime: the same images give the same key however the
+    folder is named and after a copy or re-mount resets every mtime (MVSA's 4,000 JPEGs: ~1 s)."""
+    import hashlib
+
     try:
-        st = Path(path).stat()
-        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+        data = Path(path).read_bytes()
     except OSError:
-        return f"{path}:absent"
+        return "absent"
+    return f"{len(data)}:{hashlib.blake2b(data, digest_size=16).hexdigest()}"
 
 
 def scan_images(dataset: ImageDataset, *, num_workers: int, desc: str = "checking images") -> dict[int, str]:

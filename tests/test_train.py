@@ -141,7 +141,7 @@ def test_load_run_gives_identical_probabilities(tmp_path):
 
     batch = examples[:5]
     tok = model.text_encoder.tokenizer
-    ids, mask = pad_tokens(tokenize(tok, [e.text for e in batch], 64), tok.pad_token_id)
+    ids, mask = pad_tokens(tokenize(tok, [e.text for e in batch], 64, normalization="none"), tok.pad_token_id)
     images = ImageDataset([e.image_path for e in batch], 64, model.image_encoder.mean, model.image_encoder.std)
     pixels = torch.stack([torch.from_numpy(images[i][1]) for i in range(len(batch))])
     run = load_run(tmp_path)
@@ -301,3 +301,19 @@ def test_aux_loss_weight_adds_the_auxiliary_losses():
         [torch.nn.functional.cross_entropy(a, y) for a in aux]).mean()
     assert torch.isclose(plain, torch.nn.functional.cross_entropy(logits, y))
     assert torch.isclose(with_aux, expected)
+
+
+def test_file_fingerprint_follows_content_not_path_or_mtime(tmp_path):
+    import os
+
+    from mmsa_cli.batches import file_fingerprint
+
+    a, b = tmp_path / "a.jpg", tmp_path / "copy" / "b.jpg"
+    b.parent.mkdir()
+    a.write_bytes(b"\xff\xd8 some jpeg bytes")
+    b.write_bytes(a.read_bytes())
+    os.utime(b, ns=(1, 1))
+    assert file_fingerprint(a) == file_fingerprint(b)  # copied elsewhere, mtime reset: same key
+    b.write_bytes(b"\xff\xd8 other bytes!!!!")
+    assert file_fingerprint(a) != file_fingerprint(b)
+    assert file_fingerprint(tmp_path / "missing.jpg") == "absent"
