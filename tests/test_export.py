@@ -35,6 +35,7 @@ EXPECTED = {  # fusion: (uses_text, uses_image)
     "ote": (True, True),
     "hstec": (True, True),
     "cmac": (True, True),
+    "ensemble": (True, True),  # default members: naive-cat, naive-combine, ote, hstec, cmac
 }
 TINY_BERT_LAYERS = 2
 PRECISION = {f: ("fp16" if i % 2 else "fp32") for i, f in enumerate(FUSIONS)}
@@ -149,6 +150,67 @@ def test_fp32_and_fp16_parity_same_fusion(exported, tiny_run, tmp_path):
     assert report.parity.label_agreement >= 0.995
     assert report.fusions.text == fp32.fusions.text
     assert report.sizes["model.onnx"] < 0.8 * fp32.sizes["model.onnx"]
+
+
+# Encoder ops that would multiply if an encoder were traced once per ensemble member.
+ENCODER_OPS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "MatMul", "Gemm",
+               "Conv", "Gather")
+
+
+@pytest.fixture(scope="module")
+def ensemble_fp32(exported, tiny_run, tmp_path_factory):
+    """The ensemble in fp32 too (the `exported` fixture gives it fp16)."""
+    assert PRECISION["ensemble"] == "fp16"
+    return export_run(tiny_run, tmp_path_factory.mktemp("ensemble") / "fp32", fusion="ensemble", precision="fp32",
+                      device="cpu", max_parity_rows=PARITY_ROWS)
+
+
+def test_ensemble_is_one_graph_with_the_encoders_once(exported, ensemble_fp32):
+    """Five fusion heads, one text encoder and one image encoder: every encoder op count equals
+    a single token-using fusion's (hstec), in both precisions, and parity holds at batch 1, an
+    odd batch and padded batches."""
+    def encoder_ops(report, part):
+        return {op: n for op, n in report.fusions.parts[part].items() if op in ENCODER_OPS}
+
+    single = exported["hstec"]
+    for report in (exported["ensemble"], ensemble_fp32):
+        for part in ("text_encoder", "image_encoder"):
+            assert encoder_ops(report, part) == encoder_ops(single, part), part
+        assert report.fusions.text == single.fusions.text == {
+            "EmbedLayerNormalization": 1, "Attention": TINY_BERT_LAYERS,
+            "SkipLayerNormalization": 2 * TINY_BERT_LAYERS, "Gelu": TINY_BERT_LAYERS}
+        assert report.fusions.ep["conv"] == single.fusions.ep["conv"] == 3
+        assert report.parity.passed and report.parity.batch_sizes == [1, 7, 16]
+        # The five heads are in the graph: more fusion-stage ops than the largest member alone.
+        assert sum(report.fusions.parts["fusion"].values()) > sum(single.fusions.parts["fusion"].values())
+    assert ensemble_fp32.parity.max_abs_diff_probs <= 1e-4 and ensemble_fp32.parity.max_abs_diff_logits <= 1e-3
+    assert exported["ensemble"].parity.max_abs_diff_probs <= 1e-2 and exported["ensemble"].parity.label_agreement >= 0.995
+    assert ensemble_fp32.manifest.fusion == "ensemble"
+    inputs = [i.name for i in onnx.load(str(ensemble_fp32.folder / "model.onnx"), load_external_data=False).graph.input]
+    assert tuple(inputs) == INPUT_NAMES
+
+
+def test_mmsa_score_runs_an_exported_ensemble(ensemble_fp32, tiny_run, tmp_path):
+    """`mmsa score` needs nothing new: same inputs and outputs. Its probabilities equal the
+    PyTorch ensemble's (`mmsa predict`) on the sample tweets."""
+    import pyarrow.parquet as pq
+
+    from mmsa_cli.evaluate import predict_examples
+
+    tweets = SAMPLES.parent / "tweets.parquet"
+    out = tmp_path / "scored.parquet"
+    result = CliRunner().invoke(main, ["score", str(tweets), "--model", str(ensemble_fp32.folder), "--out", str(out),
+                                       "--workers", "0", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    scored = pq.read_table(out).to_pandas().set_index("guid")
+    examples = load_examples(tweets, id_col="guid", label_col=None)
+    reference = predict_examples(load_run(tiny_run, "ensemble"), examples, device="cpu").set_index("guid")
+    assert len(scored) == len(reference) == len(examples)
+    good = reference.index[reference["error"].isna() & scored.loc[reference.index, "error"].isna()]
+    assert len(good) >= 50  # the sample holds a few rows with bad images on purpose
+    probs = ["prob_positive", "prob_neutral", "prob_negative"]
+    np.testing.assert_allclose(scored.loc[good, probs].to_numpy(), reference.loc[good, probs].to_numpy(), atol=1e-4)
+    assert (scored.loc[good, "label"] == reference.loc[good, "label"]).all()
 
 
 def test_corrupted_model_folder_is_refused(exported, tmp_path):
