@@ -58,7 +58,8 @@ def predict_examples(run: Run, examples: list[Example], *, batch_size: int = 64,
     """
     dev = pick_device(device)
     model = run.model.to(dev).eval()
-    tokens = tokenize(model.text_encoder.tokenizer, [e.text for e in examples], run.model_cfg.max_length)
+    tokens = tokenize(model.text_encoder.tokenizer, [e.text for e in examples], run.model_cfg.max_length,
+                      normalization=run.model_cfg.text_normalization)
     pad_id = model.text_encoder.tokenizer.pad_token_id
     paths = [e.image_path for e in examples]
     images = (ImageDataset(paths, run.image_size, run.mean, run.std) if image_root is None

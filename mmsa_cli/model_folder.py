@@ -45,6 +45,9 @@ class Manifest:
     model_sha256: str
     uses_text: bool = True
     uses_image: bool = True
+    # Applied to every text before tokenizing (mmsa_cli.data.tweet_text.normalize_text); the
+    # default keeps folders exported before the field existed loading as they were trained.
+    text_normalization: str = "none"
     versions: dict = field(default_factory=dict)     # mmsa, torch, transformers, onnx, onnxruntime
     source_run: dict = field(default_factory=dict)   # path, validation metrics
     parity: dict = field(default_factory=dict)       # max |delta prob| etc. measured at export

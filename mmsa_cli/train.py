@@ -65,7 +65,8 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
             weights_id: str = "") -> Prepared:
     """Tokenize, check every image and run the frozen encoders once; no split yet."""
     tok = model.text_encoder.tokenizer
-    tokens = tokenize(tok, [e.text for e in examples], model.cfg.max_length)
+    tokens = tokenize(tok, [e.text for e in examples], model.cfg.max_length,
+                      normalization=model.cfg.text_normalization)
     enc = model.image_encoder
     images = ImageDataset([e.image_path for e in examples], enc.image_size, enc.mean, enc.std)
     features = text_features = None

@@ -88,7 +88,8 @@ def export_model(model: MultimodalModel, tokenizer, out: str | Path, rows: Parit
 
     provider = pick_provider(device)
     enc = model.image_encoder
-    batches = make_batches(rows, tokenizer, model.cfg.max_length, enc.image_size, enc.mean, enc.std)
+    batches = make_batches(rows, tokenizer, model.cfg.max_length, enc.image_size, enc.mean, enc.std,
+                           text_normalization=model.cfg.text_normalization)
     references = torch_reference(model, batches, "cuda" if provider == PROVIDERS["cuda"] else "cpu")
     lap("reference")
 
@@ -129,6 +130,7 @@ def export_model(model: MultimodalModel, tokenizer, out: str | Path, rows: Parit
             image_mean=list(enc.mean), image_std=list(enc.std), text_encoder=model.cfg.text_encoder,
             image_encoder=model.cfg.image_encoder, fusion=model.cfg.fusion, precision=precision, target=target,
             opset=spec.opset, model_sha256="", uses_text=model.uses_text, uses_image=model.uses_image,
+            text_normalization=model.cfg.text_normalization,
             versions=library_versions(), source_run=source_run or {}, parity=parity.to_dict())
         write_manifest(tmp, graph, manifest)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))

@@ -88,7 +88,7 @@ def find_parity_rows(run_folder: Path | None, data: str | None, *, parity_data: 
 
 
 def make_batches(rows: ParityRows, tokenizer, max_length: int, image_size: int, mean: Sequence[float],
-                 std: Sequence[float]) -> list[ParityBatch]:
+                 std: Sequence[float], *, text_normalization: str) -> list[ParityBatch]:
     """Preprocess as training does and cut into the batch plan; unreadable images are skipped."""
     pixels, usable = [], []
     for e in rows.examples:
@@ -100,7 +100,7 @@ def make_batches(rows: ParityRows, tokenizer, max_length: int, image_size: int, 
             rows.skipped += 1
     if not usable:
         raise DataError(f"no usable parity rows in {rows.source}: every image failed to load")
-    tokens = tokenize(tokenizer, [e.text for e in usable], max_length)
+    tokens = tokenize(tokenizer, [e.text for e in usable], max_length, normalization=text_normalization)
     batches, start, plan = [], 0, list(BATCH_PLAN)
     while start < len(usable):
         size = plan.pop(0) if plan else FULL_BATCH

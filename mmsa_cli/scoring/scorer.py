@@ -50,7 +50,7 @@ class Scorer:
         self.folder: ModelFolder = load_model_folder(model_dir, verify_checksum=verify_checksum)
         self.manifest = self.folder.manifest
         self.tokenizer = load_tokenizer(self.folder)
-        self._tokenize = BatchTokenizer(self.tokenizer, self.manifest.max_length)
+        self._tokenize = BatchTokenizer(self.tokenizer, self.manifest.max_length, self.manifest.text_normalization)
         self.warnings: list[str] = []
         self.session = self._open_session(device, threads)
         self.provider = self.session.get_providers()[0]

@@ -1,4 +1,4 @@
-"""Text columns -> cleaned strings -> token ids (the fast tokenizer's batch call)."""
+"""Text columns -> cleaned strings -> normalized strings -> token ids (the fast tokenizer's batch call)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..data.text import clean_text, decode_text
+from ..data.tweet_text import normalize_texts, normalizer
 
 
 def decode_texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
@@ -30,12 +31,16 @@ class BatchTokenizer:
     """texts -> int64 ids, mask [N, max_length], truncated and padded like
     `tokenizer(texts, truncation=True, max_length=L, padding="max_length")`, but through the
     Rust backend directly (its batch call runs without the GIL, and no per-row Python dicts:
-    the other pipeline threads keep running). Slow tokenizers take the ordinary call."""
+    the other pipeline threads keep running). Slow tokenizers take the ordinary call.
+    Texts are first rewritten by `normalization` (the manifest's text_normalization, so as
+    the model was trained; an unknown name is a ConfigError here, before any row is read)."""
 
     BLOCK = 2048
 
-    def __init__(self, tokenizer, max_length: int):
+    def __init__(self, tokenizer, max_length: int, normalization: str = "none"):
         self.tokenizer, self.max_length = tokenizer, max_length
+        normalizer(normalization)  # check the name now
+        self.normalization = normalization
         backend = getattr(tokenizer, "backend_tokenizer", None)
         self.backend = None
         if backend is not None and tokenizer.pad_token_id is not None:
@@ -50,6 +55,7 @@ class BatchTokenizer:
         if not texts:
             empty = np.zeros((0, self.max_length), np.int64)
             return empty, empty.copy()
+        texts = normalize_texts(texts, self.normalization)
         if self.backend is not None:
             ids = np.empty((len(texts), self.max_length), np.int64)
             mask = np.empty_like(ids)
@@ -63,6 +69,7 @@ class BatchTokenizer:
         return enc["input_ids"].astype(np.int64, copy=False), enc["attention_mask"].astype(np.int64, copy=False)
 
 
-def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+def tokenize(tokenizer, texts: Sequence[str], max_length: int,
+             normalization: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """One-off BatchTokenizer call."""
-    return BatchTokenizer(tokenizer, max_length)(texts)
+    return BatchTokenizer(tokenizer, max_length, normalization)(texts)
