@@ -152,6 +152,33 @@ def test_load_run_gives_identical_probabilities(tmp_path):
     torch.testing.assert_close(rebuilt, trained, atol=1e-6, rtol=0)
 
 
+def test_ensemble_trains_and_its_run_folder_rebuilds(tmp_path):
+    """--fusion ensemble --ensemble-members naive-cat,ote --aux-loss-weight 1: config.json keeps
+    the members (a JSON list, a tuple again on load) and load_run rebuilds the same model."""
+    from mmsa_cli.batches import ImageDataset
+
+    members = ("naive-cat", "ote")
+    cfg = TrainConfig(epochs=1, max_train_examples=48, aux_loss_weight=1.0, **(FAST | {"freeze": "both"}))
+    [result] = train(TrainSource(str(MVSA)), tmp_path, ["ensemble"],
+                     ModelConfig(fusion="ensemble", ensemble_members=members, **TINY), cfg, pretrained=False)
+    assert result["fusion"] == "ensemble"
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model"]["ensemble_members"] == list(members) and saved["train"]["aux_loss_weight"] == 1.0
+    run = load_run(tmp_path)
+    assert run.model_cfg.ensemble_members == members
+    assert [type(m).__name__ for m in run.model.fusion.members] == ["NaiveCat", "OutputTransformerEncoder"]
+    batch = load_examples(MVSA)[:4]
+    tok = run.model.text_encoder.tokenizer
+    enc = tok([e.text for e in batch], padding=True, truncation=True, max_length=64, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    images = ImageDataset([e.image_path for e in batch], 64, run.mean, run.std)
+    pixels = torch.stack([torch.from_numpy(images[i][1]) for i in range(len(batch))])
+    with torch.no_grad():
+        logits, aux = run.model.forward_head(run.model.forward_features(ids, mask, pixels))
+    assert len(aux) == 2
+    torch.testing.assert_close(logits.softmax(-1), (aux[0].softmax(-1) + aux[1].softmax(-1)) / 2)
+
+
 # --------------------------------------------------------------------------- split
 
 
