@@ -379,3 +379,99 @@ def test_write_read_split(tmp_path):
     assert len(split) == 10
     with pytest.raises(DataError, match="does not exist"):
         read_split(tmp_path / "none.csv")
+
+
+# ---------------------------------------------------------------------------------------------- tweet text
+
+from mmsa_cli.data import tweet_text as tt  # noqa: E402
+
+
+@pytest.mark.parametrize("rule, text, expected", [
+    # HTML entities: complete entities only
+    (tt.unescape_entities, "fish &amp; chips &lt;3 &quot;ok&quot; &#39;a&#x27;", "fish & chips <3 \"ok\" 'a'"),
+    (tt.unescape_entities, "AT&T and R&D", "AT&T and R&D"),
+    # retweet prefix: only at the start
+    (tt.strip_retweet_prefix, "RT @jewel_of_ark: so unnatural", "so unnatural"),
+    (tt.strip_retweet_prefix, "RT @bob:@amy hi", "@amy hi"),
+    (tt.strip_retweet_prefix, "Please RT @bob: now", "Please RT @bob: now"),
+    (tt.strip_retweet_prefix, "RTL news", "RTL news"),
+    # URLs: removed, including Twitter's truncated ones
+    (tt.remove_urls, "look http://t.co/k7VzxS2q0F now", "look now"),
+    (tt.remove_urls, "https://example.com/a?b=1 www.site.org t.co/x", ""),
+    (tt.remove_urls, "cut short http:/\u2026", "cut short"),
+    (tt.remove_urls, "cut short htt\u00a1\xad", "cut short"),
+    (tt.remove_urls, "the h is silent", "the h is silent"),
+    # emoticons: stand-alone only
+    (tt.emoticons_to_words, "nice :) bad :-( lol xD", "nice smile bad sad lol laugh"),
+    (tt.emoticons_to_words, "yes ;) <3 :P :'( :D", "yes wink love tongue cry laugh"),
+    (tt.emoticons_to_words, "<3Tia", "love Tia"),
+    (tt.emoticons_to_words, "time:12:30 a:)b", "time:12:30 a:)b"),
+    # emoji: CLDR names, two of a run kept, (c)(r)(tm) left alone
+    (tt.emoji_to_words, "\U0001F602", "face with tears of joy"),
+    (tt.emoji_to_words, "ok\U0001F44D\U0001F3FD!", "ok thumbs up medium skin tone !"),
+    (tt.emoji_to_words, "\u2764\ufe0f", "red heart"),
+    (tt.emoji_to_words, "\U0001F525\U0001F525\U0001F525 \U0001F525", "fire fire"),
+    (tt.emoji_to_words, "caf\u00e9 \u00a9 \u00ae \u2122", "caf\u00e9 \u00a9 \u00ae \u2122"),
+    # mentions
+    (tt.mask_mentions, "@BarackObama and @a_b1: hi", "@user and @user: hi"),
+    (tt.mask_mentions, "mail me at a@b.com", "mail me at a@b.com"),
+    # hashtags
+    (tt.hashtags_to_words, "#HappyFriday", "Happy Friday"),
+    (tt.hashtags_to_words, "#happyfriday", "happyfriday"),
+    (tt.hashtags_to_words, "#AwaranBLFTerrorCampBusted", "Awaran BLF Terror Camp Busted"),
+    (tt.hashtags_to_words, "#NachBaliye7 #500cu #1974_cadillac", "Nach Baliye 7 500 cu 1974 cadillac"),
+    (tt.hashtags_to_words, "We're #1 in C# and a#b", "We're 1 in C# and a#b"),
+    # repeats: letters, ! and ?; not digits or dots
+    (tt.squeeze_repeats, "sooooo happy!!!!! why???", "soo happy!! why??"),
+    (tt.squeeze_repeats, "1000000 ... wait", "1000000 ... wait"),
+    (tt.collapse_whitespace, "  a \t b \n c  ", "a b c"),
+])
+def test_tweet_rule(rule, text, expected):
+    """Each rule alone (spaces it adds around words are collapsed at the end of the chain)."""
+    assert " ".join(rule(text).split()) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("RT @jewel: everything about #StopThisSeaWorld \U0001F602 :) http://t.co/x &amp; more @amy",
+     "everything about Stop This Sea World face with tears of joy smile & more @user"),
+    ("Aweeeesome!!!!  #BestDayEver\U0001F389", "Aweesome!! Best Day Ever party popper"),
+    ("http://t.co/a http://t.co/b", ""),   # only links: nothing left, the image decides
+    ("", ""),
+    ("Plain text stays Plain", "Plain text stays Plain"),  # case is kept
+])
+def test_normalize_tweet(text, expected):
+    assert tt.normalize_text(text, "tweet") == expected
+    assert tt.normalize_text(expected, "tweet") == expected  # idempotent on its own output
+
+
+def test_normalization_none_is_the_identity():
+    text = "RT @x: #Tag \U0001F602 http://t.co/a  two  spaces"
+    assert tt.normalize_text(text, "none") == text
+    assert tt.normalize_texts([text, ""], "none") == [text, ""]
+
+
+def test_unknown_normalization_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"'tweets' is not one of none, tweet"):
+        tt.normalize_text("hi", "tweets")
+    with pytest.raises(ConfigError, match="'bogus'"):
+        tt.normalize_texts([], "bogus")  # checked even with nothing to normalize
+
+
+def test_every_configurable_normalization_is_implemented():
+    from mmsa_cli.config import TEXT_NORMALIZATIONS
+
+    assert tuple(tt.NORMALIZERS) == TEXT_NORMALIZATIONS
+
+
+def test_tweet_normalization_removes_emoji_unks_for_minilm():
+    """The reason for the emoji rule: the default tokenizer has no emoji."""
+    from transformers import AutoTokenizer
+
+    from mmsa_cli.models.text_encoders import minilm_dir
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir())
+    text = "best day \U0001F602\U0001F60D #HappyFriday"
+    assert tok.unk_token_id in tok(text)["input_ids"]
+    ids = tok(tt.normalize_text(text, "tweet"))["input_ids"]
+    assert tok.unk_token_id not in ids
+    assert tok.convert_ids_to_tokens(ids)[1:-1][-2:] == ["happy", "friday"]
