@@ -1,5 +1,8 @@
 """Score one tweet with an exported mmsa model folder, using plain ONNX Runtime, the
 `tokenizers` library, Pillow and numpy (no mmsa, torch or transformers needed).
+A model trained with `--text-normalization tweet` (manifest `text_normalization`) must see
+its text rewritten the same way first: for such a model only, this imports that rewrite
+from mmsa (mmsa_cli.data.tweet_text; regular expressions and the `emoji` package, no torch).
 
     python export/run_with_onnxruntime.py models/NAME "what a great day at the beach" photo.jpg
 """
@@ -22,6 +25,18 @@ def load_folder(folder: Path) -> dict:
     if digest != manifest["model_sha256"]:
         raise SystemExit(f"{folder / 'model.onnx'} does not match its manifest (sha256 {digest[:12]}...)")
     return manifest
+
+
+def normalize(text: str, how: str) -> str:
+    """The model's text normalization (manifest `text_normalization`, "none" when absent)."""
+    if how == "none":
+        return text
+    try:
+        from mmsa_cli.data.tweet_text import normalize_text
+    except ImportError as exc:
+        raise SystemExit(f"this model expects text_normalization {how!r}: install mmsa to rewrite "
+                         f"the text as in training (mmsa_cli.data.tweet_text; {exc})")
+    return normalize_text(text, how)
 
 
 def encode_text(folder: Path, text: str, max_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +72,7 @@ def encode_image(path: Path, size: int, mean: list[float], std: list[float]) -> 
 def main(folder: str, text: str, image: str) -> None:
     folder_path = Path(folder)
     m = load_folder(folder_path)
-    ids, mask = encode_text(folder_path, text, m["max_length"])
+    ids, mask = encode_text(folder_path, normalize(text, m.get("text_normalization", "none")), m["max_length"])
     pixels = encode_image(Path(image), m["image_size"], m["image_mean"], m["image_std"])
     # onnxruntime-gpu lists CUDA even where it cannot load it (no GPU): ORT then logs an error
     # and falls back to the CPU, which the last column of the output shows.
