@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import CLASS_WEIGHTINGS, FREEZE_CHOICES, TEXT_NORMALIZATIONS, ModelConfig, TrainConfig
+from .config import CLASS_WEIGHTINGS, FREEZE_CHOICES, RECIPES, TEXT_NORMALIZATIONS, ModelConfig, TrainConfig
 from .cli_options import device_option, library_errors
 from .models import FUSIONS, IMAGE_PRESETS, PAPER_NAMES, TEXT_PRESETS
 
@@ -58,8 +58,20 @@ def main(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def apply_recipe(ctx: click.Context, recipe: str, values: dict) -> dict:
+    """The recipe's values for every option left at its default; options given explicitly win."""
+    chosen = dict(values)
+    for name, value in RECIPES[recipe].items():
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
+            chosen[name] = value
+    return chosen
+
+
 @main.command()
 @data_options
+@click.option("--recipe", default="paper", show_default=True, type=click.Choice(list(RECIPES)),
+              help="Preset option values: `best` is the winner of the 5-fold CV comparison (README, Results); "
+                   "options given explicitly override it.")
 @click.option("--fusion", default="ote", show_default=True, type=click.Choice([*FUSIONS, "all"]),
               help="Model to train; `all` trains the paper's seven and writes a comparison.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
@@ -105,13 +117,23 @@ def main(verbose: bool) -> None:
               help="Image-decoding worker processes.")
 @click.option("--strict", is_flag=True, help="Fail on unreadable images instead of skipping those rows.")
 @library_errors
-def train(data, label_file, text_col, image_col, id_col, label_col, image_root, fusion, out, text_encoder,
+@click.pass_context
+def train(ctx, data, label_file, text_col, image_col, id_col, label_col, image_root, recipe, fusion, out, text_encoder,
           image_encoder, text_weights, image_weights, random_weights, epochs, batch_size, encoder_lr, head_lr,
           patience, freeze, reencode_images, feature_cache, label_smoothing, aux_loss_weight, class_weighting,
           text_normalization, ensemble_members, max_length, fusion_dim, val_fraction, folds, max_train_examples, seed,
           device, num_workers, strict):
     """Train one fusion model (or all seven) and write a self-describing run folder."""
     from .train import TrainSource, train as train_models
+
+    if recipe != "paper":
+        given = apply_recipe(ctx, recipe, dict(fusion=fusion, freeze=freeze, aux_loss_weight=aux_loss_weight,
+                                               text_normalization=text_normalization, label_smoothing=label_smoothing,
+                                               class_weighting=class_weighting, ensemble_members=ensemble_members))
+        fusion, freeze, aux_loss_weight = given["fusion"], given["freeze"], given["aux_loss_weight"]
+        text_normalization, label_smoothing = given["text_normalization"], given["label_smoothing"]
+        class_weighting, ensemble_members = given["class_weighting"], given["ensemble_members"]
+        click.echo(f"recipe {recipe}: " + ", ".join(f"--{k.replace('_', '-')} {given[k]}" for k in RECIPES[recipe]))
 
     model_cfg = ModelConfig(fusion=fusion if fusion != "all" else "ote", text_encoder=text_encoder,
                             image_encoder=image_encoder, fusion_dim=fusion_dim, max_length=max_length,

@@ -56,6 +56,13 @@ class TrainConfig:
 
 FREEZE_CHOICES = ("none", "text", "image", "both")
 TEXT_NORMALIZATIONS = ("none", "tweet")
+# `mmsa train --recipe NAME`: values for the options not given on the command line (keys are
+# the option names). "best" is the winner of the 5-fold CV comparison of issue 5
+# (benchmarks/results/README.md); "paper" is the plain defaults.
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "best": {"fusion": "ensemble", "freeze": "both", "aux_loss_weight": 1.0, "text_normalization": "tweet"},
+}
 CLASS_WEIGHTINGS = ("none", "balanced")
 
 

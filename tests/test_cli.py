@@ -147,3 +147,19 @@ def test_table_without_text_column_lists_columns(cli_run, tmp_path):
     pd.read_parquet(TWEETS).drop(columns=["text"]).head(5).to_csv(table, index=False)
     result = mmsa("predict", "--run", out, "--data", table, "--out", tmp_path / "x.csv", "--device", "cpu")
     assert_clean_error(result, "'text'", "available columns: guid, image, user")
+
+
+def test_recipe_fills_options_left_at_default_and_explicit_ones_win(tmp_path):
+    from mmsa_cli.config import RECIPES
+
+    out = tmp_path / "run"
+    result = mmsa("train", "--data", MVSA, "--recipe", "best", "--text-normalization", "none", "--out", out,
+                  *TINY_ARGS, "--epochs", "1", "--max-train-examples", "24")
+    assert_ok(result)
+    assert "recipe best:" in result.output
+    saved = json.loads((out / "config.json").read_text())
+    best = RECIPES["best"]
+    assert saved["model"]["fusion"] == best["fusion"]
+    assert saved["train"]["freeze"] == best["freeze"]
+    assert saved["train"]["aux_loss_weight"] == best["aux_loss_weight"]
+    assert saved["model"]["text_normalization"] == "none"  # given explicitly: the recipe's "tweet" yields
