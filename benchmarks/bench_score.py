@@ -16,6 +16,13 @@ borrows that tokenizer):
         --text-encoder bert-base-uncased --image-encoder resnet50 --random-weights --precision fp16 \
         --rows 60000 --baseline-rows 20000 --out $OUT/score_gpu.json
 
+--gpu-decode-share auto,1,0.7,0.5,0.3 scores the same input once per value (after one export,
+one model load and one warm-up; the PyTorch baseline runs once, the headline is the first
+value) and reports rows/s, stage times and how many images nvJPEG / the CPU workers prepared
+for each (about 15 s per value at 60,000 rows on the H100). A value is skipped when the
+sweep's time so far plus its slowest run would pass --sweep-budget seconds, so a sweep cannot
+outrun a device lease.
+
 Images are synthetic MVSA-like JPEGs (about 600x450, 40 KB: gradient, shapes, noise), made
 once in --work and reused by path; or real ones from --images-dir (never commit images).
 Prints a Markdown table and writes JSON to --out.
@@ -110,23 +117,44 @@ def export(args, work: Path):
 
 # ------------------------------------------------------------------------------ mmsa
 
-def run_mmsa(args, model_dir: Path, data: Path, out: Path) -> dict:
+def run_mmsa(args, model_dir: Path, data: Path, out_for) -> list[dict]:
+    """One summary per --gpu-decode-share value (same scorer, one warm-up); out_for(share) -> path."""
     t0 = time.perf_counter()
     scorer = Scorer(model_dir, args.device, batch_size=args.batch_size)
     load = time.perf_counter() - t0
     if scorer.warnings:
         print("\n".join(f"WARNING: {w}" for w in scorer.warnings), file=sys.stderr)
-    opts = ScoreOptions(columns=Columns(), device=args.device, batch_size=args.batch_size, workers=args.workers,
-                        prefetch=args.prefetch, overwrite=True, row_group_size=args.row_group_size,
-                        progress=True, log_every_s=10)
     if args.warmup:  # cuDNN algorithm choice and CUDA context, not part of a nightly job's steady state
-        score_files(data.with_name("warmup.parquet"), model_dir, out.with_name("warmup-out.parquet"),
+        score_files(data.with_name("warmup.parquet"), model_dir, data.with_name("warmup-out.parquet"),
                     ScoreOptions(device=args.device, batch_size=args.batch_size, workers=args.workers,
-                                 overwrite=True, progress=False), scorer=scorer)
-    summary = score_files(data, model_dir, out, opts, scorer=scorer).to_dict()
-    summary["model_load_seconds"] = round(load, 2)
-    summary["model_only_rows_per_s"] = model_only(scorer, args)
-    return summary
+                                 overwrite=True, progress=False, gpu_decode_share=args.shares[0]), scorer=scorer)
+    runs: list[dict] = []
+    t_sweep = time.perf_counter()
+    for share in args.shares:
+        spent, slowest = time.perf_counter() - t_sweep, max((r.get("seconds", 0.0) for r in runs), default=0.0)
+        if runs and spent + slowest > args.sweep_budget:
+            print(f"gpu decode share {share}: skipped (sweep {spent:.0f}s + {slowest:.0f}s > --sweep-budget "
+                  f"{args.sweep_budget:.0f}s)", flush=True)
+            runs.append({"gpu_decode_share": share, "skipped": True})
+            continue
+        print(f"mmsa score, gpu decode share {share}: {args.rows} rows ...", flush=True)
+        opts = ScoreOptions(columns=Columns(), device=args.device, batch_size=args.batch_size, workers=args.workers,
+                            prefetch=args.prefetch, overwrite=True, row_group_size=args.row_group_size,
+                            progress=True, log_every_s=10, gpu_decode_share=share)
+        summary = score_files(data, model_dir, out_for(share), opts, scorer=scorer).to_dict()
+        summary["gpu_decode_share"] = share
+        summary["model_load_seconds"] = round(load, 2)
+        print("  " + "\n  ".join(_summary_lines(summary)), flush=True)
+        runs.append(summary)
+    runs[0]["model_only_rows_per_s"] = model_only(scorer, args)
+    return runs
+
+
+def _summary_lines(summary: dict) -> list[str]:
+    from mmsa_cli.scoring import ScoreSummary
+
+    fields = ScoreSummary.__dataclass_fields__
+    return ScoreSummary(**{k: v for k, v in summary.items() if k in fields}).lines()
 
 
 def model_only(scorer: Scorer, args) -> float:
@@ -250,6 +278,21 @@ def compare(a: Path, b: Path, rows: int) -> dict:
 def markdown(result: dict) -> str:
     m, t = result["mmsa"], result["pytorch"]
     stages = lambda d: ", ".join(f"{k} {v:.1f}s" for k, v in d.items())  # noqa: E731
+    sweep = [r for r in result.get("sweep", []) if not r.get("skipped")]
+    share_rows = []
+    if len(result.get("sweep", [])) > 1:
+        keys = ("read", "tokenize", "decode_cpu", "decode_gpu", "decode_gpu.nvjpeg", "infer", "infer_waiting")
+        share_rows = ["", "| --gpu-decode-share | share used (mean, min-max) | images nvJPEG / CPU | rows/s | "
+                      + " | ".join(keys) + " | label agreement |", "|---|---|---:|---:|" + "---:|" * len(keys) + "---:|"]
+        for r in sweep:
+            im, st = r.get("images", {}), r["stage_seconds"]
+            used = (f"{im['share_mean']:.2f} ({im['share_min']:.2f}-{im['share_max']:.2f})"
+                    if im.get("gpu_decode_share") is not None else "(CPU run: none)")
+            share_rows.append(f"| {r['gpu_decode_share']} | {used} | {im.get('nvjpeg', 0):,} / {im.get('cpu', 0):,} "
+                              f"| {r['rows_per_second']:,.1f} | " + " | ".join(f"{st.get(k, 0.0):.1f}" for k in keys)
+                              + f" | {r['agreement']['label_agreement']:.1%} |")
+        share_rows += [f"| {r['gpu_decode_share']} | skipped (--sweep-budget) | | | " + "| " * len(keys) + "|"
+                       for r in result["sweep"] if r.get("skipped")]
     lines = [
         "| | rows | seconds | rows/s | stage busy time |",
         "|---|---:|---:|---:|---|",
@@ -261,6 +304,7 @@ def markdown(result: dict) -> str:
         f"speed-up: **{result['speedup']:.2f}x**; model-only ceiling (ONNX Runtime, one batch repeated): "
         f"{m['model_only_rows_per_s']:,.1f} rows/s; label agreement {result['agreement']['label_agreement']:.1%}, "
         f"max |delta prob| {result['agreement']['max_abs_diff_probs']:.2e}",
+        *share_rows,
     ]
     return "\n".join(lines)
 
@@ -281,6 +325,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None, help="image workers for both [mmsa's default; torch: same]")
     ap.add_argument("--prefetch", type=int, default=4)
+    ap.add_argument("--gpu-decode-share", default="auto",
+                    help="comma-separated values (auto or 0..1), one mmsa run each, e.g. auto,1,0.7,0.5,0.3 [auto]")
+    ap.add_argument("--sweep-budget", type=float, default=240.0,
+                    help="seconds for all mmsa runs of the sweep: a value is skipped when the time so far plus "
+                         "the slowest run would pass it [240]")
     ap.add_argument("--row-group-size", type=int, default=16384)
     ap.add_argument("--no-warmup", dest="warmup", action="store_false")
     ap.add_argument("--seed", type=int, default=0)
@@ -288,6 +337,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON results")
     ap.add_argument("--machine", default=None, help="machine description for the report")
     args = ap.parse_args()
+    from mmsa_cli.scoring.pipeline import check_share
+
+    try:
+        args.shares = [check_share(v.strip()) for v in args.gpu_decode_share.split(",") if v.strip()]
+    except Exception as exc:
+        ap.error(str(exc))
+    if not args.shares:
+        ap.error("--gpu-decode-share needs at least one value")
     cuda = args.device == "cuda"
     args.rows = args.rows or (60_000 if cuda else 192)
     args.baseline_rows = min(args.baseline_rows or (20_000 if cuda else args.rows), args.rows)
@@ -305,10 +362,16 @@ def main() -> None:
     make_input(work / "warmup.parquet", min(args.rows, 2048 if cuda else 32), images, seed=1)
     model_dir, state = export(args, work)
 
-    print(f"mmsa score: {args.rows} rows ...", flush=True)
-    mmsa = run_mmsa(args, model_dir, data, work / "mmsa-out.parquet")
+    def out_for(share) -> Path:
+        return work / f"mmsa-out-share-{share}.parquet"
+
+    runs = run_mmsa(args, model_dir, data, out_for)
+    mmsa = runs[0]
     print(f"PyTorch baseline: {args.baseline_rows} rows ...", flush=True)
     base = run_torch(args, state, data, work / "torch-out.parquet", args.baseline_rows)
+    for r in runs:
+        if not r.get("skipped"):
+            r["agreement"] = compare(out_for(r["gpu_decode_share"]), work / "torch-out.parquet", args.baseline_rows)
     result = {
         "machine": args.machine or (f"{cpus}-core CPU" + (f" + {torch.cuda.get_device_name()}" if cuda else "")),
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
@@ -319,7 +382,8 @@ def main() -> None:
         "images": f"{args.images_dir or 'synthetic'}: {len(images)} distinct JPEGs, reused by path",
         "mmsa": mmsa, "pytorch": base,
         "speedup": round(mmsa["rows_per_second"] / base["rows_per_second"], 2),
-        "agreement": compare(work / "mmsa-out.parquet", work / "torch-out.parquet", args.baseline_rows),
+        "agreement": mmsa["agreement"],
+        "sweep": [{k: v for k, v in r.items() if k != "model"} for r in runs],
         "total_seconds": round(time.perf_counter() - t_all, 1),
     }
     print(markdown(result))

@@ -25,7 +25,8 @@ from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files, score_t
 from mmsa_cli.scoring.errors import InputError, OutputExistsError, ResumeMismatchError
 from mmsa_cli.scoring.gpu_images import resize_crop_batch
 from mmsa_cli.scoring.output import PAUSE_ENV
-from mmsa_cli.scoring.preprocess import ImageSpec, _gpu_ready, normalise, prepare_image, prepare_images, resize_crop
+from mmsa_cli.scoring.preprocess import (ImageSpec, _gpu_ready, gpu_split, normalise, prepare_image, prepare_images,
+                                       resize_crop)
 from mmsa_cli.scoring.texts import tokenize
 from mmsa_cli.scoring.scorer import GpuImages
 
@@ -193,6 +194,160 @@ def test_gpu_pixel_path_matches_cpu_path_on_cpu(messy, scorers):
     assert errors == cpu_errors
     diff = np.abs(pixels.numpy() - cpu_pixels) * 0.229 * 255  # back to grey levels
     assert diff.mean() < 1.0 and diff.max() <= 40
+
+
+# ----------------------------------------------------------------------------------- GPU decode share
+
+def test_gpu_split_share_rounding_and_non_jpegs():
+    """The split of a batch's nvJPEG-ready JPEGs: share 0, 1, halves, round-half-up, evenly
+    spread, never a non-ready image, and worker chunks (start=) add up to the whole batch."""
+    ready = [True] * 10
+    assert gpu_split(ready, 1.0) == ready
+    assert gpu_split(ready, 0.0) == [False] * 10
+    assert gpu_split(ready, 0.5) == [True, False] * 5
+    assert sum(gpu_split(ready, 0.3)) == 3 and sum(gpu_split(ready, 0.25)) == 3  # 2.5 rounds up
+    assert sum(gpu_split([True] * 256, 0.7)) == 179 and sum(gpu_split([True] * 3, 0.5)) == 2
+    picked = [i for i, g in enumerate(gpu_split([True] * 12, 0.25)) if g]
+    assert picked == [1, 5, 9]  # spread, not bunched at the front
+    mixed = [True, False, True, True, False, False, True, True, False, True]
+    for share in (0.0, 0.3, 0.5, 1.0):
+        split = gpu_split(mixed, share)
+        assert not any(g for g, r in zip(split, mixed) if not r)  # non-JPEGs always on the CPU
+        assert sum(split) == int(np.floor(share * sum(mixed) + 0.5))
+    assert gpu_split([False] * 4, 1.0) == [False] * 4
+    whole = gpu_split([True] * 256, 0.37)
+    chunks = [gpu_split([True] * 19, 0.37, start) for start in range(0, 256, 19)]
+    assert sum(chunks, [])[:256] == whole
+
+
+def _simulate_share(workers, prep_threads, cpu_cost, header_cost, gpu_cost, upload_cost, lag=6, batches=400):
+    """The pipeline's loop with a linear cost model: a batch's share is chosen at submission and
+    its busy times reported `lag` batches later (prefetch + prep threads)."""
+    from collections import deque
+
+    from mmsa_cli.scoring.pipeline import GpuDecodeShare
+
+    ctl = GpuDecodeShare("auto", workers, prep_threads)
+    pending, trace = deque(), []
+    for _ in range(batches):
+        pending.append(ctl.next())
+        if len(pending) > lag:
+            s, n = pending.popleft(), 256
+            ctl.update(n * ((1 - s) * cpu_cost + s * header_cost), n * (s * gpu_cost + (1 - s) * upload_cost))
+        trace.append(ctl.value)
+    c, h, g, u = cpu_cost / workers, header_cost / workers, gpu_cost / prep_threads, upload_cost / prep_threads
+    return ctl, trace, (c - u) / (c - h + g - u)  # where both paths take the same time
+
+
+def test_auto_share_balances_the_two_paths():
+    # H100-like: 14 workers at ~270 img/s, 2 prep threads at ~2,400 img/s each (nvJPEG + resize)
+    for workers, prep, cpu, gpu in ((14, 2, 1 / 270, 1 / 2400), (4, 2, 1 / 270, 1 / 2400), (14, 2, 1 / 150, 1 / 6000)):
+        ctl, trace, balance = _simulate_share(workers, prep, cpu, 2e-4, gpu, 1e-5)
+        assert abs(trace[-1] - balance) < 0.03, (workers, trace[-1], balance)
+        assert max(trace[-100:]) - min(trace[-100:]) < 0.02  # settles, no oscillation
+        summary = ctl.summary()
+        assert summary["gpu_decode_share"] == "auto" and summary["share_min"] <= summary["share_mean"] <= summary["share_max"]
+    ctl, trace, _ = _simulate_share(2, 2, 1 / 270, 2e-4, 1 / 20000, 1e-5)  # a fast GPU and 2 cores: mostly GPU
+    assert trace[-1] > 0.9
+    from mmsa_cli.scoring.pipeline import GpuDecodeShare, check_share
+
+    fixed = GpuDecodeShare(0.4, 14, 2)
+    fixed.update(10.0, 0.1)
+    assert fixed.next() == 0.4 and fixed.value == 0.4
+    assert GpuDecodeShare("auto", 0, 2).next() == 1.0  # no workers: the CPU path would run in series
+    assert 0.5 < GpuDecodeShare("auto", 14, 2).value < 0.8
+    assert check_share("AUTO") == "auto" and check_share("0.25") == 0.25
+    for bad in (1.5, -0.1, "half", float("nan")):
+        with pytest.raises(InputError, match="gpu_decode_share"):
+            check_share(bad)
+
+
+@pytest.fixture(scope="session")
+def jpegs(messy, tmp_path_factory):
+    """Mostly nvJPEG-ready JPEGs of several sizes, and images that always take the CPU path."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("jpegs")
+    for name in ("grey.jpg", "alpha.png", "progressive.jpg", "truncated.jpg", "cmyk.jpg"):
+        shutil.copy(messy[0].parent / name, folder / name)
+    sizes = [(120, 90), (90, 120), (200, 150), (64, 64), (300, 100), (100, 180)]
+    names = [noisy_jpeg(folder / f"plain{i}.jpg", sizes[i % len(sizes)], seed=10 + i).name for i in range(22)]
+    names[3:3] = ["grey.jpg", "alpha.png", "progressive.jpg"]
+    names[12:12] = ["nope/missing.jpg", "truncated.jpg", "cmyk.jpg"]
+    words = "love great awful rain sunny city news game team".split()
+    texts = [" ".join(words[: 1 + i % len(words)]) for i in range(len(names))]
+    table = pa.table({"guid": [f"j{i}" for i in range(len(names))], "text": texts, "image": names})
+    path = folder / "jpegs.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def test_mixed_gpu_cpu_batch_keeps_rows_and_pixels(jpegs, scorers):
+    """A batch with some JPEGs decoded by the "device" (torchvision on the CPU here) and the rest
+    prepared by the CPU path: every row holds its own image's pixels, in row order: the
+    CPU-prepared ones bit-identical to the all-CPU batch, the device-decoded ones to the
+    all-device batch."""
+    import torch
+
+    scorer = scorers["ote"]
+    tasks = [(v, str(jpegs.parent)) for v in pq.read_table(jpegs).column("image").to_pylist()]
+    cpu_spec = scorer.image_spec()
+    gpu_spec = ImageSpec(cpu_spec.size, cpu_spec.mean, cpu_spec.std, gpu_jpeg=True)
+    ref_px, ref_err = scorer.pixel_batch(prepare_images(tasks, cpu_spec)[0], cpu_spec)
+    images = GpuImages(scorer.manifest, torch.device("cpu"))
+    by_share = {}
+    for share in (0.0, 0.5, 1.0):
+        results, _ = prepare_images(tasks, gpu_spec, share)
+        px, err = images(results, gpu_spec)
+        assert err == ref_err
+        by_share[share] = ([r.status for r in results], px.numpy())
+    ready = [s == "jpeg" for s in by_share[1.0][0]]
+    assert sum(ready) == 22 and by_share[0.0][0].count("jpeg") == 0
+    np.testing.assert_array_equal(by_share[0.0][1], ref_px)  # share 0: exactly the CPU path
+    status, mixed = by_share[0.5]
+    assert status.count("jpeg") == 11 and [s == "jpeg" for s in status] == gpu_split(ready, 0.5)
+    for i, s in enumerate(status):
+        np.testing.assert_array_equal(mixed[i], by_share[1.0][1][i] if s == "jpeg" else ref_px[i], err_msg=str(i))
+    gpu_rows = [i for i, s in enumerate(status) if s == "jpeg"]
+    assert np.abs(by_share[1.0][1][gpu_rows] - ref_px[gpu_rows]).max() > 0  # the decoders differ: the check bites
+    assert images.counts == {"nvjpeg": 0 + 11 + 22, "cpu": 26 + 15 + 4, "nvjpeg_rejected": 0}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_gpu_decode_share_pipeline_on_the_cpu(jpegs, models, scorers, tmp_path, workers):
+    """score_files with the GPU image path running on the CPU device: share 0 gives exactly the
+    CPU-only output; share 0.5 gives each row exactly the probabilities of the all-CPU or of the
+    all-"nvJPEG" run (so rows stay in order), with about half the JPEGs on each side."""
+    import torch
+
+    scorer = Scorer(models["ote"], "cpu", batch_size=8)
+    scorer._gpu = GpuImages(scorer.manifest, torch.device("cpu"))
+    assert scorer.image_spec().gpu_jpeg
+    ref_out = tmp_path / "ref.parquet"
+    _run(jpegs, models["ote"], ref_out, scorer=scorers["ote"], workers=workers)
+    ref = pq.read_table(ref_out)
+    tables, summaries = {}, {}
+    for share in (0.0, 0.5, 1.0, "auto"):
+        out = tmp_path / f"share-{share}.parquet"
+        summaries[share] = _run(jpegs, models["ote"], out, scorer=scorer, workers=workers, gpu_decode_share=share)
+        tables[share] = pq.read_table(out)
+        assert tables[share].column("error").to_pylist() == ref.column("error").to_pylist()
+        assert tables[share].column("guid").to_pylist() == ref.column("guid").to_pylist()
+    assert tables[0.0].equals(ref)
+    probs = {k: np.stack([t.column(c).to_numpy(zero_copy_only=False) for c in PROBS], 1) for k, t in tables.items()}
+    same_cpu = np.all(probs[0.5] == probs[0.0], axis=1) | np.isnan(probs[0.0]).all(1)
+    same_gpu = np.all(probs[0.5] == probs[1.0], axis=1) | np.isnan(probs[1.0]).all(1)
+    assert (same_cpu | same_gpu).all()
+    assert (same_cpu & ~same_gpu).sum() >= 5 and (same_gpu & ~same_cpu).sum() >= 5
+    images = {k: s["images"] for k, s in summaries.items()}
+    assert images[0.0]["nvjpeg"] == 0 and images[1.0]["nvjpeg"] == 22 and 7 <= images[0.5]["nvjpeg"] <= 15
+    for k, im in images.items():
+        assert im["nvjpeg"] + im["cpu"] == 22 + 4, k  # 4 images fine on the CPU path only; 2 errors
+    assert images[0.5]["gpu_decode_share"] == 0.5 and images[0.5]["share_mean"] == 0.5
+    assert images["auto"]["gpu_decode_share"] == "auto"
+    if workers == 0:
+        assert images["auto"]["share_mean"] == 1.0
+    assert summaries["auto"]["stage_seconds"]["decode_cpu"] > 0
 
 
 # ----------------------------------------------------------------------------------- bad rows
@@ -527,11 +682,14 @@ def test_cli_exit_codes_and_summary(messy, models, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli.parquet"
     base = ["score", str(path), "--model", str(models["ote"]), "--workers", "0", "--device", "cpu"]
-    ok = runner.invoke(main, [*base, "--out", str(out), "--stats-json", str(tmp_path / "stats.json")])
+    ok = runner.invoke(main, [*base, "--out", str(out), "--stats-json", str(tmp_path / "stats.json"),
+                              "--gpu-decode-share", "0.5"])  # no effect on the CPU
     assert ok.exit_code == 0, ok.output
     assert "rows with errors" in ok.output and "stage busy time" in ok.output
+    assert "images: 0 decoded by nvJPEG, 13 on the CPU" in ok.output
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["status"] == "done" and set(stats["stage_seconds"]) >= {"read", "tokenize", "infer", "write"}
+    assert stats["images"] == {"nvjpeg": 0, "cpu": 13, "nvjpeg_rejected": 0, "gpu_decode_share": None}
     assert runner.invoke(main, [*base, "--out", str(out)]).exit_code == 0  # no-op
 
     def code(args):
@@ -541,6 +699,8 @@ def test_cli_exit_codes_and_summary(messy, models, tmp_path):
     assert code([*base, "--out", str(tmp_path / "y.parquet"), "--text-col", "tweet"]) == 2
     assert code([*base, "--out", str(tmp_path / "y.parquet"), "--keep-columns", "label"]) == 2
     assert code([*base, "--out", str(tmp_path / "y.parquet"), "--resume", "--overwrite"]) == 2
+    assert code([*base, "--out", str(tmp_path / "y.parquet"), "--gpu-decode-share", "1.5"]) == 2
+    assert code([*base, "--out", str(tmp_path / "y.parquet"), "--gpu-decode-share", "most"]) == 2
     assert code([*base, "--out", str(out), "--keep-columns", "user"]) == 4
     broken = tmp_path / "broken"
     broken.mkdir()

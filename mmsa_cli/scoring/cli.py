@@ -37,6 +37,16 @@ def _write_json(path: str, data: dict) -> None:
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
+class _Share(click.ParamType):
+    """'auto' or a number from 0 to 1."""
+    name = "auto|FLOAT"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        return click.FloatRange(0, 1).convert(value, param, ctx)
+
+
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c.strip() for v in values for c in v.split(",") if c.strip())
 
@@ -62,6 +72,10 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Image worker processes (0: in-process) [default: CPUs-2 on CUDA, CPUs/4 on the CPU].")
 @click.option("--prefetch", type=click.IntRange(1), default=4, show_default=True, help="Batches prepared ahead of the model.")
+@click.option("--gpu-decode-share", type=_Share(), default="auto", show_default=True,
+              help="CUDA: fraction of each batch's plain JPEGs decoded by nvJPEG on the GPU; the image workers "
+                   "decode and resize the rest on the CPU, in parallel (1: all on the GPU, 0: none). auto: "
+                   "balanced after every batch by the two paths' busy times. No effect on CPU runs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (or an interrupted run's parts).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run; starts fresh if there is none, "
                                              "does nothing if the output is complete.")
@@ -72,7 +86,8 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @library_errors
 @_exit_codes
 def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, image_root, allow_outside_root, device,
-          batch_size, row_group_size, workers, prefetch, overwrite, resume, stats_json, no_progress, log_every):
+          batch_size, row_group_size, workers, prefetch, gpu_decode_share, overwrite, resume, stats_json, no_progress,
+          log_every):
     """Score INPUTS (Parquet files, folders of them, or globs) into one Parquet file.
 
     Output columns: the id (or `row`), label, prob_positive, prob_neutral, prob_negative,
@@ -90,8 +105,8 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
     opts = ScoreOptions(
         columns=Columns(text=text_col, image=image_col, id=id_col, keep=_split(keep_columns)),
         image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,
-        row_group_size=row_group_size, workers=workers, prefetch=prefetch, overwrite=overwrite, resume=resume,
-        progress=not no_progress, log_every_s=log_every)
+        row_group_size=row_group_size, workers=workers, prefetch=prefetch, gpu_decode_share=gpu_decode_share,
+        overwrite=overwrite, resume=resume, progress=not no_progress, log_every_s=log_every)
     summary = score_files(list(inputs), model_dir, out, opts)
     for line in summary.lines():
         click.echo(line)

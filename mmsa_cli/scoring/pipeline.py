@@ -3,10 +3,12 @@
     read thread     read chunk (pyarrow) -> decode + tokenize texts -> batches sorted by
                     length (one chunk ahead, so chunk boundaries never starve the model)
     submit thread   each batch's image tasks submitted to the worker pool
-    worker pool     read + decode + resize images (CPU), or check JPEG headers (GPU path);
-                    separate processes (workers.py)
+    worker pool     read + decode + resize images (CPU); on CUDA they check JPEG headers and
+                    hand `gpu_decode_share` of the plain JPEGs to nvJPEG as bytes, preparing
+                    the rest themselves (GpuDecodeShare); separate processes (workers.py)
     prep threads    gather a batch's images -> pixel batch (numpy; on CUDA nvJPEG + batched
-                    resize, two threads with their own streams so decode overlaps everything)
+                    resize + upload of the CPU-prepared pixels, two threads with their own
+                    streams so decode overlaps everything)
     infer thread    ONNX Runtime (IO binding on CUDA), bad-row policy
     main thread     chunk done -> output row group + checkpoint, progress
 
@@ -41,6 +43,7 @@ from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
 _END = object()
+AUTO = "auto"
 
 
 @dataclass
@@ -54,6 +57,7 @@ class ScoreOptions:
     workers: int | None = None                # image processes; 0 = in the prep thread; None: by device
     prefetch: int = 4                         # batches prepared ahead of the model
     prep_threads: int | None = None           # pixel-batch threads; None: 2 on CUDA, 1 on the CPU
+    gpu_decode_share: float | str = AUTO      # CUDA: share of plain JPEGs nvJPEG decodes (GpuDecodeShare)
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
@@ -64,6 +68,80 @@ def default_workers(device: str) -> int:
     cpus = os.cpu_count() or 2
     # On the CPU the model wants the cores; on CUDA the CPU only feeds it.
     return max(1, cpus - 2) if device == "cuda" else max(1, cpus // 4)
+
+
+class GpuDecodeShare:
+    """gpu_decode_share: the fraction of each batch's plain JPEGs (those nvJPEG takes) decoded
+    by nvJPEG on the GPU; the CPU workers fully prepare the rest (PIL draft decode + resize +
+    crop, as on a CPU-only run) and the prep thread uploads their pixels, so both decoders work
+    at once. 1 = all on the GPU, 0 = none. Only runs that decode on the GPU use it.
+
+    A number is used as it is. AUTO starts where `workers` processes at CPU_IMAGES_PER_S each
+    keep pace with `prep_threads` threads at GPU_IMAGES_PER_S each (H100 measurements, nvJPEG
+    sharing the GPU with ONNX Runtime), then after every batch balances the busy times of the
+    two paths for that batch:
+        cpu = the workers' seconds for the batch / workers         (they run in parallel)
+        gpu = the prep thread's seconds for the batch / prep threads
+        share += GAIN * (cpu - gpu) / (cpu + gpu)                   (kept in 0..1)
+    so the slower side gets less work until neither waits for the other. A change reaches the
+    batches submitted after it, a few batches later; GAIN is small enough for that delay not to
+    make it oscillate. Without worker processes the CPU path runs in the prep thread, in series
+    with nvJPEG, so AUTO is then 1."""
+
+    CPU_IMAGES_PER_S = 270.0
+    GPU_IMAGES_PER_S = 3500.0
+    GAIN = 0.03
+
+    def __init__(self, setting: float | str, workers: int, prep_threads: int):
+        self.setting = check_share(setting)
+        self.auto = self.setting == AUTO and workers > 0
+        self.workers, self.prep_threads = max(workers, 1), max(prep_threads, 1)
+        if self.setting != AUTO:
+            self.value = float(self.setting)
+        elif workers > 0:
+            gpu = self.prep_threads * self.GPU_IMAGES_PER_S
+            self.value = gpu / (gpu + workers * self.CPU_IMAGES_PER_S)
+        else:
+            self.value = 1.0
+        self._lock = threading.Lock()
+        self.batches, self._sum, self.low, self.high = 0, 0.0, self.value, self.value
+
+    def next(self) -> float:
+        """The share for the next batch submitted (recorded for the summary)."""
+        with self._lock:
+            v = self.value
+            self.batches += 1
+            self._sum += v
+            self.low, self.high = min(self.low, v), max(self.high, v)
+            return v
+
+    def update(self, cpu_seconds: float, gpu_seconds: float) -> None:
+        """One batch's busy times: the workers' summed seconds, the prep thread's seconds."""
+        if not self.auto:
+            return
+        cpu, gpu = cpu_seconds / self.workers, gpu_seconds / self.prep_threads
+        if cpu + gpu <= 0:
+            return
+        with self._lock:
+            self.value = min(1.0, max(0.0, self.value + self.GAIN * (cpu - gpu) / (cpu + gpu)))
+
+    def summary(self) -> dict:
+        mean = self._sum / self.batches if self.batches else self.value
+        return {"gpu_decode_share": self.setting, "share_mean": round(mean, 3), "share_min": round(self.low, 3),
+                "share_max": round(self.high, 3), "share_last": round(self.value, 3)}
+
+
+def check_share(setting: float | str) -> float | str:
+    """AUTO or a number in 0..1 (InputError otherwise)."""
+    if isinstance(setting, str) and setting.strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = float(setting)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"gpu_decode_share must be 'auto' or a number from 0 to 1, not {setting!r}")
+    return value
 
 
 def job_fingerprint(inputs: InputSet, model_sha256: str, opts: ScoreOptions, batch_size: int) -> dict:
@@ -83,6 +161,7 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
     opts = options or ScoreOptions()
     if opts.row_group_size < 1 or (opts.batch_size is not None and opts.batch_size < 1) or opts.prefetch < 1:
         raise InputError("row_group_size, batch_size and prefetch must be >= 1")
+    check_share(opts.gpu_decode_share)
     wall = time.perf_counter()
     source = open_inputs(inputs, opts.image_root)
     folder = scorer.folder if scorer is not None else load_model_folder(model_dir)
@@ -106,9 +185,10 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
         schema = _output_schema(source, cols)
         workers = opts.workers if opts.workers is not None else default_workers(scorer.device)
         progress = RowProgress(source.total_rows, writer.start_row, enabled=opts.progress, every_s=opts.log_every_s)
+        prep_threads = opts.prep_threads or (2 if scorer.device == "cuda" else 1)
         run = _Run(scorer, source, cols, scorer.image_spec(opts.allow_outside_root), writer, schema, progress,
                    opts.batch_size or scorer.batch_size, opts.row_group_size, workers, opts.prefetch,
-                   opts.prep_threads or (2 if scorer.device == "cuda" else 1))
+                   prep_threads, GpuDecodeShare(opts.gpu_decode_share, workers if cols.image else 0, prep_threads))
         start_row = writer.start_row
         run.start()
         progress.close()
@@ -125,7 +205,7 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
         "done", str(out), cp.rows_done, done, start_row, sum(cp.errors_by_kind.values()), dict(cp.errors_by_kind),
         cp.no_prediction, round(seconds, 3), round(done / seconds, 1) if seconds > 0 else 0.0,
         {k: round(v, 3) for k, v in run.stages.items()}, scorer.device, scorer.provider, scorer.describe(),
-        workers, opts.batch_size or scorer.batch_size, list(scorer.warnings))
+        workers, opts.batch_size or scorer.batch_size, list(scorer.warnings), run.image_summary())
 
 
 def _output_schema(source: InputSet, cols: ResolvedColumns) -> pa.Schema:
@@ -158,7 +238,7 @@ class _Run:
 
     def __init__(self, scorer, source: InputSet, cols: ResolvedColumns, spec: ImageSpec, writer: OutputWriter,
                  schema: pa.Schema, progress: RowProgress, batch_size: int, chunk_rows: int, workers: int,
-                 prefetch: int, prep_threads: int = 1):
+                 prefetch: int, prep_threads: int = 1, share: GpuDecodeShare | None = None):
         self.scorer, self.source, self.cols, self.spec = scorer, source, cols, spec
         self.writer, self.schema, self.progress = writer, schema, progress
         self.batch_size, self.chunk_rows, self.workers = batch_size, chunk_rows, workers
@@ -167,6 +247,8 @@ class _Run:
         self.stages = {k: 0.0 for k in STAGES}
         self._stage_lock = threading.Lock()
         self.prep_threads = prep_threads
+        self.share = share or GpuDecodeShare(1.0, workers, prep_threads)
+        self.images = {"nvjpeg": 0, "cpu": 0, "nvjpeg_rejected": 0}  # how each image was prepared
         self.plans: queue.Queue = queue.Queue(maxsize=1)
         self.batches: queue.Queue = queue.Queue(maxsize=prefetch)
         self.ready: queue.Queue = queue.Queue(maxsize=2)
@@ -178,6 +260,7 @@ class _Run:
     def start(self) -> None:
         gpu = getattr(self.scorer, "_gpu", None)
         gpu_before = dict(gpu.seconds) if gpu is not None else {}
+        counts_before = dict(gpu.counts) if gpu is not None else {}
         switch = sys.getswitchinterval()
         if gpu is not None:  # many short GIL holds between GPU calls: hand the GIL over sooner
             sys.setswitchinterval(0.001)
@@ -187,6 +270,17 @@ class _Run:
             sys.setswitchinterval(switch)
         for k, v in gpu_before.items():  # host time of the GPU prep: nvJPEG call vs resize and the rest
             self.stages[f"decode_gpu.{k}"] = gpu.seconds[k] - v
+        for k, v in counts_before.items():
+            self.images[k] = gpu.counts[k] - v
+
+    def image_summary(self) -> dict:
+        """Images decoded by nvJPEG / prepared on the CPU (nvjpeg_rejected: refused by nvJPEG,
+        then CPU-prepared, so also in cpu); the GPU decode share used, where GPU decoding ran."""
+        if not self.cols.image:
+            return {}
+        out = dict(self.images)
+        out.update(self.share.summary() if self.spec.gpu_jpeg else {"gpu_decode_share": None})
+        return out
 
     def _start(self) -> None:
         if self.workers > 0 and self.cols.image:
@@ -271,10 +365,12 @@ class _Run:
         tasks = self.scorer.image_tasks(plan, rows)
         if not tasks:
             return []
+        share = self.share.next() if self.spec.gpu_jpeg else 1.0
         if self.pool is None:
-            return [tasks]  # prepared in the prep thread
+            return [(tasks, share)]  # prepared in the prep thread
         per = max(8, -(-len(tasks) // self.workers))
-        return [self.pool.submit(tasks[i:i + per]) for i in range(0, len(tasks), per)]
+        # `start` continues the split's pattern across chunks: the batch is split as one.
+        return [self.pool.submit(tasks[i:i + per], share, i) for i in range(0, len(tasks), per)]
 
     def _prep(self) -> None:
         while (item := self._get(self.batches)) is not _END:
@@ -282,17 +378,31 @@ class _Run:
             pixels = errors = None
             if self.cols.image:
                 results = []
+                cpu_seconds = 0.0
                 for part in parts:
-                    res, seconds = part.result() if isinstance(part, Future) else prepare_images(part, self.spec)
+                    if isinstance(part, Future):
+                        res, seconds = part.result()
+                    else:
+                        res, seconds = prepare_images(part[0], self.spec, part[1])
                     results += res
-                    self._add("decode_cpu", seconds)
+                    cpu_seconds += seconds
+                self._add("decode_cpu", cpu_seconds)
                 t0 = time.perf_counter()
                 pixels, errors = self.scorer.pixel_batch(results, self.spec)
-                self._add("decode_gpu" if self.scorer.device == "cuda" else "decode_cpu", time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                self._add("decode_gpu" if self.scorer.device == "cuda" else "decode_cpu", seconds)
+                if self.spec.gpu_jpeg:
+                    self.share.update(cpu_seconds, seconds)
+                else:
+                    self._count_cpu(sum(r.status == "pixels" for r in results))
             if not self._put(self.ready, (state, rows, pixels, errors)):
                 return
         self._put(self.batches, _END)  # for the sibling prep threads
         self._put(self.ready, _END)
+
+    def _count_cpu(self, n: int) -> None:
+        with self._stage_lock:
+            self.images["cpu"] += n
 
     def _infer(self) -> None:
         ended = 0

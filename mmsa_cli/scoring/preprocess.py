@@ -3,13 +3,16 @@
 Image preparation runs in worker processes (workers.py: this module imports neither torch,
 onnxruntime nor pyarrow, so workers start fast and small). Each image becomes exactly one of:
   pixels  uint8 [S,S,3], resized and centre-cropped exactly like training's preprocess_image
-  jpeg    the file's bytes, for the GPU decoder (only plain baseline RGB JPEGs, see _gpu_ready)
+  jpeg    the file's bytes, for the GPU decoder (only plain baseline RGB JPEGs, see _gpu_ready,
+          and of those only the batch's `gpu_share`, see GpuSplit: the others become pixels
+          here, so CPU workers and nvJPEG decode in parallel)
   error   "<kind>: <message>" with kind from IMAGE_ERROR_KINDS
 Normalisation happens in the consumer on whole batches (4x less data between processes).
 """
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,10 +95,37 @@ def _gpu_ready(data: bytes, spec: ImageSpec) -> bool:
         return False
 
 
-def prepare_image(value: object, root: str, spec: ImageSpec) -> ImageResult:
+class GpuSplit:
+    """Which of a batch's nvJPEG-ready JPEGs go to the GPU, the rest being decoded on the CPU.
+
+    take() is asked once per ready JPEG, in row order. The k-th one (k counted from `start`)
+    goes to the GPU iff floor((k+1)*share + 1/2) > floor(k*share + 1/2): round-half-up
+    (share * n) of n, spread evenly (share 0.5: every other one). A batch cut into worker
+    chunks gives each chunk start = its first row's position in the batch, so when every
+    image is ready the chunks together pick exactly what one call over the batch would.
+    """
+
+    def __init__(self, share: float = 1.0, start: int = 0):
+        self.share, self.next = float(share), int(start)
+
+    def take(self) -> bool:
+        k, s = self.next, self.share
+        self.next += 1
+        return math.floor((k + 1) * s + 0.5) > math.floor(k * s + 0.5)
+
+
+def gpu_split(ready: Sequence[bool], share: float, start: int = 0) -> list[bool]:
+    """Per image: True = nvJPEG. Images that are not ready for nvJPEG always stay on the CPU."""
+    split = GpuSplit(share, start)
+    return [bool(r) and split.take() for r in ready]
+
+
+def prepare_image(value: object, root: str, spec: ImageSpec, split: GpuSplit | None = None) -> ImageResult:
+    """One image -> pixels, JPEG bytes for the GPU (spec.gpu_jpeg, a ready JPEG, and `split`,
+    if given, takes it) or an error."""
     try:
         data = _read(value, root, spec)
-        if spec.gpu_jpeg and _gpu_ready(data, spec):
+        if spec.gpu_jpeg and _gpu_ready(data, spec) and (split is None or split.take()):
             return ImageResult("jpeg", data, None)
         img = load_image(data, max_pixels=spec.max_pixels, draft_size=spec.size)
         return ImageResult("pixels", resize_crop(img, spec.size), None)
@@ -112,8 +142,12 @@ def _name_source(message: str, value: object) -> str:
     return message
 
 
-def prepare_images(tasks: Sequence[ImageTask], spec: ImageSpec) -> tuple[list[ImageResult], float]:
-    """Worker entry point: one result per task, and the seconds spent (for stage timing)."""
-    start = time.perf_counter()
-    results = [prepare_image(value, root, spec) for value, root in tasks]
-    return results, time.perf_counter() - start
+def prepare_images(tasks: Sequence[ImageTask], spec: ImageSpec, gpu_share: float = 1.0,
+                   start: int = 0) -> tuple[list[ImageResult], float]:
+    """Worker entry point: one result per task, and the seconds spent (for stage timing).
+    With spec.gpu_jpeg, `gpu_share` of the ready JPEGs come back as bytes for nvJPEG and the
+    rest as pixels (GpuSplit; `start`: the tasks' first position in their batch)."""
+    t0 = time.perf_counter()
+    split = GpuSplit(gpu_share, start) if spec.gpu_jpeg else None
+    results = [prepare_image(value, root, spec, split) for value, root in tasks]
+    return results, time.perf_counter() - t0

@@ -32,6 +32,10 @@ class ScoreSummary:
     workers: int = 0
     batch_size: int = 0
     warnings: list[str] = field(default_factory=list)
+    # how images were prepared: nvjpeg (decoded on the GPU), cpu (decoded + resized by the CPU
+    # workers), nvjpeg_rejected (refused by nvJPEG, then CPU-prepared: also in cpu), and the
+    # GPU decode share used (None when nothing is decoded on the GPU); empty without images
+    images: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,6 +54,12 @@ class ScoreSummary:
                + (f", resumed at row {self.resumed_from_row}" if self.resumed_from_row else "") + ")",
                f"rows with errors: {self.rows_with_errors} ({kinds}); without prediction: {self.rows_without_prediction}",
                f"stage busy time: {stages}"]
+        if self.images:
+            line = f"images: {self.images.get('nvjpeg', 0):,} decoded by nvJPEG, {self.images.get('cpu', 0):,} on the CPU"
+            if self.images.get("gpu_decode_share") is not None:
+                line += (f" (gpu decode share {self.images['gpu_decode_share']}: mean {self.images['share_mean']:.2f},"
+                         f" last {self.images['share_last']:.2f})")
+            out.append(line)
         out += [f"WARNING: {w}" for w in self.warnings]
         return out
 

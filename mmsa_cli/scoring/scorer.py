@@ -79,7 +79,7 @@ class Scorer:
     def image_spec(self, allow_outside_root: bool = False) -> ImageSpec:
         m = self.manifest
         return ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std),
-                         allow_outside_root=allow_outside_root, gpu_jpeg=self.device == "cuda")
+                         allow_outside_root=allow_outside_root, gpu_jpeg=self._gpu is not None)
 
     def _open_session(self, device: str, threads: int | None):
         if device not in ("auto", "cpu", "cuda"):
@@ -343,8 +343,10 @@ def _cpu_spec(spec: ImageSpec) -> ImageSpec:
 class GpuImages:
     """JPEG bytes -> nvJPEG -> batched resize; CPU-prepared pixels uploaded; one normalised
     tensor per batch, made on the calling thread's own CUDA stream so that several prep
-    threads and the model overlap. Any torch device works (tests run it on the CPU, where
-    torchvision decodes with libjpeg). `seconds` splits host time into decode and the rest."""
+    threads and the model overlap. A batch may mix both kinds in any order (the pipeline's
+    gpu_decode_share): each row lands at its own index. Any torch device works (tests run it
+    on the CPU, where torchvision decodes with libjpeg). `seconds` splits host time into
+    decode and the rest; `counts` says how many images took each way."""
 
     def __init__(self, manifest, device):
         import threading
@@ -355,7 +357,11 @@ class GpuImages:
         self.decode = GpuJpegDecoder(device)
         self.normalise = Normaliser(manifest.image_mean, manifest.image_std, device)
         self._local = threading.local()
+        self._lock = threading.Lock()
         self.seconds = {"nvjpeg": 0.0, "resize": 0.0}
+        # nvjpeg: decoded on the device; cpu: pixels prepared on the CPU and uploaded;
+        # nvjpeg_rejected: handed to nvJPEG, refused, sent through the CPU path instead.
+        self.counts = {"nvjpeg": 0, "cpu": 0, "nvjpeg_rejected": 0}
 
     def _stream(self):
         import torch
@@ -365,6 +371,19 @@ class GpuImages:
         if not hasattr(self._local, "stream"):
             self._local.stream = torch.cuda.Stream(self.dev)
         return self._local.stream
+
+    def _host_pixels(self, n: int, capacity: int):
+        """This thread's uint8 [n,S,S,3] staging area for CPU-prepared pixels: pinned on CUDA
+        (one host copy, asynchronous upload), allocated once for a whole batch (`capacity`)
+        and reused batch after batch: safe because __call__ waits for its stream."""
+        import torch
+
+        buf = getattr(self._local, "pixels", None)
+        if buf is None or len(buf) < n:
+            s = self.m.image_size
+            buf = torch.empty((max(n, capacity), s, s, 3), dtype=torch.uint8, pin_memory=self.dev.type == "cuda")
+            self._local.pixels = buf
+        return buf[:n]
 
     def __call__(self, results: Sequence[ImageResult], spec: ImageSpec):
         import contextlib
@@ -393,12 +412,18 @@ class GpuImages:
                 out[to_device([i for i, _ in good], self.dev)] = self.normalise(resized)
             cpu = [i for i, r in enumerate(results) if r.status == "pixels"]
             if cpu:
-                raw = torch.from_numpy(np.stack([results[i].payload for i in cpu]))
-                if self.dev.type == "cuda":
-                    raw = raw.pin_memory().to(self.dev, non_blocking=True)
+                host = self._host_pixels(len(cpu), n)
+                view = host.numpy()
+                for j, i in enumerate(cpu):
+                    view[j] = results[i].payload
+                raw = host.to(self.dev, non_blocking=True) if self.dev.type == "cuda" else host
                 out[to_device(cpu, self.dev)] = self.normalise(raw.permute(0, 3, 1, 2))
         if stream is not None:
-            stream.synchronize()  # ORT reads `out` on its own stream
-        self.seconds["nvjpeg"] += t1 - t0
-        self.seconds["resize"] += time.perf_counter() - t1
+            stream.synchronize()  # ORT reads `out` on its own stream; the staging buffer is free again
+        with self._lock:
+            self.seconds["nvjpeg"] += t1 - t0
+            self.seconds["resize"] += time.perf_counter() - t1
+            self.counts["nvjpeg"] += len(good)
+            self.counts["cpu"] += len(cpu)
+            self.counts["nvjpeg_rejected"] += len(failed)
         return out, errors

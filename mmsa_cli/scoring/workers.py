@@ -6,7 +6,8 @@ fork is unsafe in a process running ONNX Runtime and CUDA threads. These workers
 only what image preparation needs, and exit when their stdin closes, so a parent killed
 with SIGKILL leaves no orphans.
 
-Protocol (pickle frames): parent -> ImageSpec, then task lists; worker -> ([ImageResult], seconds).
+Protocol (pickle frames): parent -> ImageSpec, then (tasks, gpu_share, start) per task list
+(see preprocess.prepare_images); worker -> ([ImageResult], seconds).
 """
 from __future__ import annotations
 
@@ -41,12 +42,13 @@ class WorkerPool:
         for t in self._threads:
             t.start()
 
-    def submit(self, tasks: Sequence[ImageTask]) -> Future:
+    def submit(self, tasks: Sequence[ImageTask], gpu_share: float = 1.0, start: int = 0) -> Future:
+        """Future of prepare_images(tasks, spec, gpu_share, start) in a worker process."""
         future: Future = Future()
         if self._broken:
             future.set_exception(WorkerDied(self._broken))
         else:
-            self._todo.put((future, list(tasks)))
+            self._todo.put((future, (list(tasks), float(gpu_share), int(start))))
         return future
 
     def _feed(self, proc: subprocess.Popen, spec: ImageSpec) -> None:
@@ -57,12 +59,12 @@ class WorkerPool:
         except OSError:
             pass
         while (item := self._todo.get()) is not None:
-            future, tasks = item
+            future, job = item
             if self._broken:
                 future.set_exception(WorkerDied(self._broken))
                 continue
             try:
-                pickle.dump(tasks, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(job, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
                 proc.stdin.flush()
                 future.set_result(pickle.load(proc.stdout))
             except (OSError, EOFError, pickle.UnpicklingError) as exc:
@@ -101,8 +103,8 @@ def _serve() -> None:
     try:
         spec = pickle.load(stdin)
         while True:
-            tasks = pickle.load(stdin)
-            pickle.dump(prepare_images(tasks, spec), protocol_out, protocol=pickle.HIGHEST_PROTOCOL)
+            tasks, gpu_share, start = pickle.load(stdin)
+            pickle.dump(prepare_images(tasks, spec, gpu_share, start), protocol_out, protocol=pickle.HIGHEST_PROTOCOL)
             protocol_out.flush()
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass  # parent closed the pipe or died: done
