@@ -35,15 +35,15 @@ if [[ $steps == *parity* ]]; then  # about 2 min on the H100
   echo "parity step: $((SECONDS - t0)) s"
 fi
 if [[ $steps == *export* ]]; then
-  timeout 200 python3 benchmarks/bench_export_gpu.py --cases text,image,full-bert-resnet --deadline-s 170 \
+  timeout 170 python3 benchmarks/bench_export_gpu.py --cases text,image,full-bert-resnet --deadline-s 140 \
     --out "$OUT/export_gpu2.json" --md "$OUT/export_gpu2.md" > "$OUT/export_gpu2.log" 2>&1
   grep -E "items/s|failed" "$OUT/export_gpu2.log" | head -40
   echo "export step: $((SECONDS - t0)) s"
 fi
 if [[ $steps == *score* ]]; then
-  timeout 300 python3 benchmarks/bench_score.py --device cuda --text-encoder bert-base-uncased --image-encoder resnet50 \
+  timeout 270 python3 benchmarks/bench_score.py --device cuda --text-encoder bert-base-uncased --image-encoder resnet50 \
     --random-weights --precision fp16 --rows 60000 --baseline-rows 20000 --work /tmp/bw \
-    --gpu-decode-share auto,1,0.7,0.5,0.3 --sweep-budget 150 --out "$OUT/score_gpu2.json" > "$OUT/score_gpu2.log" 2>&1
+    --gpu-decode-share auto,1,0.7,0.5,0.3 --sweep-budget 130 --out "$OUT/score_gpu2.json" > "$OUT/score_gpu2.log" 2>&1
   tail -45 "$OUT/score_gpu2.log"
   echo "score step: $((SECONDS - t0)) s"
 fi
