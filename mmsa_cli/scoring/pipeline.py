@@ -57,7 +57,7 @@ class ScoreOptions:
     workers: int | None = None                # image processes; 0 = in the prep thread; None: by device
     prefetch: int = 4                         # batches prepared ahead of the model
     prep_threads: int | None = None           # pixel-batch threads; None: 2 on CUDA, 1 on the CPU
-    gpu_decode_share: float | str = AUTO      # CUDA: share of plain JPEGs nvJPEG decodes (GpuDecodeShare)
+    gpu_decode_share: float | str = 1.0       # CUDA: share of plain JPEGs nvJPEG decodes ("auto": GpuDecodeShare)
     overwrite: bool = False
     resume: bool = False
     progress: bool = True

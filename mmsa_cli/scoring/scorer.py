@@ -27,12 +27,13 @@ from .results import decide, result_table
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = {"cpu": 32, "cuda": 256}
-# prefer_nhwc: channels-last convolutions (ResNet/EfficientNet) on tensor cores; fuse_conv_bias:
-# cuDNN's runtime conv+bias(+activation) fusion (H100, ResNet-50 fp16 batch 256: 14,700 img/s
-# vs 10,400 with NHWC alone, PyTorch channels_last 13,700; benchmarks/results/export_gpu.md);
-# HEURISTIC avoids an exhaustive cuDNN search for every new batch shape (a chunk's last batch).
-CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "prefer_nhwc": "1", "fuse_conv_bias": "1",
-                "cudnn_conv_use_max_workspace": "1"}
+# prefer_nhwc: channels-last convolutions (ResNet/EfficientNet) on tensor cores; HEURISTIC
+# avoids an exhaustive cuDNN search for every new batch shape (the last batch of a chunk).
+# Not fuse_conv_bias: on the H100 it lifts ResNet-50 from 10,400 to 14,700 img/s and this
+# model's ceiling from 8,000 to 11,100 rows/s, but cuDNN builds its fused kernels again for
+# every new batch shape, and end to end `mmsa score` fell from 4,484 to 3,156 rows/s
+# (benchmarks/results/score_gpu.md). It pays once batches have one fixed shape (padding).
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "prefer_nhwc": "1", "cudnn_conv_use_max_workspace": "1"}
 
 
 @dataclass
