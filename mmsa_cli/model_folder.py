@@ -48,6 +48,7 @@ class Manifest:
     # Applied to every text before tokenizing (mmsa_cli.data.tweet_text.normalize_text); the
     # default keeps folders exported before the field existed loading as they were trained.
     text_normalization: str = "none"
+    ensemble_members: list[str] = field(default_factory=list)  # fusion "ensemble": the averaged fusions
     versions: dict = field(default_factory=dict)     # mmsa, torch, transformers, onnx, onnxruntime
     source_run: dict = field(default_factory=dict)   # path, validation metrics
     parity: dict = field(default_factory=dict)       # max |delta prob| etc. measured at export

@@ -186,6 +186,8 @@ def test_ensemble_is_one_graph_with_the_encoders_once(exported, ensemble_fp32):
     assert ensemble_fp32.parity.max_abs_diff_probs <= 1e-4 and ensemble_fp32.parity.max_abs_diff_logits <= 1e-3
     assert exported["ensemble"].parity.max_abs_diff_probs <= 1e-2 and exported["ensemble"].parity.label_agreement >= 0.995
     assert ensemble_fp32.manifest.fusion == "ensemble"
+    assert ensemble_fp32.manifest.ensemble_members == ["naive-cat", "naive-combine", "ote", "hstec", "cmac"]
+    assert exported["hstec"].manifest.ensemble_members == []
     inputs = [i.name for i in onnx.load(str(ensemble_fp32.folder / "model.onnx"), load_external_data=False).graph.input]
     assert tuple(inputs) == INPUT_NAMES
 

@@ -131,6 +131,7 @@ def export_model(model: MultimodalModel, tokenizer, out: str | Path, rows: Parit
             image_encoder=model.cfg.image_encoder, fusion=model.cfg.fusion, precision=precision, target=target,
             opset=spec.opset, model_sha256="", uses_text=model.uses_text, uses_image=model.uses_image,
             text_normalization=model.cfg.text_normalization,
+            ensemble_members=list(model.cfg.ensemble_members) if model.cfg.fusion == "ensemble" else [],
             versions=library_versions(), source_run=source_run or {}, parity=parity.to_dict())
         write_manifest(tmp, graph, manifest)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
