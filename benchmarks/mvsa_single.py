@@ -2,11 +2,13 @@
 511 test predictions of the best one.
 
     python benchmarks/mvsa_single.py ../shared/data/mvsa-single --out runs/mvsa-all [-- extra mmsa train flags]
+    python benchmarks/mvsa_single.py ../shared/data/mvsa-single --predict-run runs/best   # predictions only
 
 Writes benchmarks/results/mvsa_single_table4.{md,json,png} (copied from the run's
 comparison) and benchmarks/results/mvsa_single_test_predictions.csv from the best model
 (on this run's validation split, or by a cross-validation summary given with --choose-by)
-(guid,label,prob_positive,prob_neutral,prob_negative). The dataset is read from the path
+(guid,label,prob_positive,prob_neutral,prob_negative). With --predict-run, only the
+predictions file, from that run folder (any `mmsa train` run, e.g. `--recipe best`). The dataset is read from the path
 given; nothing of it is copied into the repository.
 """
 from __future__ import annotations
@@ -30,9 +32,14 @@ def main() -> None:
     parser.add_argument("--choose-by", type=Path, default=None,
                         help="a cv.json from `mmsa train --folds K`: predict with its best model by mean accuracy "
                              "[default: the best on this run's validation split]")
+    parser.add_argument("--predict-run", type=Path, default=None,
+                        help="only write the test predictions, from this single-model run folder")
     parser.add_argument("train_args", nargs="*", help="extra `mmsa train` flags (after --)")
     args = parser.parse_args()
 
+    if args.predict_run:
+        write_test_predictions(args.data, args.predict_run, None, args.predict_run / "test_predictions_full.csv")
+        return
     if not args.skip_train:
         subprocess.run(["mmsa", "train", "--data", str(args.data), "--fusion", "all", "--out", str(args.out),
                         *args.train_args], check=True)
@@ -43,10 +50,16 @@ def main() -> None:
     for ext in ("md", "json", "png"):
         shutil.copy(args.out / f"comparison.{ext}", RESULTS / f"mvsa_single_table4.{ext}")
 
+    write_test_predictions(args.data, args.out, best["fusion"], args.out / "test_predictions_full.csv")
+    print(f"best model{' by CV' if args.choose_by else ' on validation'}: {best['fusion']} "
+          f"(accuracy {100 * best['accuracy']:.2f})")
+
+
+def write_test_predictions(data: Path, run: Path, fusion: str | None, tmp: Path) -> None:
+    """`mmsa predict` on test_without_label.txt, cut to the five columns the scorer wants."""
     preds = RESULTS / "mvsa_single_test_predictions.csv"
-    tmp = args.out / "test_predictions_full.csv"
-    subprocess.run(["mmsa", "predict", "--run", str(args.out), "--fusion", best["fusion"], "--data", str(args.data),
-                    "--label-file", "test_without_label.txt", "--out", str(tmp)], check=True)
+    subprocess.run(["mmsa", "predict", "--run", str(run), *(["--fusion", fusion] if fusion else []),
+                    "--data", str(data), "--label-file", "test_without_label.txt", "--out", str(tmp)], check=True)
     import pandas as pd
 
     frame = pd.read_csv(tmp, dtype={"guid": str})
@@ -55,8 +68,6 @@ def main() -> None:
               f"{frame[frame['error'].notna()][['guid', 'error']].to_string()}", file=sys.stderr)
     frame[["guid", "label", "prob_positive", "prob_neutral", "prob_negative"]].to_csv(preds, index=False,
                                                                                       float_format="%.6f")
-    print(f"best model{' by CV' if args.choose_by else ' on validation'}: {best['fusion']} "
-          f"(accuracy {100 * best['accuracy']:.2f})")
     print(f"wrote {len(frame)} test predictions to {preds}")
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}")
 
