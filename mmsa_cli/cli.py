@@ -58,10 +58,10 @@ def main(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-def apply_recipe(ctx: click.Context, recipe: str, values: dict) -> dict:
-    """The recipe's values for every option left at its default; options given explicitly win."""
-    chosen = dict(values)
-    for name, value in RECIPES[recipe].items():
+def apply_recipe(ctx: click.Context, options: dict) -> dict:
+    """options with the recipe's values for every option left at its default (given ones win)."""
+    chosen = dict(options)
+    for name, value in RECIPES[options["recipe"]].items():
         if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
             chosen[name] = value
     return chosen
@@ -118,36 +118,29 @@ def apply_recipe(ctx: click.Context, recipe: str, values: dict) -> dict:
 @click.option("--strict", is_flag=True, help="Fail on unreadable images instead of skipping those rows.")
 @library_errors
 @click.pass_context
-def train(ctx, data, label_file, text_col, image_col, id_col, label_col, image_root, recipe, fusion, out, text_encoder,
-          image_encoder, text_weights, image_weights, random_weights, epochs, batch_size, encoder_lr, head_lr,
-          patience, freeze, reencode_images, feature_cache, label_smoothing, aux_loss_weight, class_weighting,
-          text_normalization, ensemble_members, max_length, fusion_dim, val_fraction, folds, max_train_examples, seed,
-          device, num_workers, strict):
+def train(ctx, **options):
     """Train one fusion model (or all seven) and write a self-describing run folder."""
     from .train import TrainSource, train as train_models
 
-    if recipe != "paper":
-        given = apply_recipe(ctx, recipe, dict(fusion=fusion, freeze=freeze, aux_loss_weight=aux_loss_weight,
-                                               text_normalization=text_normalization, label_smoothing=label_smoothing,
-                                               class_weighting=class_weighting, ensemble_members=ensemble_members))
-        fusion, freeze, aux_loss_weight = given["fusion"], given["freeze"], given["aux_loss_weight"]
-        text_normalization, label_smoothing = given["text_normalization"], given["label_smoothing"]
-        class_weighting, ensemble_members = given["class_weighting"], given["ensemble_members"]
-        click.echo(f"recipe {recipe}: " + ", ".join(f"--{k.replace('_', '-')} {given[k]}" for k in RECIPES[recipe]))
-
-    model_cfg = ModelConfig(fusion=fusion if fusion != "all" else "ote", text_encoder=text_encoder,
-                            image_encoder=image_encoder, fusion_dim=fusion_dim, max_length=max_length,
-                            text_normalization=text_normalization,
-                            ensemble_members=tuple(m.strip() for m in ensemble_members.split(",") if m.strip()))
-    train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, encoder_lr=encoder_lr, head_lr=head_lr,
-                            patience=patience, freeze=freeze, cache_image_features=not reencode_images, feature_cache=feature_cache,
-                            label_smoothing=label_smoothing, aux_loss_weight=aux_loss_weight,
-                            class_weighting=class_weighting, val_fraction=val_fraction, folds=folds, seed=seed, device=device,
-                            num_workers=num_workers, strict=strict, max_train_examples=max_train_examples)
-    source = TrainSource(data, label_file, text_col, image_col, id_col, label_col, image_root)
-    fusions = list(PAPER_NAMES) if fusion == "all" else [fusion]
-    results = train_models(source, out, fusions, model_cfg, train_cfg, pretrained=not random_weights,
-                           text_weights=text_weights, image_weights=image_weights)
+    o = apply_recipe(ctx, options)
+    if o["recipe"] != "paper":
+        click.echo(f"recipe {o['recipe']}: " + " ".join(f"--{k.replace('_', '-')} {o[k]}" for k in RECIPES[o["recipe"]]))
+    members = tuple(m.strip() for m in o["ensemble_members"].split(",") if m.strip())
+    model_cfg = ModelConfig(fusion=o["fusion"] if o["fusion"] != "all" else "ote", text_encoder=o["text_encoder"],
+                            image_encoder=o["image_encoder"], fusion_dim=o["fusion_dim"], max_length=o["max_length"],
+                            text_normalization=o["text_normalization"], ensemble_members=members)
+    train_cfg = TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], encoder_lr=o["encoder_lr"],
+                            head_lr=o["head_lr"], patience=o["patience"], freeze=o["freeze"],
+                            cache_image_features=not o["reencode_images"], feature_cache=o["feature_cache"],
+                            label_smoothing=o["label_smoothing"], aux_loss_weight=o["aux_loss_weight"],
+                            class_weighting=o["class_weighting"], val_fraction=o["val_fraction"], folds=o["folds"],
+                            seed=o["seed"], device=o["device"], num_workers=o["num_workers"], strict=o["strict"],
+                            max_train_examples=o["max_train_examples"])
+    source = TrainSource(o["data"], o["label_file"], o["text_col"], o["image_col"], o["id_col"], o["label_col"],
+                         o["image_root"])
+    fusions = list(PAPER_NAMES) if o["fusion"] == "all" else [o["fusion"]]
+    results = train_models(source, o["out"], fusions, model_cfg, train_cfg, pretrained=not o["random_weights"],
+                           text_weights=o["text_weights"], image_weights=o["image_weights"])
     for r in results:
         v = r["validation"]
         fold = f"fold {r['fold']} " if r.get("fold") else ""
@@ -156,6 +149,7 @@ def train(ctx, data, label_file, text_col, image_col, id_col, label_col, image_r
     skipped = results[0]["skipped_rows"]
     if skipped:
         click.echo(f"skipped {skipped} rows with unusable images: see skipped.csv in the run folder")
+    folds, out = o["folds"], o["out"]
     if folds > 1:
         from .train import cv_summary
 

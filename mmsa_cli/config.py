@@ -61,7 +61,8 @@ TEXT_NORMALIZATIONS = ("none", "tweet")
 # (benchmarks/results/README.md); "paper" is the plain defaults.
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "best": {"fusion": "ensemble", "freeze": "both", "aux_loss_weight": 1.0, "text_normalization": "tweet"},
+    "best": {"fusion": "ensemble", "freeze": "image", "aux_loss_weight": 1.0, "text_normalization": "tweet",
+             "epochs": 5, "patience": 2},
 }
 CLASS_WEIGHTINGS = ("none", "balanced")
 
