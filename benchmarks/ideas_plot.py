@@ -1,0 +1,38 @@
+"""Plot issue 5's ideas table: one bar pair per idea, from the committed 5-fold CV JSON files.
+
+    python benchmarks/ideas_plot.py    # -> benchmarks/results/mvsa_single_ideas.png
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(RESULTS.parents[1]))
+
+# (label on the plot, CV file, fusion row in it), in the order of the README's table.
+IDEAS = [
+    ("naive-cat\nfrozen", "mvsa_single_cv5.json", "naive-cat"),
+    ("naive-cat\n+ls 0.1", "mvsa_single_cv5_naivecat_ls01.json", "naive-cat"),
+    ("hstec\nfrozen", "mvsa_single_cv5.json", "hstec"),
+    ("hstec\n+tweet", "mvsa_single_cv5_hstec_tweet.json", "hstec"),
+    ("ensemble\n+tweet frozen", "mvsa_single_cv5_ensemble_frozen.json", "ensemble"),
+    ("recipe best\n(text fine-tuned)", "mvsa_single_cv5_best.json", "ensemble"),
+]
+
+
+def main() -> None:
+    from mmsa_cli.metrics import plot_comparison
+
+    rows = []
+    for label, name, fusion in IDEAS:
+        row = next(r for r in json.loads((RESULTS / name).read_text())["rows"] if r["fusion"] == fusion)
+        rows.append(row | {"name": label})
+    out = RESULTS / "mvsa_single_ideas.png"
+    plot_comparison(rows, out, "MVSA-Single, 5-fold CV mean (± std: README.md); issue 5 goal: 78.0 acc., 77.0 wF1")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
