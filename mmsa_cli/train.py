@@ -276,7 +276,7 @@ def write_comparison(out: Path, results: list[dict]) -> None:
     for r in rows:
         lines.append(f"| {r['name']} | {r['fusion']} | {100 * r['accuracy']:.2f} | {100 * r['macro_precision']:.2f} | "
                      f"{100 * r['macro_recall']:.2f} | {100 * r['macro_f1']:.2f} | {100 * r['weighted_precision']:.2f} | "
-                     f"{100 * r['weighted_recall']:.2f} | {100 * r['weighted_f1']:.2f} | {r['paper_accuracy']} |")
+                     f"{100 * r['weighted_recall']:.2f} | {100 * r['weighted_f1']:.2f} | {r['paper_accuracy'] or ''} |")
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     plot_comparison(rows, out / "comparison.png", f"validation, {results[0]['val_rows']} rows",
                     reference=PAPER_ACCURACY)
@@ -305,7 +305,7 @@ def write_cv_summary(out: Path, results: list[dict]) -> None:
     lines = ["| model | fusion | folds | accuracy | weighted F1 | macro F1 | paper acc. |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = " | ".join(f"{100 * r[m]:.2f} ± {100 * r[m + '_std']:.2f}" for m in METRICS_REPORTED)
-        lines.append(f"| {r['name']} | {r['fusion']} | {r['folds']} | {cells} | {PAPER_ACCURACY.get(r['name'])} |")
+        lines.append(f"| {r['name']} | {r['fusion']} | {r['folds']} | {cells} | {PAPER_ACCURACY.get(r['name'], '')} |")
     (out / "cv.md").write_text("\n".join(lines) + "\n")
     plot_comparison(rows, out / "cv.png", f"{rows[0]['folds']}-fold cross-validation (mean; ± std in cv.md)",
                     reference=PAPER_ACCURACY)
