@@ -16,6 +16,8 @@ IDEAS = [
     ("naive-cat\nfrozen", "mvsa_single_cv5.json", "naive-cat"),
     ("naive-cat\n+ls 0.1", "mvsa_single_cv5_naivecat_ls01.json", "naive-cat"),
     ("hstec\nfrozen", "mvsa_single_cv5.json", "hstec"),
+    ("hstec\n+balanced", "mvsa_single_cv5_hstec_balanced.json", "hstec"),
+    ("hstec\n+aux loss", "mvsa_single_cv5_hstec_aux1.json", "hstec"),
     ("hstec\n+tweet", "mvsa_single_cv5_hstec_tweet.json", "hstec"),
     ("ensemble\n+tweet frozen", "mvsa_single_cv5_ensemble_frozen.json", "ensemble"),
     ("recipe best\n(text fine-tuned)", "mvsa_single_cv5_best.json", "ensemble"),
