@@ -355,7 +355,7 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
         splits, fold_dirs = [stratified_split(labels, cfg.val_fraction, cfg.seed)], [out]
     weights = dict(pretrained=pretrained, text_weights=text_weights, image_weights=image_weights)
     first = create_model(dataclasses.replace(model_cfg, fusion=fusions[0]), **weights)
-    keep_tokens = any(FUSIONS[f].uses_tokens for f in fusions)
+    keep_tokens = any(FUSIONS[f].needs_tokens(model_cfg) for f in fusions)
     weights_id = f"pretrained={pretrained} image_weights={image_weights}"
     data = prepare(labelled, first, cfg, device, keep_tokens, weights_id)
     results = []

@@ -25,7 +25,7 @@ from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files, score_t
 from mmsa_cli.scoring.errors import InputError, OutputExistsError, ResumeMismatchError
 from mmsa_cli.scoring.gpu_images import resize_crop_batch
 from mmsa_cli.scoring.output import PAUSE_ENV
-from mmsa_cli.scoring.preprocess import (ImageSpec, _gpu_ready, gpu_split, normalise, prepare_image, prepare_images,
+from mmsa_cli.scoring.preprocess import (GpuSplit, ImageSpec, _gpu_ready, normalise, prepare_image, prepare_images,
                                        resize_crop)
 from mmsa_cli.scoring.texts import tokenize
 from mmsa_cli.scoring.scorer import GpuImages
@@ -35,6 +35,12 @@ from scoring_helpers import make_model_folder, noisy_jpeg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROBS = ["prob_positive", "prob_neutral", "prob_negative"]
+
+
+def gpu_split(ready, share: float, start: int = 0) -> list[bool]:
+    """What prepare_images decides per image: True = nvJPEG; images not ready for nvJPEG stay on the CPU."""
+    split = GpuSplit(share, start)
+    return [bool(r) and split.take() for r in ready]
 
 
 # ----------------------------------------------------------------------------------- fixtures

@@ -42,6 +42,11 @@ class Fusion(nn.Module):
         super().__init__()
         self.cfg = cfg
 
+    @classmethod
+    def needs_tokens(cls, cfg: ModelConfig) -> bool:
+        """uses_tokens before any model exists (training decides from it what to cache)."""
+        return cls.uses_tokens
+
 
 class SingleModality(Fusion):
     """The unimodal baselines: one modality's pooled vector -> projection -> classifier."""
@@ -192,17 +197,16 @@ class Ensemble(Fusion):
     average is trained and members are free to be individually poor (co-adapted heads).
     """
 
-    # Class level: may need token features (train.py decides what to cache from the class,
-    # before any model exists). An instance sets the exact OR of its members below.
-    uses_tokens = True
-
     def __init__(self, text_dim, image_dim, cfg):
         super().__init__(text_dim, image_dim, cfg)
         self.members = nn.ModuleList(FUSIONS[name](text_dim, image_dim, cfg) for name in ensemble_members(cfg))
-        self.member_names = tuple(cfg.ensemble_members)
         self.uses_text = any(m.uses_text for m in self.members)
         self.uses_image = any(m.uses_image for m in self.members)
         self.uses_tokens = any(m.uses_tokens for m in self.members)
+
+    @classmethod
+    def needs_tokens(cls, cfg: ModelConfig) -> bool:
+        return any(FUSIONS[name].needs_tokens(cfg) for name in ensemble_members(cfg))
 
     def forward(self, f: Features):
         logits = tuple(member(f)[0] for member in self.members)

@@ -114,12 +114,6 @@ class GpuSplit:
         return math.floor((k + 1) * s + 0.5) > math.floor(k * s + 0.5)
 
 
-def gpu_split(ready: Sequence[bool], share: float, start: int = 0) -> list[bool]:
-    """Per image: True = nvJPEG. Images that are not ready for nvJPEG always stay on the CPU."""
-    split = GpuSplit(share, start)
-    return [bool(r) and split.take() for r in ready]
-
-
 def prepare_image(value: object, root: str, spec: ImageSpec, split: GpuSplit | None = None) -> ImageResult:
     """One image -> pixels, JPEG bytes for the GPU (spec.gpu_jpeg, a ready JPEG, and `split`,
     if given, takes it) or an error."""
