@@ -241,15 +241,48 @@ def case_text(args, tmp: Path, results: list, clock: Clock) -> None:
                                  {"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}}, path,
                                  bert=cfg, fp16=args.fp16))
         return {"text_encoder_fusions": dict(fused)}
-    if run_variant(results, name, "export + fuse + fp16", export, timed=False):
-        feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
-        run_variant(results, name, "ORT CUDA fused fp16" if args.device == "cuda" else "ORT CPU fused",
-                    lambda: throughput(ort_runner(ort_session(path, args.device), feeds, args.device),
-                                       b, args.device, args.budget_s) | {"text_encoder_fusions": fused})
-        if args.device == "cuda":  # 12 layers x ~10 kernels: launch gaps are worth a CUDA graph
-            run_variant(results, name, "ORT CUDA fused fp16 + cuda graph",
-                        lambda: throughput(ort_runner(ort_session(path, args.device, {"enable_cuda_graph": "1"}), feeds,
-                                                      args.device, cuda_graph=True), b, args.device, args.budget_s))
+    if not run_variant(results, name, "export + fuse + fp16", export, timed=False):
+        return
+    feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    # Parity feed: right-padded rows of 4..seq tokens, as the scorer's batches are.
+    lengths = torch.randint(4, n + 1, (b,))
+    ragged = {"input_ids": feeds["input_ids"], "attention_mask": (torch.arange(n)[None] < lengths[:, None]).long().numpy()}
+    reference = {}
+
+    def timed(path_: Path, options: dict, cuda_graph: bool = False) -> dict:
+        session = ort_session(path_, args.device, options)
+        out = session.run(None, ragged)[0].astype(np.float32)
+        reference.setdefault("out", out)  # the first variant (default options) is the reference
+        parity = {"max_abs_diff_vs_default_on_padded_rows": float(np.abs(out - reference["out"]).max())}
+        return throughput(ort_runner(session, feeds, args.device, cuda_graph=cuda_graph), b, args.device,
+                          args.budget_s) | parity | {"text_encoder_fusions": fused}
+
+    run_variant(results, name, "ORT CUDA fused fp16" if args.device == "cuda" else "ORT CPU fused",
+                lambda: timed(path, {}))
+    if args.device == "cuda":
+        # 12 layers x ~10 kernels: launch gaps are worth a CUDA graph.
+        run_variant(results, name, "ORT CUDA fused fp16 + cuda graph",
+                    lambda: timed(path, {"enable_cuda_graph": "1"}, True))
+        # The Attention kernel ORT picks: sdpa_kernel is a bit mask of its attention backends
+        # (1 flash, 2 memory-efficient, 4 TensorRT fused, 8 cuDNN flash). Flash needs no mask;
+        # cuDNN flash and memory-efficient take the 1D sequence-length mask the optimizer makes.
+        for label, kernel in (("cuDNN flash", "8"), ("memory-efficient", "2"), ("TensorRT fused", "4"), ("flash", "1")):
+            if clock.left() < 20:
+                break
+            run_variant(results, name, f"ORT CUDA fused fp16 sdpa_kernel={kernel} ({label})",
+                        lambda: timed(path, {"sdpa_kernel": kernel}))
+    # Diagnostic, not a product option: Attention without its mask (what a benchmark of the
+    # encoder on unpadded input measures); padded rows then differ, as the parity shows.
+    import onnx
+
+    graph = onnx.load(str(path))
+    for node in graph.graph.node:
+        if node.op_type in fz.ATTENTION_OPS and len(node.input) > 3:
+            node.input[3] = ""
+    unmasked = tmp / "text-unmasked.onnx"
+    onnx.save_model(graph, str(unmasked))
+    run_variant(results, name, f"ORT {args.device.upper()} fused fp16, Attention without mask (diagnostic)",
+                lambda: timed(unmasked, {}))
 
 
 def case_image(args, tmp: Path, results: list, clock: Clock) -> None:
@@ -345,6 +378,8 @@ def run_variant(results: list, case: str, variant: str, fn, *, timed: bool = Tru
     entry["seconds"] = round(time.perf_counter() - start, 1)
     results.append(entry)
     shown = f"{entry['items_per_s']:>10,.0f} items/s" if "items_per_s" in entry else entry["status"]
+    if "max_abs_diff_vs_default_on_padded_rows" in entry:
+        shown += f" (max |diff| vs default {entry['max_abs_diff_vs_default_on_padded_rows']:.1e})"
     print(f"[{entry['seconds']:6.1f}s] {case} | {variant}: {shown}", flush=True)
     return entry["status"] == "ok"
 
@@ -355,15 +390,17 @@ def markdown(report: dict) -> str:
              f"- batch {report['batch']}, seq length {report['seq_len']}, {'fp16' if report['fp16'] else 'fp32'}, "
              f"random weights; inputs on the device, ORT through IO binding",
              f"- versions: {report['versions']}", "",
-             "| case | variant | items/s | ms/batch | reference (shared/GPU.md) | status |",
-             "|---|---|---:|---:|---:|---|"]
+             "| case | variant | items/s | ms/batch | reference (shared/GPU.md) | max abs diff vs default, padded rows | status |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for r in report["results"]:
         if r.get("setup"):
             continue
         ref = REFERENCE.get((r["case"], r["variant"]))
         ips = f"{r['items_per_s']:,.0f}" if "items_per_s" in r else "-"
         ms = f"{r['ms_per_batch']:.2f}" if "ms_per_batch" in r else "-"
-        lines.append(f"| {r['case']} | {r['variant']} | {ips} | {ms} | {f'{ref:,}' if ref else ''} | {r['status']} |")
+        diff = r.get("max_abs_diff_vs_default_on_padded_rows")
+        lines.append(f"| {r['case']} | {r['variant']} | {ips} | {ms} | {f'{ref:,}' if ref else ''} | "
+                     f"{'' if diff is None else f'{diff:.1e}'} | {r['status']} |")
     setups = [r for r in report["results"] if r.get("setup")]
     if setups:
         lines += ["", "Exports (text encoder fusions found):", ""]

@@ -28,7 +28,7 @@ from mmsa_cli.scoring.output import PAUSE_ENV
 from mmsa_cli.scoring.preprocess import (GpuSplit, ImageSpec, _gpu_ready, normalise, prepare_image, prepare_images,
                                        resize_crop)
 from mmsa_cli.scoring.texts import tokenize
-from mmsa_cli.scoring.scorer import GpuImages
+from mmsa_cli.scoring.scorer import GpuImages, pad_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scoring_helpers import make_model_folder, noisy_jpeg  # noqa: E402
@@ -556,6 +556,31 @@ def test_io_binding_path_matches_session_run(scorers):
     np.testing.assert_allclose(scorer._run_cuda(ids, mask, pixels),
                                scorer({"input_ids": ids, "attention_mask": mask, "pixel_values": pixels})["probs"],
                                atol=1e-6)
+
+
+def test_fixed_batch_padding_changes_no_result(messy, scorers):
+    """CUDA pads every batch to one shape (cuDNN compiles kernels per shape): the padded rows
+    must never show, and the real rows must score as unpadded."""
+    import torch
+
+    scorer = scorers["ote"]
+    table = pq.read_table(messy[0])
+    plain = scorer.score_batch(table, image_root=messy[0].parent)
+    assert scorer.fixed_batch is None  # the CPU default: run batches as they are
+    scorer.fixed_batch = scorer.batch_size + 5
+    try:
+        padded = scorer.score_batch(table, image_root=messy[0].parent)
+    finally:
+        scorer.fixed_batch = None
+    assert padded.num_rows == plain.num_rows
+    assert padded.column("label").equals(plain.column("label"))
+    np.testing.assert_allclose(padded.column("prob_positive").to_numpy(zero_copy_only=False),
+                               plain.column("prob_positive").to_numpy(zero_copy_only=False), atol=1e-6)
+    ids, mask = np.arange(6).reshape(2, 3), np.ones((2, 3), np.int64)
+    for pixels in (np.zeros((2, 3, 4, 4), np.float32), torch.zeros(2, 3, 4, 4)):
+        i, m, p = pad_rows(ids, mask, pixels, 5)
+        assert i.shape == (5, 3) and m.shape == (5, 3) and tuple(p.shape) == (5, 3, 4, 4)
+        assert (i[2:] == ids[0]).all() and type(p) is type(pixels)
 
 
 # ----------------------------------------------------------------------------------- reruns and resume

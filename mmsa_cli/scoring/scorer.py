@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = {"cpu": 32, "cuda": 256}
 # prefer_nhwc: channels-last convolutions (ResNet/EfficientNet) on tensor cores; HEURISTIC
-# avoids an exhaustive cuDNN search for every new batch shape (the last batch of a chunk).
-# Not fuse_conv_bias: on the H100 it lifts ResNet-50 from 10,400 to 14,700 img/s and this
-# model's ceiling from 8,000 to 11,100 rows/s, but cuDNN builds its fused kernels again for
-# every new batch shape, and end to end `mmsa score` fell from 4,484 to 3,156 rows/s
-# (benchmarks/results/score_gpu.md). It pays once batches have one fixed shape (padding).
-CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "prefer_nhwc": "1", "cudnn_conv_use_max_workspace": "1"}
+# avoids an exhaustive cuDNN search. fuse_conv_bias: cuDNN's runtime conv+bias(+ReLU) fusion,
+# ResNet-50 alone 10,400 -> 14,700 img/s on the H100 (benchmarks/results/export_gpu_session2.md).
+# It compiles kernels for each new input shape (seconds), which is why CUDA batches are
+# padded to one fixed shape (Scorer.fixed_batch) and the scorer warms up once when it loads.
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "prefer_nhwc": "1", "cudnn_conv_use_max_workspace": "1",
+                "fuse_conv_bias": "1"}
 
 
 @dataclass
@@ -60,6 +60,9 @@ class Scorer:
         self.provider = self.session.get_providers()[0]
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
         self.batch_size = batch_size or DEFAULT_BATCH[self.device]
+        # Smaller batches are padded to this many rows (None: run as they are). On CUDA every
+        # batch then has the image shape the convolution kernels were built for.
+        self.fixed_batch: int | None = self.batch_size if self.device == "cuda" else None
         self.input_names = {i.name for i in self.session.get_inputs()}
         empty = self.tokenizer("", return_token_type_ids=False)["input_ids"]  # [CLS] [SEP]
         self._empty_ids = np.asarray(empty, np.int64)
@@ -69,6 +72,14 @@ class Scorer:
             import torch
 
             self._gpu = GpuImages(self.manifest, torch.device("cuda", torch.cuda.current_device()))
+            self.warm_up()
+
+    def warm_up(self) -> float:
+        """One blank batch of the fixed shape: cuDNN picks and compiles its kernels now, once,
+        rather than inside the first batches of a job. Returns the seconds it took."""
+        start = time.perf_counter()
+        self({"pixel_values": self._blank(self.fixed_batch or self.batch_size)})
+        return time.perf_counter() - start
 
     # ------------------------------------------------------------------ model & session
 
@@ -159,13 +170,16 @@ class Scorer:
             mask = np.ones_like(ids)
         else:
             ids, mask = _numpy(ids, np.int64), _numpy(batch["attention_mask"], np.int64)
+        rows = max(n, self.fixed_batch or 0)
         if pixels is None:
-            pixels = self._blank(n)
+            pixels = self._blank(rows)
+        if rows > n:
+            ids, mask, pixels = pad_rows(ids, mask, pixels, rows)
         if self.device == "cuda":
-            return {"probs": self._run_cuda(ids, mask, pixels)}
+            return {"probs": self._run_cuda(ids, mask, pixels)[:n]}
         feed = {"input_ids": ids, "attention_mask": mask, "pixel_values": _numpy(pixels, np.float32)}
         feed = {k: np.ascontiguousarray(v) for k, v in feed.items() if k in self.input_names}
-        return {"probs": self.session.run(["probs"], feed)[0]}
+        return {"probs": self.session.run(["probs"], feed)[0][:n]}
 
     def _run_cuda(self, ids: np.ndarray, mask: np.ndarray, pixels) -> np.ndarray:
         binding = self.session.io_binding()
@@ -330,6 +344,22 @@ def _nvidia_driver_present() -> bool:
 
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
+
+
+def pad_rows(ids: np.ndarray, mask: np.ndarray, pixels, rows: int):
+    """Model inputs of n < rows rows -> `rows` rows, the extra ones copies of the first (any
+    valid input; their outputs are dropped). Pixels may be numpy or a torch tensor."""
+    def pad(x):
+        extra = rows - len(x)
+        if extra <= 0:
+            return x
+        if _is_torch(x):
+            import torch
+
+            return torch.cat([x, x[:1].expand(extra, *x.shape[1:])])
+        return np.concatenate([x, np.repeat(np.asarray(x[:1]), extra, 0)])
+
+    return pad(ids), pad(mask), pad(pixels)
 
 
 def _numpy(x, dtype) -> np.ndarray:
