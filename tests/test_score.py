@@ -512,6 +512,42 @@ def test_worker_processes_give_the_same_output(messy, models, scorers, tmp_path)
     assert pq.read_table(a).equals(pq.read_table(b))
 
 
+def test_worker_pixels_come_back_through_shared_slots(jpegs, scorers):
+    """Workers write pixels into shared memory; the parent reads them in place (views of the
+    slot), equal to in-process preparation; slots are reused only once released; a task list
+    bigger than a slot falls back to the pipe; a stopped run does not wait for a slot."""
+    import threading
+
+    from mmsa_cli.scoring.workers import WorkerPool
+
+    spec = scorers["ote"].image_spec()
+    tasks = [(v, str(jpegs.parent)) for v in pq.read_table(jpegs).column("image").to_pylist()]
+    expected, _ = prepare_images(tasks, spec)
+    stop = threading.Event()
+    pool = WorkerPool(2, spec, slot_count=2, slot_images=16, stop=stop)
+    try:
+        assert pool.slots is not None and pool.slots.free() == 2
+        parts = [pool.submit(tasks[:16]), pool.submit(tasks[16:])]
+        assert pool.slots.free() == 0
+        got = [r for f in parts for r in f.result(timeout=60)[0]]
+        assert [r.status for r in got] == [r.status for r in expected]
+        assert [r.error for r in got] == [r.error for r in expected]
+        pixels = [(g, e) for g, e in zip(got, expected) if e.status == "pixels"]
+        assert pixels and all(np.shares_memory(g.payload, pool.slots.view) for g, _ in pixels)
+        assert all(np.array_equal(g.payload, e.payload) for g, e in pixels)
+        big = pool.submit(tasks[:20])  # more than a slot holds: pickled through the pipe
+        assert big.slot is None and np.array_equal(big.result(timeout=60)[0][0].payload, expected[0].payload)
+        stop.set()
+        with pytest.raises(Exception, match="stopped"):
+            pool.submit(tasks[:4]).result(timeout=5)  # no free slot, and the run is stopping
+        for f in parts:
+            pool.release(f)
+        pool.release(parts[0])  # a second release is a no-op
+        assert pool.slots.free() == 2
+    finally:
+        pool.shutdown()
+
+
 def test_metadata_records_model_and_job(messy, models, scorers, tmp_path):
     path, _ = messy
     out = tmp_path / "meta.parquet"

@@ -6,6 +6,7 @@
     worker pool     read + decode + resize images (CPU); on CUDA they check JPEG headers and
                     hand `gpu_decode_share` of the plain JPEGs to nvJPEG as bytes, preparing
                     the rest themselves (GpuDecodeShare); separate processes (workers.py)
+                    that hand pixels back through shared-memory slots, released after prep
     prep threads    gather a batch's images -> pixel batch (numpy; on CUDA nvJPEG + batched
                     resize + upload of the CPU-prepared pixels, two threads with their own
                     streams so decode overlaps everything)
@@ -284,7 +285,10 @@ class _Run:
 
     def _start(self) -> None:
         if self.workers > 0 and self.cols.image:
-            self.pool = WorkerPool(self.workers, self.spec)
+            per, prefetch = self._part_size(self.batch_size), self.batches.maxsize
+            # Enough slots for every batch that can be in flight: queued, being submitted, in prep.
+            slots = (prefetch + self.prep_threads + 2) * -(-self.batch_size // per)
+            self.pool = WorkerPool(self.workers, self.spec, slot_count=slots, slot_images=per, stop=self.stop)
         stages = [self._read, self._submit_batches, *[self._prep] * self.prep_threads, self._infer]
         threads = [threading.Thread(target=self._guard, args=(fn,), name=f"mmsa-{fn.__name__.strip('_')}", daemon=True)
                    for fn in stages]
@@ -368,9 +372,13 @@ class _Run:
         share = self.share.next() if self.spec.gpu_jpeg else 1.0
         if self.pool is None:
             return [(tasks, share)]  # prepared in the prep thread
-        per = max(8, -(-len(tasks) // self.workers))
+        per = self._part_size(len(tasks))
         # `start` continues the split's pattern across chunks: the batch is split as one.
         return [self.pool.submit(tasks[i:i + per], share, i) for i in range(0, len(tasks), per)]
+
+    def _part_size(self, tasks: int) -> int:
+        """Images per worker task list: a batch spread over all workers (at least 8 each)."""
+        return max(8, -(-tasks // max(self.workers, 1)))
 
     def _prep(self) -> None:
         while (item := self._get(self.batches)) is not _END:
@@ -390,6 +398,9 @@ class _Run:
                 t0 = time.perf_counter()
                 pixels, errors = self.scorer.pixel_batch(results, self.spec)
                 seconds = time.perf_counter() - t0
+                for part in parts:  # pixel_batch copied the pixels out of shared memory
+                    if isinstance(part, Future):
+                        self.pool.release(part)
                 self._add("decode_gpu" if self.scorer.device == "cuda" else "decode_cpu", seconds)
                 if self.spec.gpu_jpeg:
                     self.share.update(cpu_seconds, seconds)
