@@ -74,8 +74,9 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--prefetch", type=click.IntRange(1), default=4, show_default=True, help="Batches prepared ahead of the model.")
 @click.option("--gpu-decode-share", type=_Share(), default="1", show_default=True,
               help="CUDA: fraction of each batch's plain JPEGs decoded by nvJPEG on the GPU; the image workers "
-                   "decode and resize the rest on the CPU, in parallel (1: all on the GPU, 0: none; 0.3 was "
-                   "fastest on a 16-core H100 machine, +7%). auto: balanced after every batch by the two paths' "
+                   "decode and resize the rest on the CPU, in parallel (1: all on the GPU, 0: none; 1 was "
+                   "fastest on a 16-core H100 machine). Try lower values where the GPU is slow and "
+                   "cores are many. auto: balanced after every batch by the two paths' "
                    "busy times. No effect on CPU runs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (or an interrupted run's parts).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run; starts fresh if there is none, "
