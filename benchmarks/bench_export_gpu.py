@@ -20,7 +20,9 @@ It takes about 110 s there (exports included; measured 2026-11-26 on the H100).
 
 Cases (batch 256, seq 64, fp16, inputs already on the GPU, ORT through IO binding):
   a) BERT-base text encoder alone: PyTorch SDPA vs ORT fused (Attention, EmbedLayerNorm,
-     SkipLayerNorm, BiasGelu; counts reported), without and with a CUDA graph;
+     SkipLayerNorm, BiasGelu; counts reported), without and with a CUDA graph, under each
+     attention backend (sdpa_kernel) and other optimizer options, each checked against the
+     default on right-padded rows; two diagnostics: no pooling, Attention without its mask;
   b) ResNet-50 image encoder alone (static shapes): PyTorch channels_last vs ORT with CUDA EP
      option variants: default, prefer_nhwc=1, nhwc + cudnn_conv_algo_search=EXHAUSTIVE +
      enable_cuda_graph=1 (preallocated inputs/outputs), and nhwc + fuse_conv_bias=1 (cuDNN
@@ -294,14 +296,14 @@ def case_text(args, tmp: Path, results: list, clock: Clock) -> None:
             run_variant(results, name, f"ORT CUDA fused fp16 sdpa_kernel={kernel} ({label})",
                         lambda: timed(path, {"sdpa_kernel": kernel}))
     # Other optimizer settings, from the same raw export (the product uses the defaults).
-    for label, flags in (("gelu approximation (FastGelu)", {"enable_gelu_approximation": True}),
-                         ("gelu approximation + GemmFastGelu", {"enable_gelu_approximation": True,
-                                                                "enable_gemm_fast_gelu": True}),
-                         ("MultiHeadAttention", {"use_multi_head_attention": True}),
-                         ("use_gpu=True", {"use_gpu": True})):
+    for i, (label, flags) in enumerate((("gelu approximation (FastGelu)", {"enable_gelu_approximation": True}),
+                                        ("gelu approximation + GemmFastGelu", {"enable_gelu_approximation": True,
+                                                                               "enable_gemm_fast_gelu": True}),
+                                        ("MultiHeadAttention", {"use_multi_head_attention": True}),
+                                        ("use_gpu=True", {"use_gpu": True}))):
         if clock.left() < 25:
             break
-        variant = tmp / f"text-{len(label)}.onnx"
+        variant = tmp / f"text-variant-{i}.onnx"
 
         def optimized(flags=flags, variant=variant) -> dict:
             counts = optimize_text_variant(tmp / "text-raw.onnx", variant, cfg, flags)

@@ -12,8 +12,9 @@ Protocol (pickle frames): parent -> (ImageSpec, slots layout or None), then
 
 Pixels travel through shared memory (PixelSlots, Linux): a task list is given a slot, the
 worker writes its prepared images there and sends back only their statuses (payload None),
-and the parent reads them in place. Through the pipe, 150 KB of pickled pixels per image
-cost the parent's GIL more than the GPU decode of an image does.
+and the parent reads them in place, instead of reading and unpickling 150 KB per image from
+a pipe while holding its GIL (on the H100 this did not change the end-to-end rate measurably:
+benchmarks/results/score_gpu.md, session 3).
 """
 from __future__ import annotations
 
