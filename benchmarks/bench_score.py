@@ -131,27 +131,19 @@ def run_mmsa(args, model_dir: Path, data: Path, out_for) -> list[dict]:
                                  overwrite=True, progress=False, gpu_decode_share=args.shares[0]), scorer=scorer)
     runs: list[dict] = []
     t_sweep = time.perf_counter()
-    combos = [(s, p, d) for d in args.jpeg_decoders for p in args.prep_threads for s in args.shares]
-    for share, prep, decoder in combos:
-        if decoder and scorer._gpu is not None:  # swap the GPU JPEG decoder between runs of one scorer
-            from mmsa_cli.scoring.gpu_images import jpeg_decoder
-
-            scorer._gpu.decode = jpeg_decoder(scorer._gpu.dev, decoder)
+    for share, prep in [(s, p) for p in args.prep_threads for s in args.shares]:
         spent, slowest = time.perf_counter() - t_sweep, max((r.get("seconds", 0.0) for r in runs), default=0.0)
         if runs and spent + slowest > args.sweep_budget:
             print(f"gpu decode share {share}, prep threads {prep}: skipped (sweep {spent:.0f}s + {slowest:.0f}s > "
                   f"--sweep-budget {args.sweep_budget:.0f}s)", flush=True)
-            runs.append({"gpu_decode_share": share, "prep_threads": prep, "jpeg_decoder": decoder, "skipped": True})
+            runs.append({"gpu_decode_share": share, "prep_threads": prep, "skipped": True})
             continue
-        print(f"mmsa score, gpu decode share {share}, prep threads {prep or 'default'}, jpeg decoder "
-              f"{decoder or 'default'}: {args.rows} rows ...", flush=True)
+        print(f"mmsa score, gpu decode share {share}, prep threads {prep or 'default'}: {args.rows} rows ...", flush=True)
         opts = ScoreOptions(columns=Columns(), device=args.device, batch_size=args.batch_size, workers=args.workers,
                             prefetch=args.prefetch, overwrite=True, row_group_size=args.row_group_size,
                             progress=True, log_every_s=10, gpu_decode_share=share, prep_threads=prep)
-        summary = score_files(data, model_dir, out_for(share, prep, decoder), opts, scorer=scorer).to_dict()
+        summary = score_files(data, model_dir, out_for(share, prep), opts, scorer=scorer).to_dict()
         summary["gpu_decode_share"], summary["prep_threads"] = share, prep
-        summary["jpeg_decoder"] = summary.get("images", {}).get("jpeg_decoder")
-        summary["jpeg_decoder_asked"] = decoder
         summary["model_load_seconds"] = round(load, 2)
         print("  " + "\n  ".join(_summary_lines(summary)), flush=True)
         runs.append(summary)
@@ -293,14 +285,13 @@ def markdown(result: dict) -> str:
     share_rows = []
     if len(result.get("sweep", [])) > 1:
         keys = ("read", "tokenize", "decode_cpu", "decode_gpu", "decode_gpu.nvjpeg", "infer", "infer_waiting")
-        share_rows = ["", "| --gpu-decode-share, prep threads, JPEG decoder | share used (mean, min-max) | images nvJPEG / CPU | rows/s | "
+        share_rows = ["", "| --gpu-decode-share, prep threads | share used (mean, min-max) | images nvJPEG / CPU | rows/s | "
                       + " | ".join(keys) + " | label agreement |", "|---|---|---:|---:|" + "---:|" * len(keys) + "---:|"]
         for r in sweep:
             im, st = r.get("images", {}), r["stage_seconds"]
             used = (f"{im['share_mean']:.2f} ({im['share_min']:.2f}-{im['share_max']:.2f})"
                     if im.get("gpu_decode_share") is not None else "(CPU run: none)")
-            share_rows.append(f"| {r['gpu_decode_share']}, {r.get('prep_threads') or 'default'}, "
-                              f"{r.get('jpeg_decoder') or '-'} | {used} | {im.get('nvjpeg', 0):,} / {im.get('cpu', 0):,} "
+            share_rows.append(f"| {r['gpu_decode_share']}, {r.get('prep_threads') or 'default'} | {used} | {im.get('nvjpeg', 0):,} / {im.get('cpu', 0):,} "
                               f"| {r['rows_per_second']:,.1f} | " + " | ".join(f"{st.get(k, 0.0):.1f}" for k in keys)
                               + f" | {r['agreement']['label_agreement']:.1%} |")
         share_rows += [f"| {r['gpu_decode_share']}, {r.get('prep_threads') or 'default'} | skipped (--sweep-budget) | | | "
@@ -345,9 +336,6 @@ def main() -> None:
                          "the slowest run would pass it [240]")
     ap.add_argument("--prep-threads", default="",
                     help="comma-separated pixel-batch thread counts, each run with every share [mmsa's default]")
-    ap.add_argument("--jpeg-decoders", default="",
-                    help="comma-separated GPU JPEG decoders (nvimgcodec, torchvision), each run with every share "
-                         "and prep-thread count [mmsa's default]")
     ap.add_argument("--row-group-size", type=int, default=16384)
     ap.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",
                     help="extra CUDA execution provider option for mmsa's session (repeatable), e.g. sdpa_kernel=8")
@@ -364,7 +352,6 @@ def main() -> None:
     except Exception as exc:
         ap.error(str(exc))
     args.prep_threads = [int(v) for v in args.prep_threads.split(",") if v.strip()] or [None]
-    args.jpeg_decoders = [v.strip() for v in args.jpeg_decoders.split(",") if v.strip()] or [None]
     if not args.shares:
         ap.error("--gpu-decode-share needs at least one value")
     try:
@@ -391,8 +378,8 @@ def main() -> None:
     make_input(work / "warmup.parquet", min(args.rows, 2048 if cuda else 32), images, seed=1)
     model_dir, state = export(args, work)
 
-    def out_for(share, prep=None, decoder=None) -> Path:
-        return work / f"mmsa-out-share-{share}-prep-{prep or 'default'}-{decoder or 'default'}.parquet"
+    def out_for(share, prep=None) -> Path:
+        return work / f"mmsa-out-share-{share}-prep-{prep or 'default'}.parquet"
 
     runs = run_mmsa(args, model_dir, data, out_for)
     mmsa = max((r for r in runs if not r.get("skipped")), key=lambda r: r["rows_per_second"])  # the headline
@@ -400,8 +387,7 @@ def main() -> None:
     base = run_torch(args, state, data, work / "torch-out.parquet", args.baseline_rows)
     for r in runs:
         if not r.get("skipped"):
-            r["agreement"] = compare(out_for(r["gpu_decode_share"], r.get("prep_threads"), r.get("jpeg_decoder_asked")),
-                                     work / "torch-out.parquet",
+            r["agreement"] = compare(out_for(r["gpu_decode_share"], r.get("prep_threads")), work / "torch-out.parquet",
                                      args.baseline_rows)
     result = {
         "machine": args.machine or (f"{cpus}-core CPU" + (f" + {torch.cuda.get_device_name()}" if cuda else "")),

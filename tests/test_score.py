@@ -202,34 +202,6 @@ def test_gpu_pixel_path_matches_cpu_path_on_cpu(messy, scorers):
     assert diff.mean() < 1.0 and diff.max() <= 40
 
 
-def test_nvimgcodec_decoder_matches_torchvision_and_names_failures(messy, scorers):
-    """The nvImageCodec decoder (hardware JPEG engines on a GPU; libjpeg-turbo here) gives the
-    batch GpuImages builds with torchvision, bit for bit on the CPU, and reports a file it
-    cannot decode by index so the CPU path names its error."""
-    import torch
-
-    from mmsa_cli.scoring.gpu_images import NvImageCodecDecoder, jpeg_decoder
-
-    path, _ = messy
-    scorer = scorers["ote"]
-    spec = scorer.image_spec()
-    spec = ImageSpec(spec.size, spec.mean, spec.std, gpu_jpeg=True)
-    results, _ = prepare_images([(v, str(path.parent)) for v in pq.read_table(path).column("image").to_pylist()], spec)
-    cpu = torch.device("cpu")
-    assert jpeg_decoder(cpu).name == "torchvision"  # auto: nvImageCodec only on a GPU
-    assert jpeg_decoder(cpu, "nvimgcodec").name == "nvimgcodec"
-    with pytest.raises(ValueError, match="jpeg decoder 'nvjpeg2' is not one of"):
-        jpeg_decoder(cpu, "nvjpeg2")
-    by_torchvision, errors_tv = GpuImages(scorer.manifest, cpu, "torchvision")(results, spec)
-    by_nvimgcodec, errors_nv = GpuImages(scorer.manifest, cpu, "nvimgcodec")(results, spec)
-    assert errors_nv == errors_tv
-    assert torch.equal(by_nvimgcodec, by_torchvision)
-    good = next(r.payload for r in results if r.status == "jpeg")
-    decoded, failed = NvImageCodecDecoder(cpu)([good, b"\xff\xd8 not a jpeg \xff\xd9", good])
-    assert failed == [1] and decoded[1] is None
-    assert decoded[0].shape[0] == 3 and torch.equal(decoded[0], decoded[2])
-
-
 # ----------------------------------------------------------------------------------- GPU decode share
 
 def test_gpu_split_share_rounding_and_non_jpegs():
@@ -784,8 +756,7 @@ def test_cli_exit_codes_and_summary(messy, models, tmp_path):
     assert "images: 0 decoded by nvJPEG, 13 on the CPU" in ok.output
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["status"] == "done" and set(stats["stage_seconds"]) >= {"read", "tokenize", "infer", "write"}
-    assert stats["images"] == {"nvjpeg": 0, "cpu": 13, "nvjpeg_rejected": 0, "gpu_decode_share": None,
-                               "jpeg_decoder": None}
+    assert stats["images"] == {"nvjpeg": 0, "cpu": 13, "nvjpeg_rejected": 0, "gpu_decode_share": None}
     assert runner.invoke(main, [*base, "--out", str(out)]).exit_code == 0  # no-op
 
     def code(args):

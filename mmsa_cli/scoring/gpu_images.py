@@ -147,103 +147,6 @@ def normalise_batch(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[f
     return Normaliser(mean, std, pixels.device)(pixels)
 
 
-JPEG_DECODERS = ("auto", "nvimgcodec", "torchvision")
-
-
-def jpeg_decoder(device: torch.device, name: str = "auto"):
-    """The batched JPEG decoder for GpuImages. auto: nvImageCodec where it is installed and
-    the device is a GPU (it can use the hardware JPEG engines), else torchvision's nvJPEG."""
-    if name not in JPEG_DECODERS:
-        raise ValueError(f"jpeg decoder {name!r} is not one of {', '.join(JPEG_DECODERS)}")
-    if name == "nvimgcodec" or (name == "auto" and device.type == "cuda" and nvimgcodec_available()):
-        return NvImageCodecDecoder(device)
-    return GpuJpegDecoder(device)
-
-
-def nvimgcodec_available() -> bool:
-    try:
-        _import_nvimgcodec()
-        return True
-    except ImportError:
-        return False
-
-
-def _import_nvimgcodec():
-    """nvidia.nvimgcodec, imported with stderr silenced: at import it complains on stderr about
-    optional codec libraries (JPEG 2000, TIFF) that scoring does not need."""
-    import os
-    import sys
-
-    if "nvidia.nvimgcodec" in sys.modules:
-        return sys.modules["nvidia.nvimgcodec"]
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            from nvidia import nvimgcodec
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    return nvimgcodec
-
-
-class NvImageCodecDecoder:
-    """Batched JPEG decode through nvImageCodec, the same contract as GpuJpegDecoder. On a GPU
-    it tries the hardware decoder first (the NVJPG engines of A100/H100-class GPUs: decoding
-    then leaves the SMs to the model) and nvJPEG's CUDA decoder next; on the CPU (tests) it
-    decodes with libjpeg-turbo. One nvImageCodec Decoder per calling thread."""
-
-    name = "nvimgcodec"
-
-    def __init__(self, device: torch.device, kinds: Sequence[str] = ("HW_GPU_ONLY", "GPU_ONLY")):
-        """kinds: nvImageCodec backend kinds on a GPU, tried in order (benchmarks pick one)."""
-        import threading
-
-        n = _import_nvimgcodec()
-        self.device, self._n = device, n
-        if device.type == "cuda":
-            self._backends = [n.Backend(getattr(n.BackendKind, kind)) for kind in kinds]
-            self._device_id = device.index if device.index is not None else torch.cuda.current_device()
-        else:
-            self._backends = [n.Backend(n.BackendKind.CPU_ONLY)]
-            self._device_id = n.NVIMGCODEC_DEVICE_CPU_ONLY
-        self._params = n.DecodeParams(apply_exif_orientation=False, color_spec=n.ColorSpec.SRGB,
-                                      allow_any_depth=False, sample_format=n.SampleFormat.P_RGB)
-        self._local = threading.local()
-
-    def _decoder(self):
-        if not hasattr(self._local, "decoder"):
-            import os
-
-            threads = max(1, min(4, (os.cpu_count() or 2) - 1))  # host-side parsing only
-            self._local.decoder = self._n.Decoder(device_id=self._device_id, max_num_cpu_threads=threads,
-                                                  backends=self._backends)
-        return self._local.decoder
-
-    def _tensor(self, image) -> torch.Tensor:
-        if self.device.type == "cuda":
-            return torch.from_dlpack(image)                      # [3,h,w] on the device, no copy
-        return torch.from_numpy(np.array(image))                 # [3,h,w] host copy
-
-    def __call__(self, blobs: Sequence[bytes]) -> tuple[list[torch.Tensor | None], list[int]]:
-        n = self._n
-        stream = torch.cuda.current_stream(self.device).cuda_stream if self.device.type == "cuda" else 0
-        try:
-            images = self._decoder().decode([n.CodeStream(bytes(b)) for b in blobs], params=self._params,
-                                            cuda_stream=stream)
-        except Exception:  # a batch-level failure: decode one by one, so only bad files fail
-            images = []
-            for b in blobs:
-                try:
-                    images.append(self._decoder().decode(n.CodeStream(bytes(b)), params=self._params,
-                                                         cuda_stream=stream))
-                except Exception:
-                    images.append(None)
-        decoded = [None if im is None else self._tensor(im) for im in images]
-        return decoded, [i for i, t in enumerate(decoded) if t is None]
-
-
 class GpuJpegDecoder:
     """Batched nvJPEG decode through torchvision; a file nvJPEG rejects is reported by index
     so the caller can send it to the CPU path (which names the error or decodes it)."""
@@ -252,7 +155,6 @@ class GpuJpegDecoder:
         from torchvision.io import ImageReadMode, decode_jpeg
 
         self.device, self._decode, self._mode = device, decode_jpeg, ImageReadMode.RGB
-        self.name = "torchvision"
 
     def __call__(self, blobs: Sequence[bytes]) -> tuple[list[torch.Tensor | None], list[int]]:
         data = [torch.from_numpy(np.frombuffer(b, np.uint8).copy()) for b in blobs]

@@ -59,7 +59,6 @@ class ScoreOptions:
     prefetch: int = 4                         # batches prepared ahead of the model
     prep_threads: int | None = None           # pixel-batch threads; None: 2 on CUDA, 1 on the CPU
     gpu_decode_share: float | str = 1.0       # CUDA: share of plain JPEGs nvJPEG decodes ("auto": GpuDecodeShare)
-    jpeg_decoder: str = "auto"                # CUDA: auto, nvimgcodec or torchvision (gpu_images.jpeg_decoder)
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
@@ -183,8 +182,7 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
         if scorer is None:
             from .scorer import Scorer
 
-            scorer = Scorer(model_dir, opts.device, batch_size=opts.batch_size, verify_checksum=False,
-                            jpeg_decoder=opts.jpeg_decoder)
+            scorer = Scorer(model_dir, opts.device, batch_size=opts.batch_size, verify_checksum=False)
         schema = _output_schema(source, cols)
         workers = opts.workers if opts.workers is not None else default_workers(scorer.device)
         progress = RowProgress(source.total_rows, writer.start_row, enabled=opts.progress, every_s=opts.log_every_s)
@@ -283,8 +281,6 @@ class _Run:
             return {}
         out = dict(self.images)
         out.update(self.share.summary() if self.spec.gpu_jpeg else {"gpu_decode_share": None})
-        gpu = getattr(self.scorer, "_gpu", None)
-        out["jpeg_decoder"] = gpu.decode.name if gpu is not None and self.spec.gpu_jpeg else None
         return out
 
     def _start(self) -> None:

@@ -34,8 +34,7 @@ class ScoreSummary:
     warnings: list[str] = field(default_factory=list)
     # how images were prepared: nvjpeg (decoded on the GPU), cpu (decoded + resized by the CPU
     # workers), nvjpeg_rejected (refused by nvJPEG, then CPU-prepared: also in cpu), and the
-    # GPU decode share used (None when nothing is decoded on the GPU) and the GPU JPEG decoder
-    # ("nvimgcodec" or "torchvision"; "nvjpeg" counts its images either way); empty without images
+    # GPU decode share used (None when nothing is decoded on the GPU); empty without images
     images: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -56,8 +55,7 @@ class ScoreSummary:
                f"rows with errors: {self.rows_with_errors} ({kinds}); without prediction: {self.rows_without_prediction}",
                f"stage busy time: {stages}"]
         if self.images:
-            decoder = {"nvimgcodec": "nvImageCodec"}.get(self.images.get("jpeg_decoder"), "nvJPEG")
-            line = f"images: {self.images.get('nvjpeg', 0):,} decoded by {decoder}, {self.images.get('cpu', 0):,} on the CPU"
+            line = f"images: {self.images.get('nvjpeg', 0):,} decoded by nvJPEG, {self.images.get('cpu', 0):,} on the CPU"
             if self.images.get("gpu_decode_share") is not None:
                 line += (f" (gpu decode share {self.images['gpu_decode_share']}: mean {self.images['share_mean']:.2f},"
                          f" last {self.images['share_last']:.2f})")

@@ -50,7 +50,7 @@ class ChunkPlan:
 
 class Scorer:
     def __init__(self, model_dir: str | Path, device: str = "auto", *, batch_size: int | None = None,
-                 verify_checksum: bool = True, threads: int | None = None, jpeg_decoder: str = "auto"):
+                 verify_checksum: bool = True, threads: int | None = None):
         self.folder: ModelFolder = load_model_folder(model_dir, verify_checksum=verify_checksum)
         self.manifest = self.folder.manifest
         self.tokenizer = load_tokenizer(self.folder)
@@ -71,7 +71,7 @@ class Scorer:
         if self.device == "cuda":
             import torch
 
-            self._gpu = GpuImages(self.manifest, torch.device("cuda", torch.cuda.current_device()), jpeg_decoder)
+            self._gpu = GpuImages(self.manifest, torch.device("cuda", torch.cuda.current_device()))
             self.warm_up()
 
     def warm_up(self) -> float:
@@ -382,13 +382,13 @@ class GpuImages:
     on the CPU, where torchvision decodes with libjpeg). `seconds` splits host time into
     decode and the rest; `counts` says how many images took each way."""
 
-    def __init__(self, manifest, device, decoder: str = "auto"):
+    def __init__(self, manifest, device):
         import threading
 
-        from .gpu_images import Normaliser, jpeg_decoder
+        from .gpu_images import GpuJpegDecoder, Normaliser
 
         self.m, self.dev = manifest, device
-        self.decode = jpeg_decoder(device, decoder)  # nvImageCodec (hardware engines) or torchvision nvJPEG
+        self.decode = GpuJpegDecoder(device)
         self.normalise = Normaliser(manifest.image_mean, manifest.image_std, device)
         self._local = threading.local()
         self._lock = threading.Lock()
