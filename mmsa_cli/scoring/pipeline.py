@@ -459,11 +459,12 @@ class _Run:
         kinds = count_kinds(state.errors)
         no_prediction = int(np.isnan(state.probs).any(axis=1).sum())
         self.writer.write_part(table, dict(kinds), no_prediction)
-        del table, chunk
-        state.plan = None  # tokens and image paths of the chunk: not needed once written
+        rows = chunk.num_rows
+        del table, ids, keep, chunk
+        state.chunk = state.plan = None  # the chunk's input, tokens and image paths: written, not needed
         _release_free_memory()
         self._add("write", time.perf_counter() - t0)
-        self.progress.update(state.chunk.num_rows, sum(kinds.values()))
+        self.progress.update(rows, sum(kinds.values()))
 
 
 def _release_free_memory() -> None:
