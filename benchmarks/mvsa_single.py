@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MMSA = [sys.executable, "-m", "mmsa_cli.cli"]  # this interpreter's mmsa, installed or not (the GPU box)
 
 
 def main() -> None:
@@ -34,14 +35,17 @@ def main() -> None:
                              "[default: the best on this run's validation split]")
     parser.add_argument("--predict-run", type=Path, default=None,
                         help="only write the test predictions, from this single-model run folder")
+    parser.add_argument("--predictions-out", type=Path, default=RESULTS / "mvsa_single_test_predictions.csv",
+                        help="where the test predictions go [benchmarks/results/mvsa_single_test_predictions.csv]")
     parser.add_argument("train_args", nargs="*", help="extra `mmsa train` flags (after --)")
     args = parser.parse_args()
 
     if args.predict_run:
-        write_test_predictions(args.data, args.predict_run, None, args.predict_run / "test_predictions_full.csv")
+        write_test_predictions(args.data, args.predict_run, None, args.predict_run / "test_predictions_full.csv",
+                               args.predictions_out)
         return
     if not args.skip_train:
-        subprocess.run(["mmsa", "train", "--data", str(args.data), "--fusion", "all", "--out", str(args.out),
+        subprocess.run([*MMSA, "train", "--data", str(args.data), "--fusion", "all", "--out", str(args.out),
                         *args.train_args], check=True)
     rows = json.loads((args.out / "comparison.json").read_text())["rows"]
     ranked = json.loads(args.choose_by.read_text())["rows"] if args.choose_by else rows
@@ -50,15 +54,15 @@ def main() -> None:
     for ext in ("md", "json", "png"):
         shutil.copy(args.out / f"comparison.{ext}", RESULTS / f"mvsa_single_table4.{ext}")
 
-    write_test_predictions(args.data, args.out, best["fusion"], args.out / "test_predictions_full.csv")
+    write_test_predictions(args.data, args.out, best["fusion"], args.out / "test_predictions_full.csv",
+                           args.predictions_out)
     print(f"best model{' by CV' if args.choose_by else ' on validation'}: {best['fusion']} "
           f"(accuracy {100 * best['accuracy']:.2f})")
 
 
-def write_test_predictions(data: Path, run: Path, fusion: str | None, tmp: Path) -> None:
+def write_test_predictions(data: Path, run: Path, fusion: str | None, tmp: Path, preds: Path) -> None:
     """`mmsa predict` on test_without_label.txt, cut to the five columns the scorer wants."""
-    preds = RESULTS / "mvsa_single_test_predictions.csv"
-    subprocess.run(["mmsa", "predict", "--run", str(run), *(["--fusion", fusion] if fusion else []),
+    subprocess.run([*MMSA, "predict", "--run", str(run), *(["--fusion", fusion] if fusion else []),
                     "--data", str(data), "--label-file", "test_without_label.txt", "--out", str(tmp)], check=True)
     import pandas as pd
 
