@@ -7,9 +7,10 @@
 #   bash benchmarks/gpu_checks.sh [parity,export,score,decode,score-sdpa]
 # The decode step (bench_jpeg_decode.py) needs .whl/nvimgcodec/ carried: the wheels of
 # nvidia-nvimgcodec-cu13 and nvidia-nvjpeg for Python 3.12.
-# EXPORT_CASES (bench_export_gpu.py --cases), SHARES (--gpu-decode-share values) and PREP_THREADS
-# (--prep-threads values) override the defaults. score-sdpa reruns the best share with the fastest text attention kernel of the
-# export step, when that kernel matched the default on padded rows.
+# EXPORT_CASES (bench_export_gpu.py --cases), SHARES (--gpu-decode-share values) and
+# PREP_THREADS (--prep-threads values) override the defaults. score-sdpa reruns the best share
+# with the fastest text attention kernel of the export step, when that kernel matched the
+# default on padded rows.
 set -u
 steps=${1:-parity,export,score}
 EXPORT_CASES=${EXPORT_CASES:-text,image,full-bert-resnet}
