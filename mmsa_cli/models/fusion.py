@@ -237,9 +237,14 @@ FUSIONS: dict[str, type[Fusion]] = {
     "ensemble": Ensemble,
 }
 # The paper's Table 4 names, for reports; `--fusion all` trains exactly these (so not the
-# ensemble, whose report name is its registry name: reports use PAPER_NAMES.get(name, name)).
+# ensemble, whose report name is its registry name: see report_name).
 PAPER_NAMES = {"text-only": "BERT", "image-only": "ResNet", "naive-cat": "NaiveCat",
                "naive-combine": "NaiveCombine", "ote": "OTE", "hstec": "HSTEC", "cmac": "CMAC"}
+
+
+def report_name(fusion: str) -> str:
+    """The paper's Table 4 name of a fusion, or its registry name for those outside the paper."""
+    return PAPER_NAMES.get(fusion, fusion)
 
 
 def fusion_class(name: str) -> type[Fusion]:

@@ -79,14 +79,20 @@ def expected_bert_fusions(num_hidden_layers: int, uses_text: bool) -> dict[str, 
             "SkipLayerNormalization": 2 * layers, "Gelu": layers}
 
 
-def optimize_bert(raw: onnx.ModelProto, num_heads: int, hidden_size: int) -> onnx.ModelProto:
+def optimize_bert(raw: onnx.ModelProto, num_heads: int, hidden_size: int, *, options: dict | None = None,
+                  use_gpu: bool = False) -> onnx.ModelProto:
     """Apply ORT's BERT fusions (Python pattern matching, no EP-specific rewrites); `raw`
-    is modified in place."""
+    is modified in place. `options` sets FusionOptions attributes (benchmarks compare them;
+    the export uses the defaults)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    fusion_options = FusionOptions("bert")
+    for key, value in (options or {}).items():
+        setattr(fusion_options, key, value)
     try:
-        optimized = optimize_model(raw, model_type="bert", num_heads=num_heads,
-                                   hidden_size=hidden_size, opt_level=0, use_gpu=False)
+        optimized = optimize_model(raw, model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                   optimization_options=fusion_options, opt_level=0, use_gpu=use_gpu)
     except Exception as exc:
         raise ExportError(f"ONNX Runtime's transformer optimizer failed: {exc}") from exc
     graph = optimized.model

@@ -42,9 +42,13 @@ class _Share(click.ParamType):
     name = "auto|FLOAT"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.strip().lower() == "auto":
-            return "auto"
-        return click.FloatRange(0, 1).convert(value, param, ctx)
+        from .errors import InputError
+        from .pipeline import check_share
+
+        try:
+            return check_share(value)
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ on the batch size, prefetch depth and row-group size, never on the input's size.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -472,10 +473,19 @@ def _release_free_memory() -> None:
     heap), so the resident set does not creep up with the number of row groups through
     fragmentation. Milliseconds per row group."""
     pa.default_memory_pool().release_unused()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
-            pass
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, looked up once; None where there is no glibc (macOS, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
