@@ -17,6 +17,7 @@ from mmsa_cli.data import (
     Example,
     ImageLoadError,
     decode_text,
+    guess_legacy_encoding,
     load_examples,
     load_image,
     preprocess_image,
@@ -60,6 +61,31 @@ def test_decode_never_raises():
         assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in out)
     assert decode_text(b"") == ""
     assert decode_text(b"\xf0\x9f") == "\u00f0\u0178"  # truncated emoji -> cp1252 chars
+
+
+GBK_TEXTS = ["RT @a: \u0418 \u043a\u0443\u0434\u0430 \u2026", "\u671f\u9593\u306f\u660e\u65e5\u306e\u2026 http://t.co/x",
+             "Temps in the low 80s http:/\u2026"]  # Cyrillic, kanji + kana, "…": as in MVSA-Single
+
+
+def test_decode_gb18030_legacy():
+    for text in GBK_TEXTS:
+        raw = text.encode("gbk")
+        assert decode_text(raw, "gb18030") == text
+        assert decode_text(raw) != text  # the cp1252 default would garble it
+    # UTF-8 still wins, and bytes that are not valid GB18030 still get the cp1252 fallback.
+    assert decode_text("caf\u00e9 \u2026".encode(), "gb18030") == "caf\u00e9 \u2026"
+    assert decode_text(b"caf\xe9 \x93quoted\x94", "gb18030") == "caf\u00e9 \u201cquoted\u201d"
+
+
+def test_guess_legacy_encoding():
+    gbk = [t.encode("gbk") for t in GBK_TEXTS]
+    cp1252 = [t.encode("cp1252") for t in ["caf\u00e9 au lait", "na\u00efve \u00bd", "ni\u00f1o"]]
+    utf8 = ["plain", "\U0001F600"]
+    assert guess_legacy_encoding([*gbk, *(t.encode() for t in utf8)]) == ("gb18030", 3)
+    # "niño" alone is valid GB18030 (F1 6F), which is why the choice is made per dataset.
+    assert guess_legacy_encoding(cp1252) == ("cp1252", 3)
+    assert guess_legacy_encoding([t.encode() for t in utf8]) == ("cp1252", 0)
+    assert guess_legacy_encoding([]) == ("cp1252", 0)
 
 
 def test_read_text_file(tmp_path):
@@ -260,6 +286,18 @@ def test_read_mvsa(tmp_path, caplog):
     assert exs[0].image_path == root / "data" / "1.jpg"  # recorded even though the jpg is missing
     assert load_examples(root) == exs
     assert read_mvsa(root, root / "train.txt") == exs
+
+
+def test_read_mvsa_gbk_dataset(tmp_path):
+    """A folder whose non-UTF-8 texts are GBK (as MVSA-Single's) decodes them as GB18030; a
+    cp1252 text among them that GB18030 rejects keeps the cp1252 fallback."""
+    gbk = GBK_TEXTS * 3  # 9 of the 10 non-UTF-8 texts: GB18030_MIN_SHARE
+    texts = {str(i): t.encode("gbk") for i, t in enumerate(gbk)}
+    texts["u"] = "utf-8 \u2026".encode()
+    texts["c"] = b"caf\xe9 \x93q\x94"
+    root = _mvsa(tmp_path, [(g, "neutral") for g in texts], texts)
+    got = [e.text for e in read_mvsa(root)]
+    assert got == [*gbk, "utf-8 \u2026", "caf\u00e9 \u201cq\u201d"]
 
 
 def test_read_mvsa_errors(tmp_path):

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from .. import LABELS
 from ..errors import ConfigError, DataError
-from .text import FALLBACK_ERRORS, clean_text, read_text_file
+from .text import FALLBACK_ERRORS, clean_text, decode_text, guess_legacy_encoding
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ def read_mvsa(root: str | Path, label_file: str | Path = "train.txt") -> list[Ex
     data_dir = root / "data"
     lines = label_path.read_bytes().decode("utf-8-sig", errors=FALLBACK_ERRORS).splitlines()
 
-    examples: list[Example] = []
+    rows: list[tuple[str, bytes | None, int | None]] = []  # guid, text bytes (None: no file), label
     seen: dict[str, int] = {}
-    missing_text: list[str] = []
     for lineno, line in enumerate(lines, start=1):
         line = line.strip()
         if not line or (lineno == 1 and line.replace(" ", "").lower() == "guid,tag"):
@@ -63,14 +62,18 @@ def read_mvsa(root: str | Path, label_file: str | Path = "train.txt") -> list[Ex
             raise DataError(
                 f"unknown label {tag!r} in {label_path.name} line {lineno}; expected one of {_ALLOWED} (or null)"
             )
-        txt = data_dir / f"{guid}.txt"
         try:
-            text = read_text_file(txt)
+            raw = (data_dir / f"{guid}.txt").read_bytes()
         except FileNotFoundError:
-            text = ""
-            missing_text.append(guid)
-        examples.append(Example(guid, text, data_dir / f"{guid}.jpg", label))
+            raw = None
+        rows.append((guid, raw, label))
 
+    legacy, not_utf8 = guess_legacy_encoding(raw for _, raw, _ in rows if raw is not None)
+    if not_utf8:
+        log.info("%d of %d texts in %s are not UTF-8; decoded as %s", not_utf8, len(rows), data_dir, legacy)
+    examples = [Example(guid, "" if raw is None else decode_text(raw, legacy), data_dir / f"{guid}.jpg", label)
+                for guid, raw, label in rows]
+    missing_text = [guid for guid, raw, _ in rows if raw is None]
     if missing_text:  # keep the rows (image-only) but say so
         log.warning("%d of %d rows have no text file in %s (e.g. %s.txt); using empty text",
                     len(missing_text), len(examples), data_dir, missing_text[0])

@@ -1,9 +1,18 @@
-"""Tweet text decoding: MVSA .txt files mix valid UTF-8 (emoji) with stray cp1252/latin-1 bytes."""
+"""Tweet text decoding: UTF-8 first, then the dataset's legacy encoding.
+
+MVSA-Single's .txt files are UTF-8 except 1,061 of 4,511, which are GBK (saved through a
+Chinese Windows locale: "…" is A1 AD, Cyrillic and kana read correctly as GB18030; 1,059 decode
+strictly). Decoded per byte as cp1252 they turn into mojibake ("…" -> "¡­"). GB18030 is not a
+safe per-file guess, though: short cp1252 text such as "niño" (F1 6F) is valid GB18030 too. So
+the legacy encoding is chosen once per dataset (`guess_legacy_encoding`), and a text that is
+not valid in it falls back to per-byte cp1252/latin-1.
+"""
 from __future__ import annotations
 
 import codecs
 import re
 from pathlib import Path
+from typing import Iterable
 
 # Name of the codecs error handler; usable anywhere an `errors=` argument is accepted
 # (bytes.decode, open, pandas.read_csv(encoding_errors=...)).
@@ -44,12 +53,45 @@ def clean_text(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
-def decode_text(raw: bytes) -> str:
-    """Decode tweet bytes: UTF-8 first, per-byte cp1252/latin-1 fallback. Never raises."""
+LEGACY_ENCODINGS = ("cp1252", "gb18030")
+# Share of a dataset's non-UTF-8 texts that must be valid GB18030 to decode them as such.
+GB18030_MIN_SHARE = 0.9
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_gb18030(raw: bytes) -> bool:
+    try:
+        raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def decode_text(raw: bytes, legacy: str = "cp1252") -> str:
+    """Decode tweet bytes: UTF-8 first; else strict GB18030 when `legacy` is "gb18030";
+    else per-byte cp1252/latin-1 for the bytes UTF-8 rejects. Never raises."""
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8):]
+    if legacy == "gb18030" and not _is_utf8(raw) and _is_gb18030(raw):
+        return clean_text(raw.decode("gb18030"))
     return clean_text(raw.decode("utf-8", errors=FALLBACK_ERRORS))
 
 
-def read_text_file(path: str | Path) -> str:
-    return decode_text(Path(path).read_bytes())
+def guess_legacy_encoding(raws: Iterable[bytes]) -> tuple[str, int]:
+    """The legacy encoding of a set of texts, and how many of them are not UTF-8:
+    "gb18030" when at least GB18030_MIN_SHARE of those are valid GB18030, else "cp1252"."""
+    legacy = [raw for raw in raws if not _is_utf8(raw)]
+    if legacy and sum(map(_is_gb18030, legacy)) >= GB18030_MIN_SHARE * len(legacy):
+        return "gb18030", len(legacy)
+    return "cp1252", len(legacy)
+
+
+def read_text_file(path: str | Path, legacy: str = "cp1252") -> str:
+    return decode_text(Path(path).read_bytes(), legacy)

@@ -31,14 +31,14 @@ scoring) calls `normalizer(name)`: training and serving cannot disagree.
 Case is kept: the uncased tokenizer lowercases, a cased one would want it.
 
 Measured on MVSA-Single's 4,000 labelled tweets with the default minilm-l6 tokenizer
-(`mmsa_cli.models.text_encoders.minilm_dir()`), "none" -> "tweet":
-  [UNK] word pieces: 473 of 118,249 (0.400%) -> 467 of 73,314 (0.637%): the count barely
-      moves and the share rises because 38% of all pieces are gone (URLs 20.5k, RT prefixes
-      11.5k, handles 9.4k, hashtags' '#' 6.8k, repeats 1.7k).
-      MVSA's emoji were mostly lost as '?' when it was collected; 466 of the 467 [UNK]s left
-      are in 497 texts of East Asian text mis-decoded as cp1252 (a decoding matter,
-      mmsa_cli/data/text.py), which no rule here can repair.
-  texts longer than max_length 64 (with [CLS] and [SEP]), i.e. truncated: 42 -> 8.
+(`mmsa_cli.models.text_encoders.minilm_dir()`), texts decoded as mmsa_cli/data/text.py does
+(UTF-8, else GB18030), "none" -> "tweet":
+  [UNK] word pieces: 461 of 118,343 (0.390%) -> 460 of 73,401 (0.627%): the count barely
+      moves and the share rises because 38% of all pieces are gone (URLs, RT prefixes,
+      handles, hashtags' '#', repeats). MVSA's emoji were mostly lost as '?' when it was
+      collected; the [UNK]s left are in 68 texts, most of them Japanese, whose kana and
+      rarer kanji are not in bert-base-uncased's vocabulary. No rule here can repair that.
+  texts longer than max_length 64 (with [CLS] and [SEP]), i.e. truncated: 49 -> 12.
   texts that become empty (nothing but links and the RT prefix): 0 -> 43.
 On live tweets, whose emoji survive, each emoji is one [UNK] with "none".
 Cost: about 25 us a tweet on one CPU core (emoji only scanned in texts that may hold one).
