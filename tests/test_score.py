@@ -420,7 +420,7 @@ def _out(path, models, scorers, fusion, tmp_path) -> Path:
 
 
 def test_tokenizer_gives_the_folder_tokenizers_ids(scorers):
-    from mmsa_cli.scoring.texts import decode_texts
+    from mmsa_cli.scoring.texts import BatchTokenizer, decode_texts
 
     scorer = scorers["ote"]
     texts = decode_texts(pa.array(["Caf\u00e9 \u201cquoted\u201d #BestDayEver @user http://t.co/x",
@@ -432,6 +432,9 @@ def test_tokenizer_gives_the_folder_tokenizers_ids(scorers):
                      return_tensors="np")
     np.testing.assert_array_equal(ours[0], ref["input_ids"])
     np.testing.assert_array_equal(ours[1], ref["attention_mask"])
+    blocks = BatchTokenizer(folder_tok, scorer.manifest.max_length)
+    blocks.BLOCK = 2  # 5 texts: blocks of 2, 2, 1 fill the same rows
+    np.testing.assert_array_equal(blocks(texts)[0], ref["input_ids"])
     np.testing.assert_array_equal(tokenize(folder_tok, texts, 16)[0], folder_tok(texts, truncation=True, max_length=16,
                                   padding="max_length", return_tensors="np")["input_ids"])
 
@@ -510,6 +513,33 @@ def test_worker_processes_give_the_same_output(messy, models, scorers, tmp_path)
     # three prep threads finish batches out of order; the writer still writes chunks in order
     _run(path, models["ote"], b, scorer=scorers["ote"], workers=2, prefetch=2, prep_threads=3, row_group_size=4)
     assert pq.read_table(a).equals(pq.read_table(b))
+
+
+def test_reader_waits_for_the_writer(messy, models, scorers, tmp_path, monkeypatch):
+    """At most CHUNKS_IN_FLIGHT row groups exist between being read and being written, even
+    when writing is slow: memory depends on the row-group size, not on the file's length."""
+    from mmsa_cli.scoring import pipeline
+    from mmsa_cli.scoring.output import OutputWriter
+
+    path, _ = messy
+    scorer, alive, peak = scorers["ote"], [0], [0]
+    plan, write_part = scorer.plan, OutputWriter.write_part
+
+    def counted_plan(*args, **kw):
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+        return plan(*args, **kw)
+
+    def slow_write_part(self, *args, **kw):
+        time.sleep(0.05)  # a slow disk: without the limit the reader runs ahead
+        alive[0] -= 1
+        return write_part(self, *args, **kw)
+
+    monkeypatch.setattr(scorer, "plan", counted_plan)
+    monkeypatch.setattr(OutputWriter, "write_part", slow_write_part)
+    summary = _run(path, models["ote"], tmp_path / "out.parquet", scorer=scorer, row_group_size=2, batch_size=2)
+    assert summary["rows"] == pq.read_metadata(path).num_rows > 8 * 2
+    assert peak[0] == pipeline.CHUNKS_IN_FLIGHT  # bounded, and still overlapping
 
 
 def test_worker_pixels_come_back_through_shared_slots(jpegs, scorers):

@@ -35,7 +35,10 @@ class BatchTokenizer:
     Texts are first rewritten by `normalization` (the manifest's text_normalization, so as
     the model was trained; an unknown name is a ConfigError here, before any row is read)."""
 
-    BLOCK = 2048
+    # Texts per Rust batch call. Its Encoding objects are large (about 4 KB a text) and freed
+    # at once: 2,048 left 17 MB of freed heap per 4,096-row group until the row group's
+    # malloc_trim; 256 is as fast (about 9,000 texts/s on the 2-core dev CPU) and reuses less.
+    BLOCK = 256
 
     def __init__(self, tokenizer, max_length: int, normalization: str = "none"):
         self.tokenizer, self.max_length = tokenizer, max_length
@@ -59,7 +62,7 @@ class BatchTokenizer:
         if self.backend is not None:
             ids = np.empty((len(texts), self.max_length), np.int64)
             mask = np.empty_like(ids)
-            for start in range(0, len(texts), self.BLOCK):  # blocks: Encoding objects are large
+            for start in range(0, len(texts), self.BLOCK):
                 encodings = self.backend.encode_batch(list(texts[start:start + self.BLOCK]), add_special_tokens=True)
                 ids[start:start + len(encodings)] = [e.ids for e in encodings]
                 mask[start:start + len(encodings)] = [e.attention_mask for e in encodings]
