@@ -13,7 +13,8 @@
     infer thread    ONNX Runtime (IO binding on CUDA), bad-row policy
     main thread     chunk done -> output row group + checkpoint, progress
 
-Queues between the threads are bounded (`prefetch` batches, 2 chunks), so memory depends
+Queues between the threads are bounded (`prefetch` batches), and at most CHUNKS_IN_FLIGHT
+chunks (row groups) are alive at once, from being read to being written, so memory depends
 on the batch size, prefetch depth and row-group size, never on the input's size.
 """
 from __future__ import annotations
@@ -46,6 +47,11 @@ from .workers import WorkerPool
 log = logging.getLogger(__name__)
 _END = object()
 AUTO = "auto"
+# Chunks alive at once: one being scored while the next is read and tokenized. Two is what
+# a file of two row groups holds anyway, so a longer file needs no more memory. A third
+# would not add speed: reading and tokenizing took 2.2 s of an 11.2 s, 60,000-row run on
+# the H100 (benchmarks/results/score_gpu.md), so the next chunk is ready long before it is due.
+CHUNKS_IN_FLIGHT = 2
 
 
 @dataclass
@@ -255,6 +261,7 @@ class _Run:
         self.batches: queue.Queue = queue.Queue(maxsize=prefetch)
         self.ready: queue.Queue = queue.Queue(maxsize=2)
         self.done: queue.Queue = queue.Queue(maxsize=2)
+        self.chunk_slots = threading.Semaphore(CHUNKS_IN_FLIGHT)  # taken by _read, given back by _write_chunk
         self.pool: WorkerPool | None = None
 
     # -------------------------------------------------------------- orchestration
@@ -337,6 +344,12 @@ class _Run:
                 continue
         return False
 
+    def _acquire(self, slots: threading.Semaphore) -> bool:
+        while not self.stop.is_set():
+            if slots.acquire(timeout=0.1):
+                return True
+        return False
+
     def _get(self, q: queue.Queue):
         while not self.stop.is_set():
             try:
@@ -348,8 +361,13 @@ class _Run:
     # -------------------------------------------------------------- stages
 
     def _read(self) -> None:
-        start = self.writer.start_row
-        for chunk in iter_chunks(self.source, self.cols, self.chunk_rows, start):
+        chunks = iter_chunks(self.source, self.cols, self.chunk_rows, self.writer.start_row)
+        while True:
+            if not self._acquire(self.chunk_slots):
+                return
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
             self.stages["read"] += chunk.read_seconds
             plan = self.scorer.plan(chunk.table, self.cols, chunk.roots, self.batch_size)
             self.stages["tokenize"] += plan.seconds
@@ -464,6 +482,7 @@ class _Run:
         del table, ids, keep, chunk
         state.chunk = state.plan = None  # the chunk's input, tokens and image paths: written, not needed
         _release_free_memory()
+        self.chunk_slots.release()
         self._add("write", time.perf_counter() - t0)
         self.progress.update(rows, sum(kinds.values()))
 
