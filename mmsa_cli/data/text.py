@@ -53,22 +53,13 @@ def clean_text(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
-LEGACY_ENCODINGS = ("cp1252", "gb18030")
 # Share of a dataset's non-UTF-8 texts that must be valid GB18030 to decode them as such.
 GB18030_MIN_SHARE = 0.9
 
 
-def _is_utf8(raw: bytes) -> bool:
+def _decodes(raw: bytes, codec: str) -> bool:
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _is_gb18030(raw: bytes) -> bool:
-    try:
-        raw.decode("gb18030")
+        raw.decode(codec)
     except UnicodeDecodeError:
         return False
     return True
@@ -79,7 +70,7 @@ def decode_text(raw: bytes, legacy: str = "cp1252") -> str:
     else per-byte cp1252/latin-1 for the bytes UTF-8 rejects. Never raises."""
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8):]
-    if legacy == "gb18030" and not _is_utf8(raw) and _is_gb18030(raw):
+    if legacy == "gb18030" and not _decodes(raw, "utf-8") and _decodes(raw, "gb18030"):
         return clean_text(raw.decode("gb18030"))
     return clean_text(raw.decode("utf-8", errors=FALLBACK_ERRORS))
 
@@ -87,8 +78,8 @@ def decode_text(raw: bytes, legacy: str = "cp1252") -> str:
 def guess_legacy_encoding(raws: Iterable[bytes]) -> tuple[str, int]:
     """The legacy encoding of a set of texts, and how many of them are not UTF-8:
     "gb18030" when at least GB18030_MIN_SHARE of those are valid GB18030, else "cp1252"."""
-    legacy = [raw for raw in raws if not _is_utf8(raw)]
-    if legacy and sum(map(_is_gb18030, legacy)) >= GB18030_MIN_SHARE * len(legacy):
+    legacy = [raw for raw in raws if not _decodes(raw, "utf-8")]
+    if legacy and sum(_decodes(raw, "gb18030") for raw in legacy) >= GB18030_MIN_SHARE * len(legacy):
         return "gb18030", len(legacy)
     return "cp1252", len(legacy)
 
