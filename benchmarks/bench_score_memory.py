@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--prefetch", type=int, default=4)
-    ap.add_argument("--row-group-size", type=int, default=16384)
+    ap.add_argument("--row-group-size", type=int, default=8192)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)

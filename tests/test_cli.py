@@ -60,6 +60,15 @@ def test_help_lists_commands():
         assert f"  {command} " in result.output
 
 
+def test_score_option_defaults_are_the_library_defaults():
+    """`mmsa score` and ScoreOptions (the Python API) must not drift apart."""
+    from mmsa_cli.scoring.pipeline import ScoreOptions
+
+    params = {p.name: p for p in main.commands["score"].params}
+    for name in ("row_group_size", "prefetch"):
+        assert params[name].default == getattr(ScoreOptions(), name), name
+
+
 def test_train_prints_accuracy_and_writes_run(cli_run):
     out, result = cli_run
     assert_ok(result)

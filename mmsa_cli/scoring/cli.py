@@ -71,7 +71,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--allow-outside-root", is_flag=True, help="Accept image paths outside --image-root ('..', absolute).")
 @device_option
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Rows per model call [default: 32 CPU, 256 CUDA].")
-@click.option("--row-group-size", type=click.IntRange(1), default=16_384, show_default=True,
+@click.option("--row-group-size", type=click.IntRange(1), default=8_192, show_default=True,
               help="Rows per output row group; also the checkpoint interval for --resume.")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Image worker processes (0: in-process) [default: CPUs-2 on CUDA, CPUs/4 on the CPU].")

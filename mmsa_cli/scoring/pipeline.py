@@ -61,7 +61,7 @@ class ScoreOptions:
     allow_outside_root: bool = False
     device: str = "auto"                      # auto, cpu, cuda
     batch_size: int | None = None             # None: 32 on the CPU, 256 on CUDA
-    row_group_size: int = 16_384              # rows per output row group = checkpoint interval
+    row_group_size: int = 8_192               # rows per output row group = checkpoint interval
     workers: int | None = None                # image processes; 0 = in the prep thread; None: by device
     prefetch: int = 4                         # batches prepared ahead of the model
     prep_threads: int | None = None           # pixel-batch threads; None: 2 on CUDA, 1 on the CPU

@@ -40,7 +40,7 @@ CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "prefer_nhwc": "1", "cudn
 class ChunkPlan:
     """Rows of one chunk made ready for inference: tokens, image sources, batch order."""
     text_empty: np.ndarray                  # [N] bool
-    ids: np.ndarray | None                  # [N, max_length] int64; None when the model reads no text
+    ids: np.ndarray | None                  # [N, max_length] int32; None when the model reads no text
     mask: np.ndarray | None
     images: list | None                     # per row: path string, bytes or None; None when no images
     roots: Sequence[str]
@@ -54,7 +54,10 @@ class Scorer:
         self.folder: ModelFolder = load_model_folder(model_dir, verify_checksum=verify_checksum)
         self.manifest = self.folder.manifest
         self.tokenizer = load_tokenizer(self.folder)
-        self._tokenize = BatchTokenizer(self.tokenizer, self.manifest.max_length, self.manifest.text_normalization)
+        # int32 while a chunk waits: half the memory of a row group's tokens (__call__ makes
+        # each batch int64, the graph's input type).
+        self._tokenize = BatchTokenizer(self.tokenizer, self.manifest.max_length, self.manifest.text_normalization,
+                                        dtype=np.int32)
         self.warnings: list[str] = []
         self.session = self._open_session(device, threads)
         self.provider = self.session.get_providers()[0]
