@@ -21,6 +21,7 @@ IDEAS = [
     ("hstec\n+tweet", "mvsa_single_cv5_hstec_tweet.json", "hstec"),
     ("ensemble\n+tweet frozen", "mvsa_single_cv5_ensemble_frozen.json", "ensemble"),
     ("recipe best\n(text fine-tuned)", "mvsa_single_cv5_best.json", "ensemble"),
+    ("recipe best\n+GB18030 texts", "mvsa_single_cv5_best_gb18030.json", "ensemble"),
 ]
 
 
