@@ -337,7 +337,7 @@ def main() -> None:
                          "the slowest run would pass it [240]")
     ap.add_argument("--prep-threads", default="",
                     help="comma-separated pixel-batch thread counts, each run with every share [mmsa's default]")
-    ap.add_argument("--row-group-size", type=int, default=16384)
+    ap.add_argument("--row-group-size", type=int, default=ScoreOptions.row_group_size, help="[mmsa's default]")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (kept between runs) [a temp dir]")
