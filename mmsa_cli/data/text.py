@@ -70,8 +70,12 @@ def decode_text(raw: bytes, legacy: str = "cp1252") -> str:
     else per-byte cp1252/latin-1 for the bytes UTF-8 rejects. Never raises."""
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8):]
-    if legacy == "gb18030" and not _decodes(raw, "utf-8") and _decodes(raw, "gb18030"):
-        return clean_text(raw.decode("gb18030"))
+    if legacy == "gb18030":
+        for codec in ("utf-8", "gb18030"):  # strict; each text is decoded once on success
+            try:
+                return clean_text(raw.decode(codec))
+            except UnicodeDecodeError:
+                pass
     return clean_text(raw.decode("utf-8", errors=FALLBACK_ERRORS))
 
 
@@ -84,5 +88,5 @@ def guess_legacy_encoding(raws: Iterable[bytes]) -> tuple[str, int]:
     return "cp1252", len(legacy)
 
 
-def read_text_file(path: str | Path, legacy: str = "cp1252") -> str:
-    return decode_text(Path(path).read_bytes(), legacy)
+def read_text_file(path: str | Path) -> str:
+    return decode_text(Path(path).read_bytes())
