@@ -742,6 +742,33 @@ def test_chunks_resume_at_any_row_group_boundary(tmp_path):
         assert [x for c in chunks for x in c.table.column("text").to_pylist()] == every[start:]
 
 
+@pytest.mark.parametrize("row_group_size", [5_000, 200_000])
+def test_reading_memory_does_not_grow_with_the_file(tmp_path, row_group_size):
+    """Arrow memory held while chunks are read: the same for a file 8x longer, with many row
+    groups or one (pyarrow's default pre-buffering loaded every row group up front)."""
+    from mmsa_cli.scoring.inputs import iter_chunks, open_inputs, resolve_columns
+
+    rng = np.random.default_rng(0)
+    rows = 25_000
+    texts = ["".join(chr(c) for c in rng.integers(97, 123, 120)) for _ in range(rows)]  # hardly compressible
+    table = pa.table({"text": texts, "image": [f"img/{i}.jpg" for i in range(rows)]})
+    pq.write_table(table, tmp_path / "short.parquet", row_group_size=row_group_size)
+    pq.write_table(pa.concat_tables([table] * 8), tmp_path / "long.parquet", row_group_size=row_group_size)
+
+    def held_mib(name: str) -> float:
+        source = open_inputs(tmp_path / name)
+        cols = resolve_columns(source.files[0].schema, Columns(), uses_text=True, uses_image=True, where="t")
+        peak = 0
+        for chunk in iter_chunks(source, cols, 4_096):
+            peak = max(peak, pa.total_allocated_bytes())
+            del chunk
+        return peak / 2**20
+
+    short, long = held_mib("short.parquet"), held_mib("long.parquet")
+    assert (tmp_path / "long.parquet").stat().st_size > 20 * 2**20
+    assert long <= short + 2, f"reading held {long:.1f} MiB for 200,000 rows, {short:.1f} MiB for 25,000"
+
+
 def test_resume_with_other_options_is_refused(messy, models, scorers, tmp_path):
     path, _ = messy
     out = tmp_path / "r.parquet"

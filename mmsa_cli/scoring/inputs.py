@@ -19,6 +19,10 @@ from .errors import InputError
 from .results import RESULT_COLUMNS, ROW_COLUMN
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# Bytes of file the Parquet reader reads at a time. Without a buffer it reads a whole column
+# chunk at once, and with pyarrow's default pre-buffering every requested row group up front:
+# a 41 MB, 1,000,000-row file held 42 MiB of Arrow memory while it was read, 3 MiB like this.
+READ_BUFFER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -176,8 +180,9 @@ class Chunk:
 def iter_chunks(inputs: InputSet, cols: ResolvedColumns, chunk_rows: int, start_row: int = 0,
                 read_rows: int = 16_384) -> Iterator[Chunk]:
     """Chunks of exactly chunk_rows rows (the last may be shorter), from global row start_row
-    (a multiple of chunk_rows). Only whole row groups are read; memory is bounded by one
-    input row group plus one chunk."""
+    (a multiple of chunk_rows). The file is read through a small buffer without pre-buffering,
+    so memory is bounded by one chunk and a read batch, whatever the file's size or its row
+    groups' size."""
     schema = inputs.unified_schema(cols.read)
     pieces: list[pa.Table] = []
     roots: list[str] = []
@@ -196,7 +201,7 @@ def iter_chunks(inputs: InputSet, cols: ResolvedColumns, chunk_rows: int, start_
             continue
         t0 = time.perf_counter()
         try:
-            pf = pq.ParquetFile(f.path)
+            pf = pq.ParquetFile(f.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
             groups, skip = [], 0
             for g in range(pf.metadata.num_row_groups):
                 n = pf.metadata.row_group(g).num_rows
