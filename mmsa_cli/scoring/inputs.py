@@ -21,7 +21,8 @@ from .results import RESULT_COLUMNS, ROW_COLUMN
 PARQUET_SUFFIXES = (".parquet", ".pq")
 # Bytes of file the Parquet reader reads at a time. Without a buffer it reads a whole column
 # chunk at once, and with pyarrow's default pre-buffering every requested row group up front:
-# a 41 MB, 1,000,000-row file held 42 MiB of Arrow memory while it was read, 3 MiB like this.
+# a 43 MiB, 1,000,000-row file held 47 MiB of Arrow memory while it was read, 5 MiB like this
+# (benchmarks/bench_read_memory.py).
 READ_BUFFER_BYTES = 1 << 20
 
 
