@@ -22,6 +22,7 @@ IDEAS = [
     ("ensemble\n+tweet frozen", "mvsa_single_cv5_ensemble_frozen.json", "ensemble"),
     ("recipe best\n(text fine-tuned)", "mvsa_single_cv5_best.json", "ensemble"),
     ("recipe best\n+GB18030 texts", "mvsa_single_cv5_best_gb18030.json", "ensemble"),
+    ("recipe best\n+ls 0.1", "mvsa_single_cv5_best_ls01.json", "ensemble"),
 ]
 
 
