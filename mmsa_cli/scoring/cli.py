@@ -71,6 +71,9 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--allow-outside-root", is_flag=True, help="Accept image paths outside --image-root ('..', absolute).")
 @device_option
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Rows per model call [default: 32 CPU, 256 CUDA].")
+# Defaults repeat ScoreOptions.row_group_size / .prefetch: the pipeline (numpy, pyarrow) is imported
+# only when scoring runs, so `mmsa --help` stays fast; test_score_option_defaults_are_the_library_defaults
+# keeps them equal.
 @click.option("--row-group-size", type=click.IntRange(1), default=8_192, show_default=True,
               help="Rows per output row group; also the checkpoint interval for --resume.")
 @click.option("--workers", type=click.IntRange(0), default=None,
