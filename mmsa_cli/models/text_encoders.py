@@ -107,11 +107,12 @@ def _load_bert(folder: Path, pretrained: bool):
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    # No attn_implementation: transformers picks SDPA where the architecture has it (BERT) and
+    # eager where it does not (MPNet refuses an explicit "sdpa").
     if pretrained:
-        bert = AutoModel.from_pretrained(folder, attn_implementation="sdpa")
+        bert = AutoModel.from_pretrained(folder)
     else:
-        config = AutoConfig.from_pretrained(folder)
-        bert = AutoModel.from_config(config, attn_implementation="sdpa")
+        bert = AutoModel.from_config(AutoConfig.from_pretrained(folder))
     return bert, tokenizer
 
 
