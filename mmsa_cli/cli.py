@@ -110,6 +110,9 @@ def apply_recipe(ctx: click.Context, options: dict) -> dict:
 @click.option("--val-fraction", default=TrainConfig.val_fraction, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--folds", default=0, type=click.IntRange(0, 20),
               help="Stratified k-fold cross-validation (e.g. 5): mean and spread over folds in cv.md.")
+@click.option("--fold", default=0, type=click.IntRange(0, 20),
+              help="With --folds: train only this fold (1-based), e.g. one fold per machine into the same --out; "
+                   "cv.md appears once every fold is there.")
 @click.option("--max-train-examples", default=0, type=click.IntRange(0), help="Cap on training rows (quick runs).")
 @click.option("--seed", default=TrainConfig.seed, show_default=True, type=int)
 @device_option
@@ -134,8 +137,8 @@ def train(ctx, **options):
                             cache_image_features=not o["reencode_images"], feature_cache=o["feature_cache"],
                             label_smoothing=o["label_smoothing"], aux_loss_weight=o["aux_loss_weight"],
                             class_weighting=o["class_weighting"], val_fraction=o["val_fraction"], folds=o["folds"],
-                            seed=o["seed"], device=o["device"], num_workers=o["num_workers"], strict=o["strict"],
-                            max_train_examples=o["max_train_examples"])
+                            fold=o["fold"], seed=o["seed"], device=o["device"], num_workers=o["num_workers"],
+                            strict=o["strict"], max_train_examples=o["max_train_examples"])
     source = TrainSource(o["data"], o["label_file"], o["text_col"], o["image_col"], o["id_col"], o["label_col"],
                          o["image_root"])
     fusions = list(PAPER_NAMES) if o["fusion"] == "all" else [o["fusion"]]
@@ -150,10 +153,10 @@ def train(ctx, **options):
     if skipped:
         click.echo(f"skipped {skipped} rows with unusable images: see skipped.csv in the run folder")
     folds, out = o["folds"], o["out"]
-    if folds > 1:
-        from .train import cv_summary
-
-        for row in cv_summary(results):
+    if folds > 1 and not Path(out, "cv.json").is_file():
+        click.echo(f"run folder: {out} (fold {o['fold']} of {folds}; cv.md appears once every fold is trained)")
+    elif folds > 1:
+        for row in json.loads(Path(out, "cv.json").read_text())["rows"]:
             click.echo(f"{folds}-fold CV {row['fusion']:>13}: accuracy {100 * row['accuracy']:.2f} ± "
                        f"{100 * row['accuracy_std']:.2f}  weighted F1 {100 * row['weighted_f1']:.2f} ± "
                        f"{100 * row['weighted_f1_std']:.2f}")

@@ -47,6 +47,7 @@ class TrainConfig:
     class_weighting: str = "none"    # "none" or "balanced": loss weights n / (classes * count) per class
     val_fraction: float = 0.2        # 3,200 / 800 on MVSA-Single's 4,000 labelled tweets
     folds: int = 0                   # >1: stratified k-fold cross-validation instead of one split
+    fold: int = 0                    # with folds: train only this fold (1-based; 0 = all), e.g. one per machine
     seed: int = 42
     device: str = "auto"             # "auto", "cpu" or "cuda"
     num_workers: int = 0             # DataLoader workers for image decoding

@@ -336,6 +336,8 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
             raise ConfigError(f"unknown fusion '{name}'; valid names: {', '.join(FUSIONS)}, all")
     if cfg.freeze not in FREEZE_CHOICES:
         raise ConfigError(f"--freeze '{cfg.freeze}' is not one of {', '.join(FREEZE_CHOICES)}")
+    if cfg.fold and not 1 <= cfg.fold <= cfg.folds:
+        raise ConfigError(f"--fold {cfg.fold} needs --folds of at least {cfg.fold} (got --folds {cfg.folds})")
     if cfg.class_weighting not in CLASS_WEIGHTINGS:
         raise ConfigError(f"--class-weighting '{cfg.class_weighting}' is not one of {', '.join(CLASS_WEIGHTINGS)}")
     out = Path(out)
@@ -360,6 +362,8 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
     data = prepare(labelled, first, cfg, device, keep_tokens, weights_id)
     results = []
     for fold, ((train_idx, val_idx), base) in enumerate(zip(splits, fold_dirs), start=1):
+        if cfg.fold and fold != cfg.fold:
+            continue
         base.mkdir(parents=True, exist_ok=True)
         write_split(base / "split.csv", labelled, train_idx, val_idx)
         write_skipped(base / "skipped.csv", data)
@@ -380,5 +384,25 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
             write_comparison(base, fold_results)
         results += fold_results
     if cfg.folds > 1:
-        write_cv_summary(out, results)
+        every_fold = results if not cfg.fold else finished_folds(fold_dirs, fusions)
+        if every_fold:
+            write_cv_summary(out, every_fold)
+        else:
+            log.warning("trained fold %d of %d; cv.md is written when every fold folder has its metrics.json",
+                        cfg.fold, cfg.folds)
+    return results
+
+
+def finished_folds(fold_dirs: Sequence[Path], fusions: Sequence[str]) -> list[dict] | None:
+    """Every fold's results from its metrics.json (folds trained one by one, e.g. on several
+    machines, into the same --out), or None while one is missing."""
+    import json
+
+    results = []
+    for fold, base in enumerate(fold_dirs, start=1):
+        for name in fusions:
+            path = (base if len(fusions) == 1 else base / name) / "metrics.json"
+            if not path.is_file():
+                return None
+            results.append(json.loads(path.read_text()) | {"fold": fold})
     return results

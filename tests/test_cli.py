@@ -140,6 +140,20 @@ def test_missing_data_is_a_usage_error(tmp_path):
     assert_clean_error(result, "--data", "nowhere", usage=True)
 
 
+def test_fold_without_folds_is_a_clean_error(tmp_path):
+    result = mmsa("train", "--data", MVSA, "--fold", "2", "--out", tmp_path / "run", *TINY_ARGS)
+    assert_clean_error(result, "--fold 2", "--folds")
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_fold_says_how_the_summary_appears(tmp_path):
+    result = mmsa("train", "--data", MVSA, "--fusion", "text-only", "--folds", "3", "--fold", "3", "--freeze", "both",
+                  "--epochs", "1", "--out", tmp_path / "run", *TINY_ARGS)
+    assert_ok(result)
+    assert "fold 3 of 3; cv.md appears once every fold is trained" in result.output
+    assert [p.name for p in (tmp_path / "run").glob("fold-*")] == ["fold-3"]
+
+
 def test_run_without_weights(cli_run, tmp_path):
     out, _ = cli_run
     broken = tmp_path / "broken-run"

@@ -6,6 +6,7 @@ Each training happens once per session (session-scoped fixtures) and is shared b
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -17,7 +18,7 @@ import torch
 from mmsa_cli import LABELS
 from mmsa_cli.config import ModelConfig, TrainConfig
 from mmsa_cli.data import load_examples, stratified_split
-from mmsa_cli.errors import DataError
+from mmsa_cli.errors import ConfigError, DataError
 from mmsa_cli.runs import load_run
 from mmsa_cli.train import TrainSource, class_weights, fit, prepare, train, training_loss, with_split
 
@@ -286,6 +287,30 @@ def test_frozen_encoders_and_cross_validation(tmp_path):
     assert (tmp_path / "cv.md").read_text().count("±") == 3 * len(fusions)
     assert (tmp_path / "cv.png").stat().st_size > 0
     assert (tmp_path / "fold-2" / "cmac" / "model.safetensors").is_file()
+
+
+def test_folds_trained_one_at_a_time_give_the_full_cv_summary(tmp_path):
+    """--fold K trains only fold K; once the last missing fold is trained into the same folder,
+    cv.json is the one a single --folds run writes."""
+    cfg = TrainConfig(epochs=1, folds=3, **(FAST | {"freeze": "both"}))
+    full = train(TrainSource(str(MVSA)), tmp_path / "full", ["text-only"], ModelConfig(**TINY), cfg, pretrained=False)
+    split = tmp_path / "split"
+    for k in (2, 3):
+        results = train(TrainSource(str(MVSA)), split, ["text-only"], ModelConfig(**TINY),
+                        dataclasses.replace(cfg, fold=k), pretrained=False)
+        assert [r["fold"] for r in results] == [k]
+        assert results[0]["validation"] == full[k - 1]["validation"]
+        assert not (split / "fold-1").exists() and not (split / "cv.json").exists()
+    train(TrainSource(str(MVSA)), split, ["text-only"], ModelConfig(**TINY), dataclasses.replace(cfg, fold=1),
+          pretrained=False)
+    assert json.loads((split / "cv.json").read_text()) == json.loads((tmp_path / "full" / "cv.json").read_text())
+
+
+@pytest.mark.parametrize("fold, folds", [(4, 3), (1, 0)])
+def test_fold_outside_the_folds_is_refused(tmp_path, fold, folds):
+    with pytest.raises(ConfigError, match=f"--fold {fold} needs --folds"):
+        train(TrainSource(str(MVSA)), tmp_path, ["text-only"], ModelConfig(**TINY),
+              TrainConfig(epochs=1, folds=folds, fold=fold, **FAST), pretrained=False)
 
 
 def test_feature_cache_reuses_a_superset_and_recomputes_a_subset(tmp_path):
