@@ -16,6 +16,7 @@ IDEAS = [
     ("naive-cat\nfrozen", "mvsa_single_cv5.json", "naive-cat"),
     ("naive-cat\n+ls 0.1", "mvsa_single_cv5_naivecat_ls01.json", "naive-cat"),
     ("hstec\nfrozen", "mvsa_single_cv5.json", "hstec"),
+    ("naive-cat frozen\nMPNet text", "mvsa_single_cv5_frozen_mpnet.json", "naive-cat"),
     ("hstec\n+balanced", "mvsa_single_cv5_hstec_balanced.json", "hstec"),
     ("hstec\n+aux loss", "mvsa_single_cv5_hstec_aux1.json", "hstec"),
     ("hstec\n+tweet", "mvsa_single_cv5_hstec_tweet.json", "hstec"),
@@ -23,6 +24,7 @@ IDEAS = [
     ("recipe best\n(text fine-tuned)", "mvsa_single_cv5_best.json", "ensemble"),
     ("recipe best\n+GB18030 texts", "mvsa_single_cv5_best_gb18030.json", "ensemble"),
     ("recipe best\n+ls 0.1", "mvsa_single_cv5_best_ls01.json", "ensemble"),
+    ("mean of the\ntwo rows above", "mvsa_single_cv5_ensemble_of_runs.json", "mean of probabilities"),
 ]
 
 

@@ -1,0 +1,116 @@
+"""Cross-validated accuracy of averaging several CV runs' models (issue 5's ensemble question).
+
+Runs trained with the same --folds and --seed share their folds. For each fold this rebuilds
+every run's model from its folder, predicts that fold's validation rows (split.csv), and
+scores each run alone and the mean of their probabilities. Each run alone must reproduce its
+recorded validation accuracy: the script checks it, so the ensemble figure is comparable.
+
+Frozen image features come from the training feature cache (--feature-cache), so only the
+text side runs here: about 10 s per model on the 2-core CPU.
+
+    python benchmarks/cv_ensemble.py ../shared/data/mvsa-single runs/cv5-best-gb18030 runs/cv5-best-ls01 \
+        --feature-cache runs/feature-cache --out benchmarks/results/mvsa_single_cv5_ensemble_of_runs.json
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mmsa_cli.data import load_examples  # noqa: E402
+from mmsa_cli.metrics import classification_metrics  # noqa: E402
+from mmsa_cli.models import FUSIONS  # noqa: E402
+from mmsa_cli.runs import load_run  # noqa: E402
+from mmsa_cli.train import predict_indices, prepare, with_split  # noqa: E402
+
+METRICS = ("accuracy", "weighted_f1", "macro_f1")
+ENSEMBLE = "mean of probabilities"
+
+
+def fold_dirs(run: Path) -> list[Path]:
+    folds = sorted(run.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not folds:
+        sys.exit(f"{run} has no fold-K folders: train it with --folds")
+    return folds
+
+
+def val_indices(split_csv: Path, index_of: dict[str, int]) -> list[int]:
+    with split_csv.open() as fh:
+        return [index_of[row["guid"]] for row in csv.DictReader(fh) if row["split"] == "val"]
+
+
+def summary(name: str, per_fold: list[dict]) -> dict:
+    """One row in the layout of `mmsa train --folds`' cv.json."""
+    out = {"name": name, "fusion": name, "folds": len(per_fold)}
+    for m in METRICS:
+        values = np.array([f[m] for f in per_fold])
+        out[m], out[f"{m}_std"] = float(values.mean()), float(values.std(ddof=1))
+        out[f"{m}_per_fold"] = values.round(4).tolist()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", help="MVSA-Single folder the runs were trained on")
+    ap.add_argument("runs", nargs="+", type=Path, help="CV run folders (same folds)")
+    ap.add_argument("--feature-cache", default="", help="the runs' --feature-cache folder")
+    ap.add_argument("--out", type=Path, required=True, help="JSON to write")
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    device = torch.device("cpu")
+    labelled = [e for e in load_examples(args.data) if e.label is not None]
+    index_of = {e.guid: i for i, e in enumerate(labelled)}
+    folds = [fold_dirs(r) for r in args.runs]
+    if len({len(f) for f in folds}) != 1:
+        sys.exit("the runs have different numbers of folds")
+
+    per_run = {str(r): [] for r in args.runs}
+    ensemble, prepared = [], {}
+    for k in range(len(folds[0])):
+        val_idx = val_indices(folds[0][k] / "split.csv", index_of)
+        probs = []
+        for run, run_folds in zip(args.runs, folds):
+            if val_indices(run_folds[k] / "split.csv", index_of) != val_idx:
+                sys.exit(f"{run_folds[k]} has other validation rows than {folds[0][k]}: not the same folds")
+            loaded = load_run(run_folds[k])
+            cfg = dataclasses.replace(loaded.train_cfg, feature_cache=args.feature_cache or loaded.train_cfg.feature_cache)
+            key = (loaded.model_cfg.text_encoder, loaded.model_cfg.text_normalization, loaded.model_cfg.max_length)
+            if key not in prepared:  # tokens and cached image features are the same for every fold
+                keep_tokens = FUSIONS[loaded.model_cfg.fusion].needs_tokens(loaded.model_cfg)
+                prepared[key] = prepare(labelled, loaded.model, cfg, device, keep_tokens,
+                                        "pretrained=True image_weights=None")
+            data = with_split(prepared[key], [], val_idx, cfg)
+            if data.val_idx != val_idx:
+                sys.exit(f"{run_folds[k]}: some validation images are unreadable; this script needs all of them")
+            p = predict_indices(loaded.model.to(device), data, val_idx, cfg, device)
+            y = prepared[key].labels[val_idx].tolist()
+            m = classification_metrics(y, p.argmax(-1).tolist())
+            recorded = json.loads((run_folds[k] / "metrics.json").read_text())["validation"]["accuracy"]
+            if abs(m["accuracy"] - recorded) > 1e-9:
+                sys.exit(f"{run_folds[k]}: rebuilt model scores {m['accuracy']:.4f}, its run recorded {recorded:.4f}")
+            per_run[str(run)].append({x: m[x] for x in METRICS})
+            probs.append(p)
+        m = classification_metrics(y, torch.stack(probs).mean(0).argmax(-1).tolist())
+        ensemble.append({x: m[x] for x in METRICS})
+        print(f"fold {k + 1}: " + "  ".join(f"{r.name} {per_run[str(r)][-1]['accuracy']:.4f}" for r in args.runs)
+              + f"  mean of probabilities {m['accuracy']:.4f}", flush=True)
+
+    rows = [summary(run, v) for run, v in per_run.items()] + [summary(ENSEMBLE, ensemble)]
+    result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
+              "command": " ".join(["python", *sys.argv]), "rows": rows}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for row in rows:
+        print(f"{row['name']}: " + ", ".join(f"{x} {100 * row[x]:.2f} ± {100 * row[x + '_std']:.2f}" for x in METRICS))
+
+
+if __name__ == "__main__":
+    main()
