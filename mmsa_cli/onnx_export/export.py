@@ -113,7 +113,7 @@ def export_model(model: MultimodalModel, tokenizer, out: str | Path, rows: Parit
         parts = fz.op_counts(graph)
         report = fz.FusionReport(
             text=fz.bert_fusion_counts(optimized["text_encoder"]),
-            expected_text=fz.expected_bert_fusions(bert.num_hidden_layers, model.uses_text),
+            expected_text=fz.expected_text_fusions(bert.model_type, bert.num_hidden_layers, model.uses_text),
             parts=parts, raw=raw_counts)
         save_onnx(graph, tmp / "model.onnx")  # a first copy for the sessions below
         ep_provider = PROVIDERS["cuda"] if target == "cuda" and cuda_usable() else PROVIDERS["cpu"]

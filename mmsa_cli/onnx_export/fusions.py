@@ -15,7 +15,8 @@ only). Execution-provider-specific rewrites (Conv+activation -> FusedConv, NCHWc
 on CPU, ...) are what ONNX Runtime applies itself when a session loads the model; they are
 counted separately from a session's `optimized_model_filepath` for the target provider.
 
-Expected BERT fusions, from the encoder's config (L = num_hidden_layers):
+Expected BERT fusions, from the encoder's config (L = num_hidden_layers; MPNet differs, see
+expected_text_fusions):
     EmbedLayerNormalization  1    word + position + token-type embeddings and their LayerNorm
     Attention                L    (or MultiHeadAttention) self-attention incl. QKV projections
     SkipLayerNormalization   2L   residual add + LayerNorm after attention and after the FFN
@@ -73,8 +74,17 @@ def bert_fusion_counts(counts: dict[str, int]) -> dict[str, int]:
     }
 
 
-def expected_bert_fusions(num_hidden_layers: int, uses_text: bool) -> dict[str, int]:
+def expected_text_fusions(model_type: str, num_hidden_layers: int, uses_text: bool) -> dict[str, int]:
+    """The fusions a text encoder must get, by its Hugging Face model_type.
+
+    BERT (and types not listed): all four kinds, every layer. MPNet adds a relative-position
+    bias inside attention, which ORT's Attention patterns do not match: its attention stays
+    MatMul + Softmax (slower on a GPU), and its embedding LayerNorm, after a plain Add, becomes
+    one more SkipLayerNormalization instead of an EmbedLayerNormalization."""
     layers = num_hidden_layers if uses_text else 0
+    if model_type == "mpnet":
+        return {"EmbedLayerNormalization": 0, "Attention": 0,
+                "SkipLayerNormalization": 2 * layers + int(uses_text), "Gelu": layers}
     return {"EmbedLayerNormalization": int(uses_text), "Attention": layers,
             "SkipLayerNormalization": 2 * layers, "Gelu": layers}
 
