@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import sys
@@ -395,9 +396,7 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
 
 def finished_folds(fold_dirs: Sequence[Path], fusions: Sequence[str]) -> list[dict] | None:
     """Every fold's results from its metrics.json (folds trained one by one, e.g. on several
-    machines, into the same --out), or None while one is missing."""
-    import json
-
+    machines, into the same --out, with the same options), or None while one is missing."""
     results = []
     for fold, base in enumerate(fold_dirs, start=1):
         for name in fusions:
