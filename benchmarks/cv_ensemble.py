@@ -6,8 +6,8 @@ scores each run alone and the mean of their probabilities. Each run alone must r
 recorded validation accuracy: the script checks it, so the ensemble figure is comparable.
 
 Frozen image features come from the training feature cache (--feature-cache), so only the
-text side runs here: two 5-fold runs (10 models) took 6 min on the 2-core CPU, shared with a
-training run.
+text side runs here: two 5-fold runs (10 models) take 2 min on the 2-core CPU (6 min while a
+training run shared it).
 
     python benchmarks/cv_ensemble.py ../shared/data/mvsa-single runs/cv5-best-gb18030 runs/cv5-best-ls01 \
         --feature-cache runs/feature-cache --out benchmarks/results/mvsa_single_cv5_ensemble_of_runs.json
