@@ -15,25 +15,23 @@ training run shared it).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import platform
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmsa_cli.data import load_examples  # noqa: E402
+from mmsa_cli.data import load_examples, read_split  # noqa: E402
 from mmsa_cli.metrics import classification_metrics  # noqa: E402
 from mmsa_cli.models import FUSIONS  # noqa: E402
 from mmsa_cli.runs import load_run  # noqa: E402
-from mmsa_cli.train import predict_indices, prepare, with_split  # noqa: E402
+from mmsa_cli.train import (METRICS_REPORTED, cv_summary, image_weights_id, predict_indices, prepare,  # noqa: E402
+                            with_split)
 
-METRICS = ("accuracy", "weighted_f1", "macro_f1")
 ENSEMBLE = "mean of probabilities"
 
 
@@ -45,19 +43,7 @@ def fold_dirs(run: Path) -> list[Path]:
 
 
 def val_indices(split_csv: Path, index_of: dict[str, int]) -> list[int]:
-    with split_csv.open() as fh:
-        return [index_of[row["guid"]] for row in csv.DictReader(fh) if row["split"] == "val"]
-
-
-def summary(name: str, per_fold: list[dict]) -> dict:
-    """One row in the layout of `mmsa train --folds`' cv.json."""
-    out = {"name": name, "fusion": name, "folds": len(per_fold)}
-    for m in METRICS:
-        values = np.array([f[m] for f in per_fold])
-        out[m], out[f"{m}_std"] = float(values.mean()), float(values.std(ddof=1))
-        out[f"{m}_per_fold"] = values.round(4).tolist()
-    return out
-
+    return [index_of[guid] for guid, part in read_split(split_csv).items() if part == "val"]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,8 +73,7 @@ def main() -> None:
             key = (loaded.model_cfg.text_encoder, loaded.model_cfg.text_normalization, loaded.model_cfg.max_length)
             if key not in prepared:  # tokens and cached image features are the same for every fold
                 keep_tokens = FUSIONS[loaded.model_cfg.fusion].needs_tokens(loaded.model_cfg)
-                prepared[key] = prepare(labelled, loaded.model, cfg, device, keep_tokens,
-                                        "pretrained=True image_weights=None")
+                prepared[key] = prepare(labelled, loaded.model, cfg, device, keep_tokens, image_weights_id(True, None))
             data = with_split(prepared[key], [], val_idx, cfg)
             if data.val_idx != val_idx:
                 sys.exit(f"{run_folds[k]}: some validation images are unreadable; this script needs all of them")
@@ -98,19 +83,21 @@ def main() -> None:
             recorded = json.loads((run_folds[k] / "metrics.json").read_text())["validation"]["accuracy"]
             if abs(m["accuracy"] - recorded) > 1e-9:
                 sys.exit(f"{run_folds[k]}: rebuilt model scores {m['accuracy']:.4f}, its run recorded {recorded:.4f}")
-            per_run[str(run)].append({x: m[x] for x in METRICS})
+            per_run[str(run)].append(m)
             probs.append(p)
         m = classification_metrics(y, torch.stack(probs).mean(0).argmax(-1).tolist())
-        ensemble.append({x: m[x] for x in METRICS})
+        ensemble.append(m)
         print(f"fold {k + 1}: " + "  ".join(f"{r.name} {per_run[str(r)][-1]['accuracy']:.4f}" for r in args.runs)
               + f"  mean of probabilities {m['accuracy']:.4f}", flush=True)
 
-    rows = [summary(run, v) for run, v in per_run.items()] + [summary(ENSEMBLE, ensemble)]
+    # One row per run and one for their mean, in the layout of `mmsa train --folds`' cv.json.
+    rows = cv_summary([{"fusion": name, "validation": m} for name, per_fold in [*per_run.items(), (ENSEMBLE, ensemble)]
+                       for m in per_fold])
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
               "command": " ".join(["python", *sys.argv]), "rows": rows}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for row in rows:
-        print(f"{row['name']}: " + ", ".join(f"{x} {100 * row[x]:.2f} ± {100 * row[x + '_std']:.2f}" for x in METRICS))
+        print(f"{row['name']}: " + ", ".join(f"{x} {100 * row[x]:.2f} ± {100 * row[x + '_std']:.2f}" for x in METRICS_REPORTED))
 
 
 if __name__ == "__main__":

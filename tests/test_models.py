@@ -293,17 +293,11 @@ def test_resnet50_random_weights_constructs_and_runs():
     assert logits.shape == (1, 3) and torch.isfinite(logits).all()
 
 
-def test_local_text_encoder_without_sdpa_support_loads(tmp_path):
+def test_local_text_encoder_without_sdpa_support_loads(tiny_mpnet_folder):
     """A local folder of an architecture transformers runs only eagerly (MPNet) must load."""
-    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+    from mmsa_cli.models.text_encoders import create_text_encoder
 
-    from mmsa_cli.models.text_encoders import create_text_encoder, minilm_dir
-
-    folder = tmp_path / "tiny-mpnet"
-    MPNetModel(MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64)).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(folder)
-    encoder = create_text_encoder(str(folder))
+    encoder = create_text_encoder(str(tiny_mpnet_folder))
     assert encoder.bert.config._attn_implementation == "eager"
     ids = torch.tensor([[101, 2293, 102, 0]])
     tokens, pooled = encoder(ids, (ids != 0).long())
