@@ -392,7 +392,9 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
         every_fold = results if not cfg.fold else finished_folds(fold_dirs, fusions)
         if every_fold:
             write_cv_summary(out, every_fold)
-        else:
+        else:  # a summary left by an earlier run describes other folds: never show it as this one's
+            for name in ("cv.json", "cv.md", "cv.png"):
+                (out / name).unlink(missing_ok=True)
             log.warning("trained fold %d of %d; cv.md is written when every fold folder has its metrics.json",
                         cfg.fold, cfg.folds)
     return results

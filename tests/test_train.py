@@ -295,6 +295,8 @@ def test_folds_trained_one_at_a_time_give_the_full_cv_summary(tmp_path):
     cfg = TrainConfig(epochs=1, folds=3, **(FAST | {"freeze": "both"}))
     full = train(TrainSource(str(MVSA)), tmp_path / "full", ["text-only"], ModelConfig(**TINY), cfg, pretrained=False)
     split = tmp_path / "split"
+    split.mkdir()
+    (split / "cv.json").write_text("{}")  # left by an earlier run with other folds
     for k in (2, 3):
         results = train(TrainSource(str(MVSA)), split, ["text-only"], ModelConfig(**TINY),
                         dataclasses.replace(cfg, fold=k), pretrained=False)
