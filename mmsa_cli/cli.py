@@ -92,6 +92,9 @@ def apply_recipe(ctx: click.Context, options: dict) -> dict:
               help="Early stopping: epochs without validation gain.")
 @click.option("--freeze", default=TrainConfig.freeze, show_default=True, type=click.Choice(FREEZE_CHOICES),
               help="Encoders kept fixed. A frozen image encoder's features are computed once.")
+@click.option("--image-train-stages", default=TrainConfig.image_train_stages, show_default=True,
+              type=click.IntRange(0), help="With the image encoder trained (--freeze none/text): fine-tune only its "
+                                           "last N trunk stages (EfficientNet-Lite: stem, each block, head); 0 = all.")
 @click.option("--reencode-images", is_flag=True, help="Run the frozen image encoder every epoch instead of once.")
 @click.option("--feature-cache", type=click.Path(file_okay=False), default="",
               help="Folder that keeps a frozen image encoder's features between runs (same images, same encoder).")
@@ -134,6 +137,7 @@ def train(ctx, **options):
                             text_normalization=o["text_normalization"], ensemble_members=members)
     train_cfg = TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], encoder_lr=o["encoder_lr"],
                             head_lr=o["head_lr"], patience=o["patience"], freeze=o["freeze"],
+                            image_train_stages=o["image_train_stages"],
                             cache_image_features=not o["reencode_images"], feature_cache=o["feature_cache"],
                             label_smoothing=o["label_smoothing"], aux_loss_weight=o["aux_loss_weight"],
                             class_weighting=o["class_weighting"], val_fraction=o["val_fraction"], folds=o["folds"],

@@ -40,6 +40,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1        # linear warmup, then linear decay
     patience: int = 3                # epochs without validation-accuracy gain before stopping
     freeze: str = "image"            # "none", "text", "image" or "both": which encoders stay fixed
+    image_train_stages: int = 0      # a trained image encoder: only its last N trunk stages learn (0 = all)
     cache_image_features: bool = True  # with a frozen image encoder, encode each image once
     feature_cache: str = ""          # folder keeping frozen image features across runs ("" = memory only)
     label_smoothing: float = 0.0

@@ -160,6 +160,8 @@ def _optimizer(model: MultimodalModel, cfg: TrainConfig):
     frozen = {"none": (), "text": ("text",), "image": ("image",), "both": ("text", "image")}[cfg.freeze]
     model.text_encoder.requires_grad_("text" not in frozen and model.uses_text)
     model.image_encoder.requires_grad_("image" not in frozen and model.uses_image)
+    for stage in model.image_encoder.fixed_stages(cfg.image_train_stages):
+        stage.requires_grad_(False)
     enc = [p for m in (model.text_encoder, model.image_encoder) for p in m.parameters() if p.requires_grad]
     head = [p for p in model.fusion.parameters()]
     groups = [{"params": head, "lr": cfg.head_lr}]
@@ -191,13 +193,15 @@ def training_loss(logits: torch.Tensor, aux: Sequence[torch.Tensor], y: torch.Te
     return loss
 
 
-def _set_train_mode(model: MultimodalModel, frozen: Sequence[str]) -> None:
+def _set_train_mode(model: MultimodalModel, frozen: Sequence[str], image_train_stages: int) -> None:
     model.train()
-    # Frozen encoders stay in eval mode: no dropout noise, BatchNorm statistics untouched.
+    # Frozen encoders (and fixed image stages) stay in eval mode: no dropout, BatchNorm statistics untouched.
     if "text" in frozen:
         model.text_encoder.eval()
     if "image" in frozen:
         model.image_encoder.eval()
+    for stage in model.image_encoder.fixed_stages(image_train_stages):
+        stage.eval()
 
 
 def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, device, data_name: str) -> dict:
@@ -218,7 +222,7 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     name = model.cfg.fusion
     epochs = progress(range(1, cfg.epochs + 1), desc=f"{name}", unit="epoch")
     for epoch in epochs:
-        _set_train_mode(model, frozen)
+        _set_train_mode(model, frozen, cfg.image_train_stages)
         seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
         steps = progress(_batches(model, data, data.train_idx, cfg.batch_size, shuffle=True,
                               augment="image" not in frozen, cfg=cfg, epoch=epoch),
@@ -344,6 +348,9 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
         raise ConfigError(f"--freeze '{cfg.freeze}' is not one of {', '.join(FREEZE_CHOICES)}")
     if cfg.fold and not 1 <= cfg.fold <= cfg.folds:
         raise ConfigError(f"--fold {cfg.fold} needs --folds of at least {cfg.fold} (got --folds {cfg.folds})")
+    if cfg.image_train_stages and cfg.freeze in ("image", "both"):
+        raise ConfigError(f"--image-train-stages {cfg.image_train_stages} fine-tunes part of the image encoder, "
+                          f"but --freeze {cfg.freeze} keeps it fixed: use --freeze none or --freeze text")
     if cfg.class_weighting not in CLASS_WEIGHTINGS:
         raise ConfigError(f"--class-weighting '{cfg.class_weighting}' is not one of {', '.join(CLASS_WEIGHTINGS)}")
     out = Path(out)
@@ -363,6 +370,7 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
         splits, fold_dirs = [stratified_split(labels, cfg.val_fraction, cfg.seed)], [out]
     weights = dict(pretrained=pretrained, text_weights=text_weights, image_weights=image_weights)
     first = create_model(dataclasses.replace(model_cfg, fusion=fusions[0]), **weights)
+    first.image_encoder.fixed_stages(cfg.image_train_stages)  # a bad stage count fails before any data work
     keep_tokens = any(FUSIONS[f].needs_tokens(model_cfg) for f in fusions)
     data = prepare(labelled, first, cfg, device, keep_tokens, image_weights_id(pretrained, image_weights))
     results = []

@@ -11,6 +11,7 @@ import torch
 from mmsa_cli.config import ModelConfig
 from mmsa_cli.errors import ConfigError, WeightsNotFoundError
 from mmsa_cli.models import FUSIONS, create_model
+from mmsa_cli.models.image_encoders import IMAGE_PRESETS
 
 # Parametrize straight from the registry: a new fusion is tested without editing this file.
 FUSION_NAMES = list(FUSIONS)
@@ -291,6 +292,21 @@ def test_resnet50_random_weights_constructs_and_runs():
     mask = torch.ones_like(ids)
     logits = run(model, ids, mask, torch.randn(1, 3, 224, 224))
     assert logits.shape == (1, 3) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", list(IMAGE_PRESETS))
+def test_image_trunk_stages_hold_every_trunk_parameter_once(name):
+    """--image-train-stages counts these stages from the end: together they must be the whole
+    trunk (every parameter but an ImageNet classifier's), in order, none twice."""
+    from mmsa_cli.models.image_encoders import create_image_encoder
+
+    params = lambda stages: [id(p) for stage in stages for p in stage.parameters()]  # noqa: E731
+    encoder = create_image_encoder(name, pretrained=False)
+    stages = encoder.stages()
+    trunk = [id(p) for n, p in encoder.net.named_parameters() if not n.startswith(("_fc.", "fc."))]
+    assert len(params(stages)) == len(set(params(stages))) and set(params(stages)) == set(trunk)
+    assert params(encoder.fixed_stages(1)) == params(stages[:-1]) and params(stages[-1:])
+    assert encoder.fixed_stages(0) == [] and params(encoder.fixed_stages(len(stages))) == []
 
 
 def test_local_text_encoder_without_sdpa_support_loads(tiny_mpnet_folder):

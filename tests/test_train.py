@@ -153,6 +153,41 @@ def test_load_run_gives_identical_probabilities(tmp_path):
     torch.testing.assert_close(rebuilt, trained, atol=1e-6, rtol=0)
 
 
+def test_image_train_stages_fine_tunes_only_the_last_stages(tmp_path):
+    """--freeze none --image-train-stages 1 on tiny-cnn (3 stages): the last stage learns; the
+    first two keep their weights and their BatchNorm statistics; the text encoder learns."""
+    from mmsa_cli.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(fusion="naive-cat", **TINY), pretrained=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=1, max_train_examples=48, image_train_stages=1, **FAST)
+    examples = load_examples(MVSA)
+    data = prepare(examples, model, cfg, torch.device("cpu"), keep_tokens=False)
+    data = with_split(data, *stratified_split([e.label for e in examples], cfg.val_fraction, cfg.seed), cfg)
+    fit(model, data, cfg, tmp_path, torch.device("cpu"), "samples/mvsa")
+
+    after = model.state_dict()
+    changed = lambda prefix: [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]  # noqa: E731
+    # tiny-cnn's stages are features[0:3], [3:6], [6:9]: conv, BatchNorm (weights and running stats), ReLU
+    assert changed("image_encoder.net.features.0.") == changed("image_encoder.net.features.1.") == []
+    assert changed("image_encoder.net.features.3.") == changed("image_encoder.net.features.4.") == []
+    assert "image_encoder.net.features.6.weight" in changed("image_encoder.net.features.6.")
+    assert "image_encoder.net.features.7.running_mean" in changed("image_encoder.net.features.7.")
+    assert changed("text_encoder.")
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["image_train_stages"] == 1
+
+
+@pytest.mark.parametrize("stages, freeze, message", [
+    (4, "none", "--image-train-stages 4: 'tiny-cnn' has 3 stages"),
+    (1, "image", "--image-train-stages 1 fine-tunes part of the image encoder, but --freeze image"),
+])
+def test_bad_image_train_stages_are_refused(tmp_path, stages, freeze, message):
+    with pytest.raises(ConfigError, match=message):
+        train(TrainSource(str(MVSA)), tmp_path, ["image-only"], ModelConfig(**TINY),
+              TrainConfig(epochs=1, **(FAST | {"freeze": freeze, "image_train_stages": stages})), pretrained=False)
+
+
 def test_ensemble_trains_and_its_run_folder_rebuilds(tmp_path):
     """--fusion ensemble --ensemble-members naive-cat,ote --aux-loss-weight 1: config.json keeps
     the members (a JSON list, a tuple again on load) and load_run rebuilds the same model."""

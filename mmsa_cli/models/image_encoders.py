@@ -26,6 +26,7 @@ TF_LITE_STD = (0.5, 0.5, 0.5)
 class ImagePreset:
     build: Callable[[], nn.Module]           # architecture, random weights
     trunk: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # pixels -> feature map [B,C,h,w]
+    stages: Callable[[nn.Module], list[nn.Module]]  # the trunk's stages in order (partial fine-tuning)
     channels: int
     image_size: int
     mean: tuple[float, float, float]
@@ -57,6 +58,11 @@ def _efficientnet_trunk(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return net.extract_features(x)
 
 
+def _efficientnet_stages(net: nn.Module) -> list[nn.Module]:
+    # stem, each MBConv block, head: lite2 has 1 + 21 + 1 (its last 6 blocks and the head run at 9x9)
+    return [nn.ModuleList([net._conv_stem, net._bn0]), *net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
+
+
 def _resnet50_build() -> nn.Module:
     from torchvision.models import resnet50
 
@@ -68,6 +74,10 @@ def _resnet50_build() -> nn.Module:
 def _resnet_trunk(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
     return net.layer4(net.layer3(net.layer2(net.layer1(x))))  # [B, 2048, 7, 7] at 224
+
+
+def _resnet_stages(net: nn.Module) -> list[nn.Module]:
+    return [nn.ModuleList([net.conv1, net.bn1]), net.layer1, net.layer2, net.layer3, net.layer4]
 
 
 def _resnet50_weights() -> Path:
@@ -95,11 +105,16 @@ class TinyCNN(nn.Module):
 
 _lite = {v: _efficientnet_lite(v) for v in (0, 1, 2)}
 IMAGE_PRESETS: dict[str, ImagePreset] = {
-    "efficientnet-lite2": ImagePreset(_lite[2][0], _efficientnet_trunk, 1280, 260, TF_LITE_MEAN, TF_LITE_STD, _lite[2][1]),
-    "efficientnet-lite1": ImagePreset(_lite[1][0], _efficientnet_trunk, 1280, 240, TF_LITE_MEAN, TF_LITE_STD, _lite[1][1]),
-    "efficientnet-lite0": ImagePreset(_lite[0][0], _efficientnet_trunk, 1280, 224, TF_LITE_MEAN, TF_LITE_STD, _lite[0][1]),
-    "resnet50": ImagePreset(_resnet50_build, _resnet_trunk, 2048, 224, IMAGENET_MEAN, IMAGENET_STD, _resnet50_weights),
-    "tiny-cnn": ImagePreset(TinyCNN, lambda net, x: net.features(x), 32, 64, IMAGENET_MEAN, IMAGENET_STD, None),
+    "efficientnet-lite2": ImagePreset(_lite[2][0], _efficientnet_trunk, _efficientnet_stages, 1280, 260,
+                                      TF_LITE_MEAN, TF_LITE_STD, _lite[2][1]),
+    "efficientnet-lite1": ImagePreset(_lite[1][0], _efficientnet_trunk, _efficientnet_stages, 1280, 240,
+                                      TF_LITE_MEAN, TF_LITE_STD, _lite[1][1]),
+    "efficientnet-lite0": ImagePreset(_lite[0][0], _efficientnet_trunk, _efficientnet_stages, 1280, 224,
+                                      TF_LITE_MEAN, TF_LITE_STD, _lite[0][1]),
+    "resnet50": ImagePreset(_resnet50_build, _resnet_trunk, _resnet_stages, 2048, 224, IMAGENET_MEAN, IMAGENET_STD,
+                            _resnet50_weights),
+    "tiny-cnn": ImagePreset(TinyCNN, lambda net, x: net.features(x), lambda net: [net.features[i: i + 3] for i in (0, 3, 6)],
+                            32, 64, IMAGENET_MEAN, IMAGENET_STD, None),
 }
 
 
@@ -110,9 +125,22 @@ class ImageEncoder(nn.Module):
         self.name = name
         self.net = net
         self._trunk = preset.trunk
+        self._stages = preset.stages
         self.hidden_size = preset.channels
         self.image_size = preset.image_size
         self.mean, self.std = preset.mean, preset.std
+
+    def stages(self) -> list[nn.Module]:
+        """The trunk's stages in order (--image-train-stages counts from the end)."""
+        return self._stages(self.net)
+
+    def fixed_stages(self, trained: int) -> list[nn.Module]:
+        """The trunk stages that stay fixed when only the last `trained` are fine-tuned (0 = all trained)."""
+        stages = self.stages()
+        if not 0 <= trained <= len(stages):
+            raise ConfigError(f"--image-train-stages {trained}: '{self.name}' has {len(stages)} stages "
+                              f"(0 = train them all)")
+        return stages[: len(stages) - trained] if trained else []
 
     def forward(self, pixel_values: torch.Tensor):
         fmap = self._trunk(self.net, pixel_values)          # [B, C, h, w]
