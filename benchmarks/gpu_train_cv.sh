@@ -12,6 +12,8 @@
 # then one call per part (carry [".gpu/parts/NAME.partNN"]): mkdir -p /tmp/parts && cp .gpu/parts/NAME.partNN /tmp/parts/
 # and last: bash benchmarks/gpu_train_cv.sh (carry [".gpu/site"] for emoji), then rm -r .gpu/parts.
 #   DEV=cpu FOLDS=2 WORKERS=0 EXTRA="--max-train-examples 64 --epochs 1" bash benchmarks/gpu_train_cv.sh   # dry run here
+# EXTRA="--image-train-stages 7" fine-tunes only EfficientNet-Lite2's last 6 blocks and head (fold 1 on
+# the dev CPU: benchmarks/results/README.md).
 set -u -o pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 DEV=${DEV:-cuda}

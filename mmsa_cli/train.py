@@ -1,7 +1,9 @@
 """`mmsa train`: split the data, prepare it once, fit one or all fusions, write run folders."""
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -193,6 +195,21 @@ def training_loss(logits: torch.Tensor, aux: Sequence[torch.Tensor], y: torch.Te
     return loss
 
 
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """ema <- d * ema + (1 - d) * model, d = min(decay, (1 + step) / (10 + step)) so the random
+    initial head is forgotten within the first epoch. Integer buffers (position ids, BatchNorm
+    batch counts) are copied: averaging them, as torch's AveragedModel(use_buffers=True) does,
+    corrupts BERT's position ids."""
+    d = min(decay, (1 + step) / (10 + step))
+    for averaged, current in zip(itertools.chain(ema.parameters(), ema.buffers()),
+                                 itertools.chain(model.parameters(), model.buffers())):
+        if averaged.dtype.is_floating_point:
+            averaged.lerp_(current, 1 - d)
+        else:
+            averaged.copy_(current)
+
+
 def _set_train_mode(model: MultimodalModel, frozen: Sequence[str], image_train_stages: int) -> None:
     model.train()
     # Frozen encoders (and fixed image stages) stay in eval mode: no dropout, BatchNorm statistics untouched.
@@ -210,6 +227,7 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     write_run_config(out, model, cfg, data_name)
     model.to(device)
     opt, frozen = _optimizer(model, cfg)
+    ema = copy.deepcopy(model) if cfg.ema_decay else None  # validated and saved; training goes on with model
     steps_per_epoch = math.ceil(len(data.train_idx) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_ratio * total)
@@ -236,11 +254,14 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
+            if ema is not None:
+                update_ema(ema, model, cfg.ema_decay, sched.last_epoch)
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(-1) == y).sum())
             steps.set_postfix(loss=f"{loss_sum / seen:.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}")
-        probs = predict_indices(model, data, data.val_idx, cfg, device)
+        evaluated = ema if ema is not None else model
+        probs = predict_indices(evaluated, data, data.val_idx, cfg, device)
         val = classification_metrics(val_y.tolist(), probs.argmax(-1).tolist())
         val_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), val_y)) if len(val_y) else float("nan")
         record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen),
@@ -255,7 +276,7 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
                   f"{record['samples_per_s']:.0f} samples/s", file=sys.stderr, flush=True)
         if best is None or (val["accuracy"], -val_loss) > (best["metrics"]["accuracy"], -best["val_loss"]):
             best, bad_epochs = {"epoch": epoch, "metrics": val, "val_loss": val_loss}, 0
-            save_weights(out, model)
+            save_weights(out, evaluated)
         else:
             bad_epochs += 1
             if bad_epochs >= cfg.patience:
