@@ -99,7 +99,8 @@ def apply_recipe(ctx: click.Context, options: dict) -> dict:
 @click.option("--feature-cache", type=click.Path(file_okay=False), default="",
               help="Folder that keeps a frozen image encoder's features between runs (same images, same encoder).")
 @click.option("--label-smoothing", default=TrainConfig.label_smoothing, show_default=True, type=click.FloatRange(0, 0.5))
-@click.option("--ema-decay", default=TrainConfig.ema_decay, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+@click.option("--ema-decay", default=TrainConfig.ema_decay, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
               help="Validate and keep an exponential moving average of the weights (e.g. 0.998); 0 = off.")
 @click.option("--aux-loss-weight", default=TrainConfig.aux_loss_weight, show_default=True, type=click.FloatRange(0),
               help="Weight of the unimodal classifiers' (or ensemble members') own losses.")
@@ -141,7 +142,8 @@ def train(ctx, **options):
                             head_lr=o["head_lr"], patience=o["patience"], freeze=o["freeze"],
                             image_train_stages=o["image_train_stages"],
                             cache_image_features=not o["reencode_images"], feature_cache=o["feature_cache"],
-                            label_smoothing=o["label_smoothing"], ema_decay=o["ema_decay"], aux_loss_weight=o["aux_loss_weight"],
+                            label_smoothing=o["label_smoothing"], ema_decay=o["ema_decay"],
+                            aux_loss_weight=o["aux_loss_weight"],
                             class_weighting=o["class_weighting"], val_fraction=o["val_fraction"], folds=o["folds"],
                             fold=o["fold"], seed=o["seed"], device=o["device"], num_workers=o["num_workers"],
                             strict=o["strict"], max_train_examples=o["max_train_examples"])

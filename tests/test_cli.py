@@ -146,6 +146,12 @@ def test_fold_without_folds_is_a_clean_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_too_many_image_train_stages_is_a_clean_error(tmp_path):
+    result = mmsa("train", "--data", MVSA, "--freeze", "none", "--image-train-stages", "9", "--out", tmp_path / "run",
+                  *TINY_ARGS)
+    assert_clean_error(result, "--image-train-stages 9", "'tiny-cnn' has 3 stages")
+
+
 def test_one_fold_says_how_the_summary_appears(tmp_path):
     result = mmsa("train", "--data", MVSA, "--fusion", "text-only", "--folds", "3", "--fold", "3", "--freeze", "both",
                   "--epochs", "1", "--out", tmp_path / "run", *TINY_ARGS)

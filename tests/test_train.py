@@ -169,7 +169,8 @@ def test_image_train_stages_fine_tunes_only_the_last_stages(tmp_path):
     fit(model, data, cfg, tmp_path, torch.device("cpu"), "samples/mvsa")
 
     after = model.state_dict()
-    changed = lambda prefix: [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]  # noqa: E731
+    changed = lambda prefix: [k for k in before  # noqa: E731
+                              if k.startswith(prefix) and not torch.equal(before[k], after[k])]
     # tiny-cnn's stages are features[0:3], [3:6], [6:9]: conv, BatchNorm (weights and running stats), ReLU
     assert changed("image_encoder.net.features.0.") == changed("image_encoder.net.features.1.") == []
     assert changed("image_encoder.net.features.3.") == changed("image_encoder.net.features.4.") == []

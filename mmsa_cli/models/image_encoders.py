@@ -113,7 +113,8 @@ IMAGE_PRESETS: dict[str, ImagePreset] = {
                                       TF_LITE_MEAN, TF_LITE_STD, _lite[0][1]),
     "resnet50": ImagePreset(_resnet50_build, _resnet_trunk, _resnet_stages, 2048, 224, IMAGENET_MEAN, IMAGENET_STD,
                             _resnet50_weights),
-    "tiny-cnn": ImagePreset(TinyCNN, lambda net, x: net.features(x), lambda net: [net.features[i: i + 3] for i in (0, 3, 6)],
+    "tiny-cnn": ImagePreset(TinyCNN, lambda net, x: net.features(x),
+                            lambda net: [net.features[i: i + 3] for i in (0, 3, 6)],  # conv-bn-relu each
                             32, 64, IMAGENET_MEAN, IMAGENET_STD, None),
 }
 
