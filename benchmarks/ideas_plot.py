@@ -24,7 +24,8 @@ IDEAS = [
     ("recipe best\n(text fine-tuned)", "mvsa_single_cv5_best.json", "ensemble"),
     ("recipe best\n+GB18030 texts", "mvsa_single_cv5_best_gb18030.json", "ensemble"),
     ("recipe best\n+ls 0.1", "mvsa_single_cv5_best_ls01.json", "ensemble"),
-    ("mean of the\ntwo rows above", "mvsa_single_cv5_ensemble_of_runs.json", "mean of probabilities"),
+    ("recipe best\n+EMA 0.995", "mvsa_single_cv5_best_ema995.json", "ensemble"),
+    ("mean of GB18030\nand ls 0.1 runs", "mvsa_single_cv5_ensemble_of_runs.json", "mean of probabilities"),
 ]
 
 
