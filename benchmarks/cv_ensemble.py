@@ -45,6 +45,7 @@ def fold_dirs(run: Path) -> list[Path]:
 def val_indices(split_csv: Path, index_of: dict[str, int]) -> list[int]:
     return [index_of[guid] for guid, part in read_split(split_csv).items() if part == "val"]
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="MVSA-Single folder the runs were trained on")

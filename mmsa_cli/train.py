@@ -158,11 +158,11 @@ def predict_indices(model: MultimodalModel, data: Prepared, idx: Sequence[int], 
     return torch.cat(probs) if probs else torch.zeros((0, len(LABELS)))
 
 
-def _optimizer(model: MultimodalModel, cfg: TrainConfig):
+def _optimizer(model: MultimodalModel, cfg: TrainConfig, fixed_stages: Sequence[torch.nn.Module]):
     frozen = {"none": (), "text": ("text",), "image": ("image",), "both": ("text", "image")}[cfg.freeze]
     model.text_encoder.requires_grad_("text" not in frozen and model.uses_text)
     model.image_encoder.requires_grad_("image" not in frozen and model.uses_image)
-    for stage in model.image_encoder.fixed_stages(cfg.image_train_stages):
+    for stage in fixed_stages:
         stage.requires_grad_(False)
     enc = [p for m in (model.text_encoder, model.image_encoder) for p in m.parameters() if p.requires_grad]
     head = [p for p in model.fusion.parameters()]
@@ -210,14 +210,14 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
             averaged.copy_(current)
 
 
-def _set_train_mode(model: MultimodalModel, frozen: Sequence[str], image_train_stages: int) -> None:
+def _set_train_mode(model: MultimodalModel, frozen: Sequence[str], fixed_stages: Sequence[torch.nn.Module]) -> None:
     model.train()
     # Frozen encoders (and fixed image stages) stay in eval mode: no dropout, BatchNorm statistics untouched.
     if "text" in frozen:
         model.text_encoder.eval()
     if "image" in frozen:
         model.image_encoder.eval()
-    for stage in model.image_encoder.fixed_stages(image_train_stages):
+    for stage in fixed_stages:
         stage.eval()
 
 
@@ -226,7 +226,8 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     seed_everything(cfg.seed)
     write_run_config(out, model, cfg, data_name)
     model.to(device)
-    opt, frozen = _optimizer(model, cfg)
+    fixed_stages = model.image_encoder.fixed_stages(cfg.image_train_stages)
+    opt, frozen = _optimizer(model, cfg, fixed_stages)
     ema = copy.deepcopy(model) if cfg.ema_decay else None  # validated and saved; training goes on with model
     steps_per_epoch = math.ceil(len(data.train_idx) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -240,7 +241,7 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     name = model.cfg.fusion
     epochs = progress(range(1, cfg.epochs + 1), desc=f"{name}", unit="epoch")
     for epoch in epochs:
-        _set_train_mode(model, frozen, cfg.image_train_stages)
+        _set_train_mode(model, frozen, fixed_stages)
         seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
         steps = progress(_batches(model, data, data.train_idx, cfg.batch_size, shuffle=True,
                               augment="image" not in frozen, cfg=cfg, epoch=epoch),

@@ -80,6 +80,21 @@ def broken_mvsa(tmp_path_factory):
     return root, corrupt, missing
 
 
+def tiny_model(fusion: str):
+    from mmsa_cli.models import create_model
+
+    torch.manual_seed(0)
+    return create_model(ModelConfig(fusion=fusion, **TINY), pretrained=False)
+
+
+def fit_on_samples(model, cfg: TrainConfig, out: Path, keep_tokens: bool = False):
+    """prepare() + fit() on samples/mvsa's default split: (examples, the split's data, fit's result)."""
+    examples = load_examples(MVSA)
+    data = prepare(examples, model, cfg, torch.device("cpu"), keep_tokens=keep_tokens)
+    data = with_split(data, *stratified_split([e.label for e in examples], cfg.val_fraction, cfg.seed), cfg)
+    return examples, data, fit(model, data, cfg, out, torch.device("cpu"), "samples/mvsa")
+
+
 # --------------------------------------------------------------------------- smoke run
 
 
@@ -129,17 +144,12 @@ def test_load_run_gives_identical_probabilities(tmp_path):
     """prepare() + fit() for one epoch (so the saved weights are the final ones), through the
     frozen-image feature cache with a token-using fusion, then load_run on the same batch."""
     from mmsa_cli.batches import ImageDataset, pad_tokens, tokenize
-    from mmsa_cli.models import create_model
 
-    torch.manual_seed(0)
-    model = create_model(ModelConfig(fusion="hstec", **TINY), pretrained=False)
+    model = tiny_model("hstec")
     cfg = TrainConfig(epochs=1, max_train_examples=48, **(FAST | {"freeze": "image"}))
-    examples = load_examples(MVSA)
-    data = prepare(examples, model, cfg, torch.device("cpu"), keep_tokens=True)
-    data = with_split(data, *stratified_split([e.label for e in examples], cfg.val_fraction, cfg.seed), cfg)
+    examples, data, _ = fit_on_samples(model, cfg, tmp_path, keep_tokens=True)
     assert data.features is not None and data.features.tokens is not None  # the cache was used
     assert len(data.train_idx) == 48 and len(data.val_idx) == 60
-    fit(model, data, cfg, tmp_path, torch.device("cpu"), "samples/mvsa")
 
     batch = examples[:5]
     tok = model.text_encoder.tokenizer
@@ -157,16 +167,9 @@ def test_load_run_gives_identical_probabilities(tmp_path):
 def test_image_train_stages_fine_tunes_only_the_last_stages(tmp_path):
     """--freeze none --image-train-stages 1 on tiny-cnn (3 stages): the last stage learns; the
     first two keep their weights and their BatchNorm statistics; the text encoder learns."""
-    from mmsa_cli.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model(ModelConfig(fusion="naive-cat", **TINY), pretrained=False)
+    model = tiny_model("naive-cat")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = TrainConfig(epochs=1, max_train_examples=48, image_train_stages=1, **FAST)
-    examples = load_examples(MVSA)
-    data = prepare(examples, model, cfg, torch.device("cpu"), keep_tokens=False)
-    data = with_split(data, *stratified_split([e.label for e in examples], cfg.val_fraction, cfg.seed), cfg)
-    fit(model, data, cfg, tmp_path, torch.device("cpu"), "samples/mvsa")
+    fit_on_samples(model, TrainConfig(epochs=1, max_train_examples=48, image_train_stages=1, **FAST), tmp_path)
 
     after = model.state_dict()
     changed = lambda prefix: [k for k in before  # noqa: E731
@@ -184,15 +187,10 @@ def test_ema_weights_are_validated_and_saved(tmp_path):
     """--ema-decay 0.9, one epoch: the run folder holds the average (not the last weights), and
     the rebuilt model predicts exactly what training measured with it."""
     from mmsa_cli.evaluate import evaluate_examples
-    from mmsa_cli.models import create_model
 
-    torch.manual_seed(0)
-    model = create_model(ModelConfig(fusion="naive-cat", **TINY), pretrained=False)
+    model = tiny_model("naive-cat")
     cfg = TrainConfig(epochs=1, max_train_examples=48, ema_decay=0.9, **(FAST | {"freeze": "image"}))
-    examples = load_examples(MVSA)
-    data = prepare(examples, model, cfg, torch.device("cpu"), keep_tokens=False)
-    data = with_split(data, *stratified_split([e.label for e in examples], cfg.val_fraction, cfg.seed), cfg)
-    result = fit(model, data, cfg, tmp_path, torch.device("cpu"), "samples/mvsa")
+    examples, data, result = fit_on_samples(model, cfg, tmp_path)
 
     run = load_run(tmp_path)
     saved, last = run.model.state_dict(), model.state_dict()
