@@ -86,6 +86,10 @@ def apply_recipe(ctx: click.Context, options: dict) -> dict:
 @click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=click.IntRange(1))
 @click.option("--lr", "encoder_lr", default=TrainConfig.encoder_lr, show_default=True, type=float,
               help="Learning rate of the encoders being fine-tuned.")
+@click.option("--layer-lr-decay", default=TrainConfig.layer_lr_decay, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="Layer-wise learning-rate decay of fine-tuned encoders: each layer (image stage) below the top "
+                   "learns at this factor of the one above; 1 = the same rate for all.")
 @click.option("--head-lr", default=TrainConfig.head_lr, show_default=True, type=float,
               help="Learning rate of the fusion layers and classifiers.")
 @click.option("--patience", default=TrainConfig.patience, show_default=True, type=click.IntRange(1),
@@ -139,7 +143,7 @@ def train(ctx, **options):
                             image_encoder=o["image_encoder"], fusion_dim=o["fusion_dim"], max_length=o["max_length"],
                             text_normalization=o["text_normalization"], ensemble_members=members)
     train_cfg = TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], encoder_lr=o["encoder_lr"],
-                            head_lr=o["head_lr"], patience=o["patience"], freeze=o["freeze"],
+                            layer_lr_decay=o["layer_lr_decay"], head_lr=o["head_lr"], patience=o["patience"], freeze=o["freeze"],
                             image_train_stages=o["image_train_stages"],
                             cache_image_features=not o["reencode_images"], feature_cache=o["feature_cache"],
                             label_smoothing=o["label_smoothing"], ema_decay=o["ema_decay"],

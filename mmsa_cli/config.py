@@ -37,6 +37,7 @@ class TrainConfig:
     encoder_lr: float = 3e-5         # the paper's learning rate, for the (unfrozen) encoders
     head_lr: float = 5e-4            # fusion layers and classifiers start from scratch: learn faster
     weight_decay: float = 0.01
+    layer_lr_decay: float = 1.0      # <1: each encoder layer (image stage) below the top learns this much slower
     warmup_ratio: float = 0.1        # linear warmup, then linear decay
     patience: int = 3                # epochs without validation-accuracy gain before stopping
     freeze: str = "image"            # "none", "text", "image" or "both": which encoders stay fixed

@@ -164,12 +164,26 @@ def _optimizer(model: MultimodalModel, cfg: TrainConfig, fixed_stages: Sequence[
     model.image_encoder.requires_grad_("image" not in frozen and model.uses_image)
     for stage in fixed_stages:
         stage.requires_grad_(False)
-    enc = [p for m in (model.text_encoder, model.image_encoder) for p in m.parameters() if p.requires_grad]
-    head = [p for p in model.fusion.parameters()]
-    groups = [{"params": head, "lr": cfg.head_lr}]
-    if enc:
-        groups.append({"params": enc, "lr": cfg.encoder_lr})
+    groups = [{"params": list(model.fusion.parameters()), "lr": cfg.head_lr}]
+    groups += layerwise_lr_groups(model.text_encoder, model.text_encoder.layers(), cfg.encoder_lr, cfg.layer_lr_decay)
+    groups += layerwise_lr_groups(model.image_encoder, model.image_encoder.stages(), cfg.encoder_lr, cfg.layer_lr_decay)
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay), frozen
+
+
+def layerwise_lr_groups(encoder: torch.nn.Module, layers: Sequence[torch.nn.Module], lr: float,
+                        decay: float) -> list[dict]:
+    """Optimizer groups of an encoder's trainable parameters with layer-wise learning-rate decay:
+    the top layer (and any parameter outside `layers`) learns at lr, the one below at lr * decay,
+    and so on down to the first (embeddings, stem) at lr * decay ** (len(layers) - 1). Lower
+    layers hold general features that a 3,200-tweet task should move least. decay 1 = one group."""
+    if not 0 < decay <= 1:
+        raise ConfigError(f"layer-wise learning-rate decay {decay} must be in (0, 1]")
+    in_layer = {id(p): depth for depth, layer in enumerate(reversed(layers)) for p in layer.parameters()}
+    by_depth: dict[int, list[torch.nn.Parameter]] = {}
+    for p in encoder.parameters():
+        if p.requires_grad:
+            by_depth.setdefault(in_layer.get(id(p), 0) if decay < 1 else 0, []).append(p)
+    return [{"params": params, "lr": lr * decay ** depth} for depth, params in sorted(by_depth.items())]
 
 
 def class_weights(labels: torch.Tensor, num_classes: int, how: str) -> torch.Tensor | None:

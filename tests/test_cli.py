@@ -152,6 +152,12 @@ def test_too_many_image_train_stages_is_a_clean_error(tmp_path):
     assert_clean_error(result, "--image-train-stages 9", "'tiny-cnn' has 3 stages")
 
 
+def test_layer_lr_decay_above_one_is_a_clean_error(tmp_path):
+    result = mmsa("train", "--data", MVSA, "--layer-lr-decay", "1.2", "--out", tmp_path / "run", *TINY_ARGS)
+    assert_clean_error(result, "--layer-lr-decay", "1.2", usage=True)
+    assert not (tmp_path / "run").exists()
+
+
 def test_one_fold_says_how_the_summary_appears(tmp_path):
     result = mmsa("train", "--data", MVSA, "--fusion", "text-only", "--folds", "3", "--fold", "3", "--freeze", "both",
                   "--epochs", "1", "--out", tmp_path / "run", *TINY_ARGS)

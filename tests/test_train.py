@@ -183,6 +183,40 @@ def test_image_train_stages_fine_tunes_only_the_last_stages(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["train"]["image_train_stages"] == 1
 
 
+@pytest.mark.parametrize("encoder", ["text_encoder", "image_encoder"])
+def test_layerwise_lr_groups_slow_each_layer_below_the_top(encoder):
+    """decay 0.5: the top layer learns at lr, the one below at lr / 2, ... the first at
+    lr / 2 ** (layers - 1); parameters outside the layers (BERT's pooler) count as the top;
+    fixed parameters are left out; every trainable parameter is in exactly one group."""
+    from mmsa_cli.train import layerwise_lr_groups
+
+    module = getattr(tiny_model("naive-cat"), encoder)
+    layers = module.layers() if encoder == "text_encoder" else module.stages()
+    layers[0].requires_grad_(False)  # as a frozen first stage would be
+    groups = layerwise_lr_groups(module, layers, 1.0, 0.5)
+
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(lr_of)
+    expected = {id(p): 1.0 for p in module.parameters() if p.requires_grad}
+    for depth, layer in enumerate(reversed(layers)):
+        expected.update({id(p): 0.5 ** depth for p in layer.parameters() if p.requires_grad})
+    assert lr_of == expected
+    assert len(groups) == len(layers) - 1
+    if encoder == "text_encoder":
+        assert lr_of[id(module.bert.pooler.dense.weight)] == 1.0
+    [single] = layerwise_lr_groups(module, layers, 1.0, 1.0)
+    assert single["lr"] == 1.0 and {id(p) for p in single["params"]} == set(expected)
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.5])
+def test_layerwise_lr_decay_outside_0_1_is_refused(decay):
+    from mmsa_cli.train import layerwise_lr_groups
+
+    model = tiny_model("naive-cat")
+    with pytest.raises(ConfigError, match=f"layer-wise learning-rate decay {decay} must be in"):
+        layerwise_lr_groups(model.text_encoder, model.text_encoder.layers(), 1e-3, decay)
+
+
 def test_ema_weights_are_validated_and_saved(tmp_path):
     """--ema-decay 0.9, one epoch: the run folder holds the average (not the last weights), and
     the rebuilt model predicts exactly what training measured with it."""

@@ -89,6 +89,11 @@ class TextEncoder(nn.Module):
             pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return tokens, pooled
 
+    def layers(self) -> list[nn.Module]:
+        """Bottom to top: the embeddings, then each transformer layer (BERT and MPNet alike).
+        Parameters outside them (pooler, MPNet's shared position bias) count as the top."""
+        return [self.bert.embeddings, *self.bert.encoder.layer]
+
     def set_attention(self, implementation: str) -> None:
         """'sdpa' trains faster; 'eager' is what ONNX Runtime's BERT optimizer can fuse."""
         if hasattr(self.bert, "set_attn_implementation"):
