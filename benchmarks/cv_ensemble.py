@@ -46,6 +46,32 @@ def val_indices(split_csv: Path, index_of: dict[str, int]) -> list[int]:
     return [index_of[guid] for guid, part in read_split(split_csv).items() if part == "val"]
 
 
+def predict_fold(fold: Path, labelled: list, index_of: dict[str, int], feature_cache: str, prepared: dict,
+                 device, missing: str = "") -> tuple[list[int], torch.Tensor, list[int]]:
+    """Rebuild one fold's model from its folder and predict its validation rows (missing:
+    "image" or "text" blanks that modality, as scoring does): (rows, probabilities, labels).
+    prepared caches tokens and frozen image features across folds and runs of one encoder."""
+    val_idx = val_indices(fold / "split.csv", index_of)
+    loaded = load_run(fold)
+    cfg = dataclasses.replace(loaded.train_cfg, feature_cache=feature_cache or loaded.train_cfg.feature_cache)
+    key = (loaded.model_cfg.text_encoder, loaded.model_cfg.text_normalization, loaded.model_cfg.max_length)
+    if key not in prepared:  # tokens and cached image features are the same for every fold
+        keep_tokens = FUSIONS[loaded.model_cfg.fusion].needs_tokens(loaded.model_cfg)
+        prepared[key] = prepare(labelled, loaded.model, cfg, device, keep_tokens, image_weights_id(True, None))
+    data = with_split(prepared[key], [], val_idx, cfg)
+    if data.val_idx != val_idx:
+        sys.exit(f"{fold}: some validation images are unreadable; this script needs all of them")
+    probs = predict_indices(loaded.model.to(device), data, val_idx, cfg, device, missing=missing)
+    return val_idx, probs, prepared[key].labels[val_idx].tolist()
+
+
+def check_recorded(fold: Path, metrics: dict) -> None:
+    """The rebuilt model must score what its run recorded, or figures here are not comparable."""
+    recorded = json.loads((fold / "metrics.json").read_text())["validation"]["accuracy"]
+    if abs(metrics["accuracy"] - recorded) > 1e-9:
+        sys.exit(f"{fold}: rebuilt model scores {metrics['accuracy']:.4f}, its run recorded {recorded:.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="MVSA-Single folder the runs were trained on")
@@ -64,26 +90,14 @@ def main() -> None:
     per_run = {str(r): [] for r in args.runs}
     ensemble, prepared = [], {}
     for k in range(len(folds[0])):
-        val_idx = val_indices(folds[0][k] / "split.csv", index_of)
-        probs = []
+        probs, first_val = [], None
         for run, run_folds in zip(args.runs, folds):
-            if val_indices(run_folds[k] / "split.csv", index_of) != val_idx:
+            val_idx, p, y = predict_fold(run_folds[k], labelled, index_of, args.feature_cache, prepared, device)
+            if first_val is not None and val_idx != first_val:
                 sys.exit(f"{run_folds[k]} has other validation rows than {folds[0][k]}: not the same folds")
-            loaded = load_run(run_folds[k])
-            cfg = dataclasses.replace(loaded.train_cfg, feature_cache=args.feature_cache or loaded.train_cfg.feature_cache)
-            key = (loaded.model_cfg.text_encoder, loaded.model_cfg.text_normalization, loaded.model_cfg.max_length)
-            if key not in prepared:  # tokens and cached image features are the same for every fold
-                keep_tokens = FUSIONS[loaded.model_cfg.fusion].needs_tokens(loaded.model_cfg)
-                prepared[key] = prepare(labelled, loaded.model, cfg, device, keep_tokens, image_weights_id(True, None))
-            data = with_split(prepared[key], [], val_idx, cfg)
-            if data.val_idx != val_idx:
-                sys.exit(f"{run_folds[k]}: some validation images are unreadable; this script needs all of them")
-            p = predict_indices(loaded.model.to(device), data, val_idx, cfg, device)
-            y = prepared[key].labels[val_idx].tolist()
+            first_val = val_idx
             m = classification_metrics(y, p.argmax(-1).tolist())
-            recorded = json.loads((run_folds[k] / "metrics.json").read_text())["validation"]["accuracy"]
-            if abs(m["accuracy"] - recorded) > 1e-9:
-                sys.exit(f"{run_folds[k]}: rebuilt model scores {m['accuracy']:.4f}, its run recorded {recorded:.4f}")
+            check_recorded(run_folds[k], m)
             per_run[str(run)].append(m)
             probs.append(p)
         m = classification_metrics(y, torch.stack(probs).mean(0).argmax(-1).tolist())

@@ -106,6 +106,10 @@ def apply_recipe(ctx: click.Context, options: dict) -> dict:
 @click.option("--ema-decay", default=TrainConfig.ema_decay, show_default=True,
               type=click.FloatRange(0, 1, max_open=True),
               help="Validate and keep an exponential moving average of the weights (e.g. 0.998); 0 = off.")
+@click.option("--modality-dropout", default=TrainConfig.modality_dropout, show_default=True,
+              type=click.FloatRange(0, 1),
+              help="Chance that a training row loses its image or its text (even odds), replaced by the blank image "
+                   "or empty text that scoring uses for an unusable one, so those rows' fallback predictions are learned.")
 @click.option("--aux-loss-weight", default=TrainConfig.aux_loss_weight, show_default=True, type=click.FloatRange(0),
               help="Weight of the unimodal classifiers' (or ensemble members') own losses.")
 @click.option("--class-weighting", default=TrainConfig.class_weighting, show_default=True,
@@ -147,7 +151,7 @@ def train(ctx, **options):
                             image_train_stages=o["image_train_stages"],
                             cache_image_features=not o["reencode_images"], feature_cache=o["feature_cache"],
                             label_smoothing=o["label_smoothing"], ema_decay=o["ema_decay"],
-                            aux_loss_weight=o["aux_loss_weight"],
+                            modality_dropout=o["modality_dropout"], aux_loss_weight=o["aux_loss_weight"],
                             class_weighting=o["class_weighting"], val_fraction=o["val_fraction"], folds=o["folds"],
                             fold=o["fold"], seed=o["seed"], device=o["device"], num_workers=o["num_workers"],
                             strict=o["strict"], max_train_examples=o["max_train_examples"])

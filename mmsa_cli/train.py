@@ -24,6 +24,7 @@ from .config import CLASS_WEIGHTINGS, FREEZE_CHOICES, ModelConfig, TrainConfig, 
 from .data import Example, load_examples, stratified_kfold, stratified_split, write_split
 from .errors import ConfigError, DataError
 from .progress import progress
+from .missing_modality import Blanks, blank_encoded, blank_token_lists, draw_dropped, make_blanks
 from .metrics import classification_metrics, plot_comparison, plot_confusion_matrix, plot_training_curves
 from .models import FUSIONS, MultimodalModel, create_model, report_name
 from .runs import save_weights, write_run_config
@@ -67,6 +68,7 @@ class Prepared:
     features: ImageFeatures | None       # cached frozen image-encoder outputs, if any
     text_features: TextFeatures | None   # cached frozen text-encoder outputs, if any
     skipped: dict[int, str]              # example index -> image error
+    blanks: Blanks                       # a missing image / text as scoring presents it (modality dropout)
 
 
 def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, device, keep_tokens: bool,
@@ -98,8 +100,10 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
     if cfg.freeze in ("text", "both"):
         text_features = encode_texts(model.text_encoder, tokens, tok.pad_token_id, batch_size=64, device=device,
                                      keep_tokens=keep_tokens)
+    blanks = make_blanks(model, device, text_cached=text_features is not None, image_cached=features is not None,
+                         keep_tokens=keep_tokens)
     return Prepared(examples, torch.tensor([e.label for e in examples]), tokens, tok.pad_token_id, [], [],
-                    images, features, text_features, skipped)
+                    images, features, text_features, skipped, blanks)
 
 
 def with_split(data: Prepared, train_idx: Sequence[int], val_idx: Sequence[int], cfg: TrainConfig) -> Prepared:
@@ -136,12 +140,26 @@ def _batches(model: MultimodalModel, data: Prepared, idx: Sequence[int], batch_s
         yield batch_idx, pixels
 
 
-def _forward(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, device):
-    ids, mask = pad_tokens([data.tokens[i] for i in idx.tolist()], data.pad_id)
+def _forward(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, device,
+             dropped: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """Logits and auxiliary logits of a batch. dropped = (text, image) row masks: those rows get
+    the empty text or the blank image instead of their own (modality dropout)."""
+    token_lists = [data.tokens[i] for i in idx.tolist()]
+    if dropped is not None:
+        token_lists = blank_token_lists(token_lists, dropped[0], data.blanks)
+    ids, mask = pad_tokens(token_lists, data.pad_id)
     ids, mask = ids.to(device), mask.to(device)
     cached = data.features.take(idx, device) if (data.features is not None and model.uses_image) else None
     cached_text = data.text_features.take(idx, device) if (data.text_features is not None and model.uses_text) else None
     pix = pixels.to(device, non_blocking=True) if pixels is not None else None
+    if dropped is not None:
+        drop_text, drop_image = dropped
+        if cached_text is not None:
+            cached_text = blank_encoded(cached_text, drop_text, data.blanks.text_features, width=mask.shape[1])
+        if cached is not None:
+            cached = blank_encoded(cached, drop_image, data.blanks.image_features)
+        if pix is not None:
+            pix[drop_image.to(pix.device)] = 0.0                        # the normalised mean image
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         feats = model.forward_features(ids, mask, pix, image_features=cached, text_features=cached_text)
         logits, aux = model.forward_head(feats)
@@ -149,11 +167,16 @@ def _forward(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, 
 
 
 @torch.no_grad()
-def predict_indices(model: MultimodalModel, data: Prepared, idx: Sequence[int], cfg: TrainConfig, device):
+def predict_indices(model: MultimodalModel, data: Prepared, idx: Sequence[int], cfg: TrainConfig, device,
+                    missing: str = ""):
+    """Class probabilities [len(idx), C]; missing="image" or "text" predicts every row with that
+    modality blanked, as scoring does for a row whose image or text is unusable."""
     model.eval()
     probs = []
     for batch_idx, pixels in _batches(model, data, idx, 64, shuffle=False, augment=False, cfg=cfg, epoch=0):
-        logits, _ = _forward(model, data, batch_idx, pixels, device)
+        every = torch.ones(len(batch_idx), dtype=torch.bool)
+        dropped = (every & (missing == "text"), every & (missing == "image")) if missing else None
+        logits, _ = _forward(model, data, batch_idx, pixels, device, dropped)
         probs.append(logits.softmax(-1).cpu())
     return torch.cat(probs) if probs else torch.zeros((0, len(LABELS)))
 
@@ -252,6 +275,8 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     class_weight = class_weights(data.labels[data.train_idx], model.cfg.num_classes, cfg.class_weighting)
     class_weight = class_weight.to(device) if class_weight is not None else None
     history, best, bad_epochs = [], None, 0
+    drop_generator = torch.Generator().manual_seed(cfg.seed)
+    modality_dropout = cfg.modality_dropout if (model.uses_text and model.uses_image) else 0.0
     name = model.cfg.fusion
     epochs = progress(range(1, cfg.epochs + 1), desc=f"{name}", unit="epoch")
     for epoch in epochs:
@@ -262,7 +287,8 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
                      total=steps_per_epoch, desc=f"  epoch {epoch}", leave=False, unit="step")
         for idx, pixels in steps:
             y = data.labels[idx].to(device)
-            logits, aux = _forward(model, data, idx, pixels, device)
+            dropped = draw_dropped(len(idx), modality_dropout, drop_generator) if modality_dropout else None
+            logits, aux = _forward(model, data, idx, pixels, device, dropped)
             loss = training_loss(logits, aux, y, cfg, class_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -152,9 +152,10 @@ def test_too_many_image_train_stages_is_a_clean_error(tmp_path):
     assert_clean_error(result, "--image-train-stages 9", "'tiny-cnn' has 3 stages")
 
 
-def test_layer_lr_decay_above_one_is_a_clean_error(tmp_path):
-    result = mmsa("train", "--data", MVSA, "--layer-lr-decay", "1.2", "--out", tmp_path / "run", *TINY_ARGS)
-    assert_clean_error(result, "--layer-lr-decay", "1.2", usage=True)
+@pytest.mark.parametrize("option, value", [("--layer-lr-decay", "1.2"), ("--modality-dropout", "1.5")])
+def test_train_rates_outside_their_range_are_clean_errors(tmp_path, option, value):
+    result = mmsa("train", "--data", MVSA, option, value, "--out", tmp_path / "run", *TINY_ARGS)
+    assert_clean_error(result, option, value, usage=True)
     assert not (tmp_path / "run").exists()
 
 

@@ -183,6 +183,53 @@ def test_image_train_stages_fine_tunes_only_the_last_stages(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["train"]["image_train_stages"] == 1
 
 
+@pytest.mark.parametrize("freeze", ["none", "image", "both"])  # pixels, cached image features, both cached
+@pytest.mark.parametrize("missing", ["image", "text"])
+def test_a_blanked_modality_is_what_scoring_feeds_for_a_missing_one(freeze, missing):
+    """Modality dropout and predict_indices(missing=...) give each row exactly what the model
+    computes from scoring's blank inputs: zero pixels (the mean image) or the empty text,
+    [CLS] [SEP]; the other modality is the row's own. ote uses tokens of both modalities."""
+    from mmsa_cli.batches import pad_tokens
+    from mmsa_cli.train import predict_indices
+
+    model = tiny_model("ote").eval()
+    cfg = TrainConfig(**(FAST | {"freeze": freeze}))
+    examples = load_examples(MVSA)
+    data = prepare(examples, model, cfg, torch.device("cpu"), keep_tokens=True)
+    rows = list(range(20))
+    got = predict_indices(model, data, rows, cfg, torch.device("cpu"), missing=missing)
+
+    empty = model.text_encoder.tokenizer("")["input_ids"]
+    ids, mask = pad_tokens([empty if missing == "text" else data.tokens[i] for i in rows], data.pad_id)
+    pixels = torch.stack([torch.as_tensor(data.images[i][1]) for i in rows])
+    if missing == "image":
+        pixels = torch.zeros_like(pixels)
+    with torch.no_grad():
+        expected = model(ids, mask, pixels).softmax(-1)
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=0)  # cached image tokens are float16
+    assert not torch.allclose(got, predict_indices(model, data, rows, cfg, torch.device("cpu")), atol=1e-3)
+
+
+def test_modality_dropout_blanks_one_modality_of_about_p_of_the_rows():
+    from mmsa_cli.missing_modality import draw_dropped
+
+    text, image = draw_dropped(20_000, 0.3, torch.Generator().manual_seed(0))
+    assert not (text & image).any()
+    assert 0.28 < (text | image).float().mean() < 0.32
+    assert 0.45 < image.sum() / (text | image).sum() < 0.55
+
+
+def test_modality_dropout_changes_training_and_is_saved(tmp_path):
+    """Same seed and data: a run that blanks one modality of every row learns differently."""
+    losses = {}
+    for p in (0.0, 1.0):
+        cfg = TrainConfig(epochs=1, max_train_examples=48, modality_dropout=p, **(FAST | {"freeze": "both"}))
+        _, _, result = fit_on_samples(tiny_model("naive-cat"), cfg, tmp_path / str(p))
+        losses[p] = result["history"][0]["train_loss"]
+        assert json.loads((tmp_path / str(p) / "config.json").read_text())["train"]["modality_dropout"] == p
+    assert losses[0.0] != pytest.approx(losses[1.0], rel=1e-3)
+
+
 @pytest.mark.parametrize("encoder", ["text_encoder", "image_encoder"])
 def test_layerwise_lr_groups_slow_each_layer_below_the_top(encoder):
     """decay 0.5: the top layer learns at lr, the one below at lr / 2, ... the first at
