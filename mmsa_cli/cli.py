@@ -147,7 +147,8 @@ def train(ctx, **options):
                             image_encoder=o["image_encoder"], fusion_dim=o["fusion_dim"], max_length=o["max_length"],
                             text_normalization=o["text_normalization"], ensemble_members=members)
     train_cfg = TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], encoder_lr=o["encoder_lr"],
-                            layer_lr_decay=o["layer_lr_decay"], head_lr=o["head_lr"], patience=o["patience"], freeze=o["freeze"],
+                            layer_lr_decay=o["layer_lr_decay"], head_lr=o["head_lr"], patience=o["patience"],
+                            freeze=o["freeze"],
                             image_train_stages=o["image_train_stages"],
                             cache_image_features=not o["reencode_images"], feature_cache=o["feature_cache"],
                             label_smoothing=o["label_smoothing"], ema_decay=o["ema_decay"],

@@ -24,8 +24,8 @@ from .config import CLASS_WEIGHTINGS, FREEZE_CHOICES, ModelConfig, TrainConfig, 
 from .data import Example, load_examples, stratified_kfold, stratified_split, write_split
 from .errors import ConfigError, DataError
 from .progress import progress
-from .missing_modality import Blanks, blank_encoded, blank_token_lists, draw_dropped, make_blanks
 from .metrics import classification_metrics, plot_comparison, plot_confusion_matrix, plot_training_curves
+from .missing_modality import Blanks, blank_encoded, blank_token_lists, draw_dropped, make_blanks
 from .models import FUSIONS, MultimodalModel, create_model, report_name
 from .runs import save_weights, write_run_config
 
@@ -171,6 +171,8 @@ def predict_indices(model: MultimodalModel, data: Prepared, idx: Sequence[int], 
                     missing: str = ""):
     """Class probabilities [len(idx), C]; missing="image" or "text" predicts every row with that
     modality blanked, as scoring does for a row whose image or text is unusable."""
+    if missing not in ("", "image", "text"):
+        raise ConfigError(f"missing modality '{missing}' is not 'image' or 'text'")
     model.eval()
     probs = []
     for batch_idx, pixels in _batches(model, data, idx, 64, shuffle=False, augment=False, cfg=cfg, epoch=0):
