@@ -67,7 +67,7 @@ TEXT_NORMALIZATIONS = ("none", "tweet")
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
     "best": {"fusion": "ensemble", "freeze": "image", "aux_loss_weight": 1.0, "text_normalization": "tweet",
-             "epochs": 5, "patience": 2},
+             "modality_dropout": 0.2, "epochs": 5, "patience": 2},
 }
 CLASS_WEIGHTINGS = ("none", "balanced")
 

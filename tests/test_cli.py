@@ -198,6 +198,7 @@ def test_recipe_fills_options_left_at_default_and_explicit_ones_win(tmp_path):
     assert saved["model"]["fusion"] == best["fusion"]
     assert saved["train"]["freeze"] == best["freeze"]
     assert saved["train"]["aux_loss_weight"] == best["aux_loss_weight"]
+    assert saved["train"]["modality_dropout"] == best["modality_dropout"]
     assert saved["train"]["patience"] == best["patience"]
     assert saved["model"]["text_normalization"] == "none"  # given explicitly: the recipe's "tweet" yields
     assert saved["train"]["epochs"] == 1 != best["epochs"]
