@@ -72,17 +72,22 @@ def check_recorded(fold: Path, metrics: dict) -> None:
         sys.exit(f"{fold}: rebuilt model scores {metrics['accuracy']:.4f}, its run recorded {recorded:.4f}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_runs_args(description: str):
+    """The command line shared by the scripts that re-predict CV runs' folds: (args, the labelled
+    examples, guid -> their index, device)."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="MVSA-Single folder the runs were trained on")
-    ap.add_argument("runs", nargs="+", type=Path, help="CV run folders (same folds)")
+    ap.add_argument("runs", nargs="+", type=Path, help="CV run folders")
     ap.add_argument("--feature-cache", default="", help="the runs' --feature-cache folder")
     ap.add_argument("--out", type=Path, required=True, help="JSON to write")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    device = torch.device("cpu")
     labelled = [e for e in load_examples(args.data) if e.label is not None]
-    index_of = {e.guid: i for i, e in enumerate(labelled)}
+    return args, labelled, {e.guid: i for i, e in enumerate(labelled)}, torch.device("cpu")
+
+
+def main() -> None:
+    args, labelled, index_of, device = parse_runs_args(__doc__)
     folds = [fold_dirs(r) for r in args.runs]
     if len({len(f) for f in folds}) != 1:
         sys.exit("the runs have different numbers of folds")

@@ -9,7 +9,6 @@ recorded validation accuracy.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -20,8 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cv_ensemble import check_recorded, fold_dirs, predict_fold  # noqa: E402
-from mmsa_cli.data import load_examples  # noqa: E402
+from cv_ensemble import check_recorded, fold_dirs, parse_runs_args, predict_fold  # noqa: E402
 from mmsa_cli.metrics import classification_metrics  # noqa: E402
 from mmsa_cli.train import METRICS_REPORTED, cv_summary  # noqa: E402
 
@@ -29,16 +27,7 @@ CASES = {"": "both modalities", "image": "image blanked (text only)", "text": "t
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", help="MVSA-Single folder the run was trained on")
-    ap.add_argument("runs", nargs="+", type=Path, help="CV run folders")
-    ap.add_argument("--feature-cache", default="", help="the runs' --feature-cache folder")
-    ap.add_argument("--out", type=Path, required=True, help="JSON to write")
-    args = ap.parse_args()
-    torch.set_grad_enabled(False)
-    device = torch.device("cpu")
-    labelled = [e for e in load_examples(args.data) if e.label is not None]
-    index_of = {e.guid: i for i, e in enumerate(labelled)}
+    args, labelled, index_of, device = parse_runs_args(__doc__)
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
               "command": " ".join(["python", *sys.argv]), "runs": {}}
     prepared: dict = {}
