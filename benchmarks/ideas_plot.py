@@ -25,6 +25,7 @@ IDEAS = [
     ("recipe best\n+GB18030 texts", "mvsa_single_cv5_best_gb18030.json", "ensemble"),
     ("recipe best\n+ls 0.1", "mvsa_single_cv5_best_ls01.json", "ensemble"),
     ("recipe best\n+EMA 0.995", "mvsa_single_cv5_best_ema995.json", "ensemble"),
+    ("recipe best\n+LLRD 0.8", "mvsa_single_cv5_best_llrd08.json", "ensemble"),
     ("recipe best\n+modality dropout", "mvsa_single_cv5_best_md02.json", "ensemble"),
     ("mean of GB18030\nand ls 0.1 runs", "mvsa_single_cv5_ensemble_of_runs.json", "mean of probabilities"),
 ]
