@@ -20,6 +20,7 @@ import json
 import platform
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -47,10 +48,11 @@ def val_indices(split_csv: Path, index_of: dict[str, int]) -> list[int]:
 
 
 def predict_fold(fold: Path, labelled: list, index_of: dict[str, int], feature_cache: str, prepared: dict,
-                 device, missing: str = "") -> tuple[list[int], torch.Tensor, list[int]]:
-    """Rebuild one fold's model from its folder and predict its validation rows (missing:
-    "image" or "text" blanks that modality, as scoring does): (rows, probabilities, labels).
-    prepared caches tokens and frozen image features across folds and runs of one encoder."""
+                 device, missing: Sequence[str] = ("",)) -> tuple[list[int], list[torch.Tensor], list[int]]:
+    """Rebuild one fold's model from its folder (once) and predict its validation rows once per
+    entry of missing ("" as they are; "image" or "text" blanks that modality, as scoring does):
+    (rows, probabilities per entry, labels). prepared caches tokens and frozen image features
+    across folds and runs of one encoder."""
     val_idx = val_indices(fold / "split.csv", index_of)
     loaded = load_run(fold)
     cfg = dataclasses.replace(loaded.train_cfg, feature_cache=feature_cache or loaded.train_cfg.feature_cache)
@@ -61,7 +63,8 @@ def predict_fold(fold: Path, labelled: list, index_of: dict[str, int], feature_c
     data = with_split(prepared[key], [], val_idx, cfg)
     if data.val_idx != val_idx:
         sys.exit(f"{fold}: some validation images are unreadable; this script needs all of them")
-    probs = predict_indices(loaded.model.to(device), data, val_idx, cfg, device, missing=missing)
+    model = loaded.model.to(device)
+    probs = [predict_indices(model, data, val_idx, cfg, device, missing=m) for m in missing]
     return val_idx, probs, prepared[key].labels[val_idx].tolist()
 
 
@@ -97,7 +100,7 @@ def main() -> None:
     for k in range(len(folds[0])):
         probs, first_val = [], None
         for run, run_folds in zip(args.runs, folds):
-            val_idx, p, y = predict_fold(run_folds[k], labelled, index_of, args.feature_cache, prepared, device)
+            val_idx, [p], y = predict_fold(run_folds[k], labelled, index_of, args.feature_cache, prepared, device)
             if first_val is not None and val_idx != first_val:
                 sys.exit(f"{run_folds[k]} has other validation rows than {folds[0][k]}: not the same folds")
             first_val = val_idx

@@ -34,8 +34,9 @@ def main() -> None:
     for run in args.runs:
         per_case = []
         for k, fold in enumerate(fold_dirs(run), 1):
-            for missing, name in CASES.items():
-                _, probs, y = predict_fold(fold, labelled, index_of, args.feature_cache, prepared, device, missing)
+            _, per_case_probs, y = predict_fold(fold, labelled, index_of, args.feature_cache, prepared, device,
+                                                missing=list(CASES))
+            for (missing, name), probs in zip(CASES.items(), per_case_probs):
                 m = classification_metrics(y, probs.argmax(-1).tolist())
                 if not missing:
                     check_recorded(fold, m)
