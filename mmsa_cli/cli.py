@@ -106,6 +106,9 @@ def apply_recipe(ctx: click.Context, options: dict) -> dict:
 @click.option("--ema-decay", default=TrainConfig.ema_decay, show_default=True,
               type=click.FloatRange(0, 1, max_open=True),
               help="Validate and keep an exponential moving average of the weights (e.g. 0.998); 0 = off.")
+@click.option("--rdrop-alpha", default=TrainConfig.rdrop_alpha, show_default=True, type=click.FloatRange(0),
+              help="R-Drop: each training batch runs twice (two dropout masks) and this weight x the symmetric KL "
+                   "divergence of the two predictions joins the loss; 0 = off. Training takes about twice as long.")
 @click.option("--modality-dropout", default=TrainConfig.modality_dropout, show_default=True,
               type=click.FloatRange(0, 1),
               help="Chance that a training row loses its image or its text (even odds), replaced by the blank image "
@@ -151,7 +154,7 @@ def train(ctx, **options):
                             freeze=o["freeze"],
                             image_train_stages=o["image_train_stages"],
                             cache_image_features=not o["reencode_images"], feature_cache=o["feature_cache"],
-                            label_smoothing=o["label_smoothing"], ema_decay=o["ema_decay"],
+                            label_smoothing=o["label_smoothing"], ema_decay=o["ema_decay"], rdrop_alpha=o["rdrop_alpha"],
                             modality_dropout=o["modality_dropout"], aux_loss_weight=o["aux_loss_weight"],
                             class_weighting=o["class_weighting"], val_fraction=o["val_fraction"], folds=o["folds"],
                             fold=o["fold"], seed=o["seed"], device=o["device"], num_workers=o["num_workers"],

@@ -46,6 +46,7 @@ class TrainConfig:
     feature_cache: str = ""          # folder keeping frozen image features across runs ("" = memory only)
     label_smoothing: float = 0.0
     ema_decay: float = 0.0           # >0: validate and save an exponential moving average of the weights (e.g. 0.998)
+    rdrop_alpha: float = 0.0         # >0: R-Drop, each batch runs twice and alpha x the symmetric KL of the two is added
     modality_dropout: float = 0.0    # chance a training row's image or text is blanked as scoring blanks a missing one
     aux_loss_weight: float = 0.0     # weight of the unimodal / ensemble-member losses added to the main loss
     class_weighting: str = "none"    # "none" or "balanced": loss weights n / (classes * count) per class

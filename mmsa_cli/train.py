@@ -234,6 +234,15 @@ def training_loss(logits: torch.Tensor, aux: Sequence[torch.Tensor], y: torch.Te
     return loss
 
 
+def rdrop_penalty(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Symmetric KL divergence between two dropout passes' predictions, mean over rows (R-Drop,
+    Liang et al. 2021): (KL(p_a || p_b) + KL(p_b || p_a)) / 2."""
+    log_a, log_b = F.log_softmax(logits_a, -1), F.log_softmax(logits_b, -1)
+    kl_ab = F.kl_div(log_b, log_a, log_target=True, reduction="batchmean")  # KL(p_a || p_b)
+    kl_ba = F.kl_div(log_a, log_b, log_target=True, reduction="batchmean")
+    return (kl_ab + kl_ba) / 2
+
+
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
     """ema <- d * ema + (1 - d) * model, d = min(decay, (1 + step) / (10 + step)) so the random
@@ -292,6 +301,10 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
             dropped = draw_dropped(len(idx), modality_dropout, drop_generator) if modality_dropout else None
             logits, aux = _forward(model, data, idx, pixels, device, dropped)
             loss = training_loss(logits, aux, y, cfg, class_weight)
+            if cfg.rdrop_alpha:  # a second pass, same rows and blanks, other dropout masks
+                logits_b, aux_b = _forward(model, data, idx, pixels, device, dropped)
+                loss = (loss + training_loss(logits_b, aux_b, y, cfg, class_weight)) / 2 \
+                    + cfg.rdrop_alpha * rdrop_penalty(logits, logits_b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

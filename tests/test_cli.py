@@ -152,7 +152,8 @@ def test_too_many_image_train_stages_is_a_clean_error(tmp_path):
     assert_clean_error(result, "--image-train-stages 9", "'tiny-cnn' has 3 stages")
 
 
-@pytest.mark.parametrize("option, value", [("--layer-lr-decay", "1.2"), ("--modality-dropout", "1.5")])
+@pytest.mark.parametrize("option, value", [("--layer-lr-decay", "1.2"), ("--modality-dropout", "1.5"),
+                                           ("--rdrop-alpha", "-1")])
 def test_train_rates_outside_their_range_are_clean_errors(tmp_path, option, value):
     result = mmsa("train", "--data", MVSA, option, value, "--out", tmp_path / "run", *TINY_ARGS)
     assert_clean_error(result, option, value, usage=True)

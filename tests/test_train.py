@@ -230,6 +230,28 @@ def test_modality_dropout_changes_training_and_is_saved(tmp_path):
     assert losses[0.0] != pytest.approx(losses[1.0], rel=1e-3)
 
 
+def test_rdrop_penalty_is_the_symmetric_kl_divergence():
+    from mmsa_cli.train import rdrop_penalty
+
+    a, b = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    p, q = a.softmax(-1), b.softmax(-1)
+    kl = lambda x, y: (x * (x / y).log()).sum(-1).mean()  # noqa: E731
+    torch.testing.assert_close(rdrop_penalty(a, b), (kl(p, q) + kl(q, p)) / 2)
+    torch.testing.assert_close(rdrop_penalty(a, b), rdrop_penalty(b, a))
+    assert rdrop_penalty(a, a + 5.0).item() == pytest.approx(0.0, abs=1e-6)  # same probabilities
+
+
+def test_rdrop_changes_training_and_is_saved(tmp_path):
+    """Same seed and data: R-Drop's second pass and KL term change what is learned."""
+    losses = {}
+    for alpha in (0.0, 1.0):
+        cfg = TrainConfig(epochs=1, max_train_examples=48, rdrop_alpha=alpha, **(FAST | {"freeze": "both"}))
+        _, _, result = fit_on_samples(tiny_model("naive-cat"), cfg, tmp_path / str(alpha))
+        losses[alpha] = result["history"][0]["train_loss"]
+        assert json.loads((tmp_path / str(alpha) / "config.json").read_text())["train"]["rdrop_alpha"] == alpha
+    assert losses[0.0] != pytest.approx(losses[1.0], rel=1e-3)
+
+
 @pytest.mark.parametrize("encoder", ["text_encoder", "image_encoder"])
 def test_layerwise_lr_groups_slow_each_layer_below_the_top(encoder):
     """decay 0.5: the top layer learns at lr, the one below at lr / 2, ... the first at
