@@ -79,6 +79,9 @@ def apply_recipe(ctx: click.Context, options: dict) -> dict:
               help=f"Preset ({', '.join(TEXT_PRESETS)}) or a local Hugging Face model folder.")
 @click.option("--image-encoder", default=ModelConfig.image_encoder, show_default=True,
               type=click.Choice(list(IMAGE_PRESETS)))
+@click.option("--image-size", default=ModelConfig.image_size, show_default=True, type=click.IntRange(0, 1024),
+              help="Side S images are resized and centre-cropped to; 0 = the image encoder's own (efficientnet-lite2: "
+                   "260, resnet50: 224). Saved with the run, so export and score use it too.")
 @click.option("--text-weights", type=click.Path(exists=True), help="Folder with the text encoder's weights.")
 @click.option("--image-weights", type=click.Path(exists=True, dir_okay=False), help="Image encoder state dict.")
 @click.option("--random-weights", is_flag=True, help="Random encoder weights (export and speed tests only).")
@@ -147,7 +150,8 @@ def train(ctx, **options):
         click.echo(f"recipe {o['recipe']}: " + " ".join(f"--{k.replace('_', '-')} {o[k]}" for k in RECIPES[o["recipe"]]))
     members = tuple(m.strip() for m in o["ensemble_members"].split(",") if m.strip())
     model_cfg = ModelConfig(fusion=o["fusion"] if o["fusion"] != "all" else "ote", text_encoder=o["text_encoder"],
-                            image_encoder=o["image_encoder"], fusion_dim=o["fusion_dim"], max_length=o["max_length"],
+                            image_encoder=o["image_encoder"], image_size=o["image_size"], fusion_dim=o["fusion_dim"],
+                            max_length=o["max_length"],
                             text_normalization=o["text_normalization"], ensemble_members=members)
     train_cfg = TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], encoder_lr=o["encoder_lr"],
                             layer_lr_decay=o["layer_lr_decay"], head_lr=o["head_lr"], patience=o["patience"],

@@ -15,6 +15,7 @@ class ModelConfig:
     fusion: str = "ote"                      # a name from mmsa_cli.models.FUSIONS
     text_encoder: str = "minilm-l6"          # preset name or a local Hugging Face model dir
     image_encoder: str = "efficientnet-lite2"  # preset name
+    image_size: int = 0                      # S: images resized and centre-cropped to S x S; 0 = the preset's (Lite2: 260)
     fusion_dim: int = 64                     # width d both modalities are projected to (reference: 64)
     num_heads: int = 4                       # attention heads in the fusion layers (ote, hstec, cmac)
     num_layers: int = 1                      # transformer layers in ote / hstec

@@ -109,7 +109,7 @@ def load_run(folder: str | Path, fusion: str | None = None, *, map_location: str
     model_cfg = from_dict(ModelConfig, meta["model"])
     train_cfg = from_dict(TrainConfig, meta["train"])
     text = text_encoder_from_folder(folder / "text_encoder", model_cfg.text_pooling)
-    image = create_image_encoder(model_cfg.image_encoder, pretrained=False)
+    image = create_image_encoder(model_cfg.image_encoder, pretrained=False, image_size=model_cfg.image_size)
     model = MultimodalModel(model_cfg, text, image)
     state = load_file(str(folder / WEIGHTS), device=map_location)
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -146,6 +146,11 @@ def test_fold_without_folds_is_a_clean_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_too_small_image_size_is_a_clean_error(tmp_path):
+    result = mmsa("train", "--data", MVSA, "--image-size", "16", "--out", tmp_path / "run", *TINY_ARGS)
+    assert_clean_error(result, "image size 16 is below 32 pixels")
+
+
 def test_too_many_image_train_stages_is_a_clean_error(tmp_path):
     result = mmsa("train", "--data", MVSA, "--freeze", "none", "--image-train-stages", "9", "--out", tmp_path / "run",
                   *TINY_ARGS)

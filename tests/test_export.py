@@ -196,27 +196,48 @@ def test_ensemble_is_one_graph_with_the_encoders_once(exported, ensemble_fp32):
     assert tuple(inputs) == INPUT_NAMES
 
 
-def test_mmsa_score_runs_an_exported_ensemble(ensemble_fp32, tiny_run, tmp_path):
-    """`mmsa score` needs nothing new: same inputs and outputs. Its probabilities equal the
-    PyTorch ensemble's (`mmsa predict`) on the sample tweets."""
+def assert_score_matches_predict(model_folder: Path, run: Path, tmp_path: Path) -> None:
+    """`mmsa score` of the sample tweets with the exported folder gives the probabilities and
+    labels of the PyTorch run it came from (`mmsa predict`) on every row both could score."""
     import pyarrow.parquet as pq
 
     from mmsa_cli.evaluate import predict_examples
 
     tweets = SAMPLES.parent / "tweets.parquet"
     out = tmp_path / "scored.parquet"
-    result = CliRunner().invoke(main, ["score", str(tweets), "--model", str(ensemble_fp32.folder), "--out", str(out),
+    result = CliRunner().invoke(main, ["score", str(tweets), "--model", str(model_folder), "--out", str(out),
                                        "--workers", "0", "--device", "cpu", "--no-progress"])
     assert result.exit_code == 0, result.output
     scored = pq.read_table(out).to_pandas().set_index("guid")
     examples = load_examples(tweets, id_col="guid", label_col=None)
-    reference = predict_examples(load_run(tiny_run, "ensemble"), examples, device="cpu").set_index("guid")
+    reference = predict_examples(load_run(run), examples, device="cpu").set_index("guid")
     assert len(scored) == len(reference) == len(examples)
     good = reference.index[reference["error"].isna() & scored.loc[reference.index, "error"].isna()]
     assert len(good) >= 50  # the sample holds a few rows with bad images on purpose
     probs = ["prob_positive", "prob_neutral", "prob_negative"]
     np.testing.assert_allclose(scored.loc[good, probs].to_numpy(), reference.loc[good, probs].to_numpy(), atol=1e-4)
     assert (scored.loc[good, "label"] == reference.loc[good, "label"]).all()
+
+
+def test_mmsa_score_runs_an_exported_ensemble(ensemble_fp32, tiny_run, tmp_path):
+    """`mmsa score` needs nothing new: same inputs and outputs."""
+    assert_score_matches_predict(ensemble_fp32.folder, tiny_run / "ensemble", tmp_path)
+
+
+def test_a_run_with_its_own_image_size_exports_and_scores_at_that_size(tmp_path):
+    """--image-size 96 (tiny-cnn's own is 64): the run folder rebuilds at 96, the graph takes
+    96 x 96 images, the manifest says 96, and `mmsa score` resizes to it."""
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    write_tiny_run(run, ModelConfig(fusion="naive-cat", text_encoder="tiny-bert", image_encoder="tiny-cnn",
+                                    image_size=96), pretrained=False)
+    assert load_run(run).image_size == 96
+    report = export_run(run, tmp_path / "model", precision="fp32", device="cpu", max_parity_rows=PARITY_ROWS)
+    assert report.parity.passed and report.manifest.image_size == 96
+    graph = onnx.load(str(report.folder / "model.onnx"), load_external_data=False).graph
+    pixels = next(i for i in graph.input if i.name == "pixel_values")
+    assert [d.dim_value for d in pixels.type.tensor_type.shape.dim][1:] == [3, 96, 96]
+    assert_score_matches_predict(report.folder, run, tmp_path)
 
 
 def test_corrupted_model_folder_is_refused(exported, tmp_path):

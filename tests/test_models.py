@@ -11,7 +11,7 @@ import torch
 from mmsa_cli.config import ModelConfig
 from mmsa_cli.errors import ConfigError, WeightsNotFoundError
 from mmsa_cli.models import FUSIONS, create_model
-from mmsa_cli.models.image_encoders import IMAGE_PRESETS
+from mmsa_cli.models.image_encoders import IMAGE_PRESETS, create_image_encoder
 
 # Parametrize straight from the registry: a new fusion is tested without editing this file.
 FUSION_NAMES = list(FUSIONS)
@@ -256,6 +256,11 @@ def test_unknown_image_encoder():
                      pretrained=False)
     assert "vgg99" in str(err.value)
     assert "tiny-cnn" in str(err.value)
+
+
+def test_image_size_below_the_trunk_stride_is_refused():
+    with pytest.raises(ConfigError, match="image size 16 is below 32 pixels"):
+        create_image_encoder("tiny-cnn", pretrained=False, image_size=16)
 
 
 def test_resnet50_pretrained_without_cache_names_image_weights(tmp_path, monkeypatch):

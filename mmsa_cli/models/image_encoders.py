@@ -120,7 +120,7 @@ IMAGE_PRESETS: dict[str, ImagePreset] = {
 
 
 class ImageEncoder(nn.Module):
-    def __init__(self, name: str, net: nn.Module):
+    def __init__(self, name: str, net: nn.Module, image_size: int = 0):
         super().__init__()
         preset = IMAGE_PRESETS[name]
         self.name = name
@@ -128,7 +128,7 @@ class ImageEncoder(nn.Module):
         self._trunk = preset.trunk
         self._stages = preset.stages
         self.hidden_size = preset.channels
-        self.image_size = preset.image_size
+        self.image_size = image_size or preset.image_size    # the trunks pool globally: any S works
         self.mean, self.std = preset.mean, preset.std
 
     def stages(self) -> list[nn.Module]:
@@ -164,11 +164,19 @@ def _load_state(net: nn.Module, path: Path, name: str) -> None:
             f"weights '{path}' do not fit '{name}': missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-def create_image_encoder(name: str, *, pretrained: bool = True, weights: str | Path | None = None) -> ImageEncoder:
+MIN_IMAGE_SIZE = 32  # the trunks downsample 32x: smaller images leave no feature map
+
+
+def create_image_encoder(name: str, *, pretrained: bool = True, weights: str | Path | None = None,
+                         image_size: int = 0) -> ImageEncoder:
+    """image_size: S the images are resized to; 0 = the preset's (the size it was trained at)."""
     preset = IMAGE_PRESETS.get(name)
     if preset is None:
         raise ConfigError(f"image encoder '{name}' is not one of {', '.join(IMAGE_PRESETS)}")
+    if image_size and image_size < MIN_IMAGE_SIZE:
+        raise ConfigError(f"image size {image_size} is below {MIN_IMAGE_SIZE} pixels, the least the image "
+                          f"encoders take (0 = the preset's {preset.image_size})")
     net = preset.build()
     if pretrained and (weights is not None or preset.find_weights is not None):
         _load_state(net, Path(weights) if weights else preset.find_weights(), name)
-    return ImageEncoder(name, net)
+    return ImageEncoder(name, net, image_size)

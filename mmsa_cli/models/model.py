@@ -59,5 +59,6 @@ def create_model(cfg: ModelConfig, *, pretrained: bool = True, text_weights: str
     export and speed checks, or before loading a run's own weights)."""
     check_fusion_config(cfg)  # fail on a bad name (fusion or ensemble member) before loading any weights
     text = create_text_encoder(cfg.text_encoder, pretrained=pretrained, weights=text_weights, pooling=cfg.text_pooling)
-    image = create_image_encoder(cfg.image_encoder, pretrained=pretrained, weights=image_weights)
+    image = create_image_encoder(cfg.image_encoder, pretrained=pretrained, weights=image_weights,
+                                 image_size=cfg.image_size)
     return MultimodalModel(cfg, text, image)
