@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import platform
 import shlex
@@ -143,6 +144,11 @@ def torch_runner(module: nn.Module, inputs: tuple, device: str):
     return run
 
 
+def torch_throughput(module: nn.Module, inputs: tuple, batch: int, args) -> dict:
+    """A run_variant body that owns the PyTorch copy: its GPU memory goes when the variant is done."""
+    return throughput(torch_runner(module, inputs, args.device), batch, args.device, args.budget_s)
+
+
 def ort_session(path: Path, device: str, options: dict | None = None):
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -241,11 +247,9 @@ def case_text(args, tmp: Path, results: list, clock: Clock) -> None:
     b, n = args.batch, args.seq_len
     ids = torch.randint(1000, 30000, (b, n))
     mask = torch.ones(b, n, dtype=torch.long)
-    torch_part = TextPart(copy.deepcopy(encoder)).to(args.device, args.dtype)
     run_variant(results, name, "PyTorch eager SDPA fp16" if args.device == "cuda" else "PyTorch eager SDPA",
-                lambda: throughput(torch_runner(torch_part, (ids.to(args.device), mask.to(args.device)), args.device),
-                                   b, args.device, args.budget_s))
-    del torch_part
+                functools.partial(torch_throughput, TextPart(copy.deepcopy(encoder)).to(args.device, args.dtype),
+                                  (ids.to(args.device), mask.to(args.device)), b, args))
     path = tmp / "text.onnx"
     fused = {}
 
@@ -336,11 +340,11 @@ def case_image(args, tmp: Path, results: list, clock: Clock) -> None:
     encoder = create_image_encoder(image, pretrained=False).eval()
     size = encoder.image_size
     pixels = torch.randn(args.batch, 3, size, size)
-    torch_part = ImagePart(copy.deepcopy(encoder)).to(args.device, args.dtype).to(memory_format=torch.channels_last)
-    px = pixels.to(args.device, args.dtype).contiguous(memory_format=torch.channels_last)
     run_variant(results, name, "PyTorch channels_last fp16" if args.device == "cuda" else "PyTorch channels_last",
-                lambda: throughput(torch_runner(torch_part, (px,), args.device), args.batch, args.device, args.budget_s))
-    del torch_part, px
+                functools.partial(
+                    torch_throughput,
+                    ImagePart(copy.deepcopy(encoder)).to(args.device, args.dtype).to(memory_format=torch.channels_last),
+                    (pixels.to(args.device, args.dtype).contiguous(memory_format=torch.channels_last),), args.batch, args))
     path = tmp / "image.onnx"
     # Static shapes (no dynamic axes): what CUDA graphs need, and the same graph for every variant.
     def export():
@@ -382,8 +386,8 @@ def case_full(args, tmp: Path, results: list, clock: Clock, text_cfg: dict, imag
     inputs = (ids.to(args.device), mask.to(args.device),
               pixels.to(args.device, args.dtype).contiguous(memory_format=torch.channels_last))
     run_variant(results, name, "PyTorch eager fp16 (SDPA, channels_last)" if args.device == "cuda" else "PyTorch eager",
-                lambda: throughput(torch_runner(torch_model, inputs, args.device), b, args.device, args.budget_s))
-    del torch_model, inputs
+                functools.partial(torch_throughput, torch_model, inputs, b, args))
+    del torch_model, inputs  # the partial above is gone: this frees the PyTorch copy's GPU memory
     path = tmp / f"full-{image}.onnx"
     fused = {}
 
