@@ -27,6 +27,9 @@ IDEAS = [
     ("recipe best\n+EMA 0.995", "mvsa_single_cv5_best_ema995.json", "ensemble"),
     ("recipe best\n+LLRD 0.8", "mvsa_single_cv5_best_llrd08.json", "ensemble"),
     ("recipe best\n+modality dropout", "mvsa_single_cv5_best_md02.json", "ensemble"),
+    ("recipe best\n+R-Drop 1", "mvsa_single_cv5_best_rdrop1.json", "ensemble"),
+    ("image-only frozen\n260 (preset)", "mvsa_single_cv5.json", "image-only"),
+    ("image-only frozen\n320", "mvsa_single_cv5_image_only_s320.json", "image-only"),
     ("mean of GB18030\nand ls 0.1 runs", "mvsa_single_cv5_ensemble_of_runs.json", "mean of probabilities"),
 ]
 
