@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     examples = read_mvsa(args.data, args.label_file)
     table = pa.table({"guid": [e.guid for e in examples], "text": [e.text for e in examples],
-                      "image": [f"data/{e.guid}.jpg" for e in examples]})
+                      "image": [str(e.image_path.relative_to(args.data)) for e in examples]})
     pq.write_table(table, args.out)
     print(f"wrote {len(examples)} rows to {args.out}")
 

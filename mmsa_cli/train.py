@@ -140,9 +140,9 @@ def _batches(model: MultimodalModel, data: Prepared, idx: Sequence[int], batch_s
         yield batch_idx, pixels
 
 
-def _forward(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, device,
-             dropped: tuple[torch.Tensor, torch.Tensor] | None = None):
-    """Logits and auxiliary logits of a batch. dropped = (text, image) row masks: those rows get
+def _batch_inputs(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, device,
+                  dropped: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+    """A batch's model inputs on the device. dropped = (text, image) row masks: those rows get
     the empty text or the blank image instead of their own (modality dropout)."""
     token_lists = [data.tokens[i] for i in idx.tolist()]
     if dropped is not None:
@@ -160,8 +160,15 @@ def _forward(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, 
             cached = blank_encoded(cached, drop_image, data.blanks.image_features)
         if pix is not None:
             pix[drop_image.to(pix.device)] = 0.0                        # the normalised mean image
+    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix, "image_features": cached,
+            "text_features": cached_text}
+
+
+def _run_model(model: MultimodalModel, inputs: dict, device):
+    """Logits and auxiliary logits of a batch prepared by _batch_inputs."""
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        feats = model.forward_features(ids, mask, pix, image_features=cached, text_features=cached_text)
+        feats = model.forward_features(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"],
+                                       image_features=inputs["image_features"], text_features=inputs["text_features"])
         logits, aux = model.forward_head(feats)
     return logits.float(), [a.float() for a in aux]
 
@@ -178,7 +185,7 @@ def predict_indices(model: MultimodalModel, data: Prepared, idx: Sequence[int], 
     for batch_idx, pixels in _batches(model, data, idx, 64, shuffle=False, augment=False, cfg=cfg, epoch=0):
         every = torch.ones(len(batch_idx), dtype=torch.bool)
         dropped = (every & (missing == "text"), every & (missing == "image")) if missing else None
-        logits, _ = _forward(model, data, batch_idx, pixels, device, dropped)
+        logits, _ = _run_model(model, _batch_inputs(model, data, batch_idx, pixels, device, dropped), device)
         probs.append(logits.softmax(-1).cpu())
     return torch.cat(probs) if probs else torch.zeros((0, len(LABELS)))
 
@@ -299,10 +306,11 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
         for idx, pixels in steps:
             y = data.labels[idx].to(device)
             dropped = draw_dropped(len(idx), modality_dropout, drop_generator) if modality_dropout else None
-            logits, aux = _forward(model, data, idx, pixels, device, dropped)
+            inputs = _batch_inputs(model, data, idx, pixels, device, dropped)
+            logits, aux = _run_model(model, inputs, device)
             loss = training_loss(logits, aux, y, cfg, class_weight)
-            if cfg.rdrop_alpha:  # a second pass, same rows and blanks, other dropout masks
-                logits_b, aux_b = _forward(model, data, idx, pixels, device, dropped)
+            if cfg.rdrop_alpha:  # a second pass over the same inputs, other dropout masks
+                logits_b, aux_b = _run_model(model, inputs, device)
                 loss = (loss + training_loss(logits_b, aux_b, y, cfg, class_weight)) / 2 \
                     + cfg.rdrop_alpha * rdrop_penalty(logits, logits_b)
             opt.zero_grad(set_to_none=True)
