@@ -1,9 +1,13 @@
 """Cross-validated accuracy of averaging several CV runs' models (issue 5's ensemble question).
 
-Runs trained with the same --folds and --seed share their folds. For each fold this rebuilds
-every run's model from its folder, predicts that fold's validation rows (split.csv), and
-scores each run alone and the mean of their probabilities. Each run alone must reproduce its
-recorded validation accuracy: the script checks it, so the ensemble figure is comparable.
+For every run and fold this rebuilds the fold's model from its folder and predicts the fold's
+validation rows (split.csv), so each labelled row gets, from every run, the probabilities of the
+model that did not train on it. Each run alone, and the mean of the runs' probabilities, are
+then scored on the first run's folds (mean ± std, as `mmsa train --folds` reports). Each fold
+model must reproduce its recorded validation accuracy: the script checks it, so the figures are
+comparable. Runs trained with the same --folds and --seed share their folds (the mean is then a
+per-fold ensemble); runs with another --seed have other folds, and the mean estimates bagging:
+models trained on different subsets of the rows, none of which saw the row it predicts.
 
 Frozen image features come from the training feature cache (--feature-cache), so only the
 text side runs here: two 5-fold runs (10 models) take 2 min on the 2-core CPU (6 min while a
@@ -26,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mmsa_cli import LABELS  # noqa: E402
 from mmsa_cli.data import load_examples, read_split  # noqa: E402
 from mmsa_cli.metrics import classification_metrics  # noqa: E402
 from mmsa_cli.models import FUSIONS  # noqa: E402
@@ -89,33 +94,43 @@ def parse_runs_args(description: str):
     return args, labelled, {e.guid: i for i, e in enumerate(labelled)}, torch.device("cpu")
 
 
+def out_of_fold(run: Path, labelled: list, index_of: dict[str, int], feature_cache: str, prepared: dict,
+                device) -> tuple[torch.Tensor, list[list[int]]]:
+    """Every labelled row's probabilities from the one fold model of `run` that did not train
+    on it ([rows, classes]; NaN where no fold validated the row), and the rows of each fold."""
+    probs, fold_rows = torch.full((len(labelled), len(LABELS)), float("nan")), []
+    for fold in fold_dirs(run):
+        val_idx, [p], y = predict_fold(fold, labelled, index_of, feature_cache, prepared, device)
+        m = classification_metrics(y, p.argmax(-1).tolist())
+        check_recorded(fold, m)
+        probs[val_idx] = p
+        fold_rows.append(val_idx)
+        print(f"{run.name} {fold.name}: {m['accuracy']:.4f}", flush=True)
+    return probs, fold_rows
+
+
 def main() -> None:
     args, labelled, index_of, device = parse_runs_args(__doc__)
-    folds = [fold_dirs(r) for r in args.runs]
-    if len({len(f) for f in folds}) != 1:
-        sys.exit("the runs have different numbers of folds")
+    labels = torch.tensor([e.label for e in labelled])  # indices into LABELS
+    prepared, oof, first_folds = {}, {}, None
+    for run in args.runs:
+        oof[str(run)], fold_rows = out_of_fold(run, labelled, index_of, args.feature_cache, prepared, device)
+        if first_folds is None:
+            first_folds = fold_rows
+        elif sorted(map(sorted, fold_rows)) != sorted(map(sorted, first_folds)):
+            print(f"{run} has other folds than {args.runs[0]}: each row is averaged over models that did "
+                  f"not train on it (bagging over different training sets)", flush=True)
+    covered = ~torch.stack([p.isnan().any(-1) for p in oof.values()]).any(0)
+    rows_used = [[i for i in rows if covered[i]] for rows in first_folds]
+    if sum(map(len, rows_used)) < len(labelled):
+        print(f"{len(labelled) - sum(map(len, rows_used))} rows lack a prediction from some run and are left out")
+    oof[ENSEMBLE] = torch.stack(list(oof.values())).mean(0)
 
-    per_run = {str(r): [] for r in args.runs}
-    ensemble, prepared = [], {}
-    for k in range(len(folds[0])):
-        probs, first_val = [], None
-        for run, run_folds in zip(args.runs, folds):
-            val_idx, [p], y = predict_fold(run_folds[k], labelled, index_of, args.feature_cache, prepared, device)
-            if first_val is not None and val_idx != first_val:
-                sys.exit(f"{run_folds[k]} has other validation rows than {folds[0][k]}: not the same folds")
-            first_val = val_idx
-            m = classification_metrics(y, p.argmax(-1).tolist())
-            check_recorded(run_folds[k], m)
-            per_run[str(run)].append(m)
-            probs.append(p)
-        m = classification_metrics(y, torch.stack(probs).mean(0).argmax(-1).tolist())
-        ensemble.append(m)
-        print(f"fold {k + 1}: " + "  ".join(f"{r.name} {per_run[str(r)][-1]['accuracy']:.4f}" for r in args.runs)
-              + f"  mean of probabilities {m['accuracy']:.4f}", flush=True)
-
-    # One row per run and one for their mean, in the layout of `mmsa train --folds`' cv.json.
-    rows = cv_summary([{"fusion": name, "validation": m} for name, per_fold in [*per_run.items(), (ENSEMBLE, ensemble)]
-                       for m in per_fold])
+    # Every run and their mean scored on the first run's folds: one row each, in the layout of
+    # `mmsa train --folds`' cv.json, so the per-fold spread is comparable with the runs' own.
+    per_fold = [{"fusion": name, "validation": classification_metrics(labels[rows].tolist(), p[rows].argmax(-1).tolist())}
+                for name, p in oof.items() for rows in rows_used]
+    rows = cv_summary(per_fold)
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
               "command": " ".join(["python", *sys.argv]), "rows": rows}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
