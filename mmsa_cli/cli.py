@@ -184,7 +184,8 @@ def train(ctx, **options):
             click.echo(f"{folds}-fold CV {row['fusion']:>13}: accuracy {100 * row['accuracy']:.2f} ± "
                        f"{100 * row['accuracy_std']:.2f}  weighted F1 {100 * row['weighted_f1']:.2f} ± "
                        f"{100 * row['weighted_f1_std']:.2f}")
-        click.echo(f"run folder: {out} (cv.md, cv.png; one folder per fold)")
+        click.echo(f"run folder: {out} (cv.md, cv.png; one folder per fold; `mmsa export --run {out} --fold all` "
+                   f"makes one model of all the folds)")
     else:
         click.echo(f"run folder: {out}" + (" (comparison.md, comparison.png)" if len(results) > 1 else ""))
 

@@ -77,6 +77,31 @@ def save_weights(folder: Path, model: MultimodalModel) -> None:
     tmp.replace(folder / WEIGHTS)  # never leave a half-written best model behind
 
 
+def fold_folders(folder: str | Path) -> list[Path]:
+    """The fold-K folders of a cross-validation run (`--folds K`), in fold order; [] otherwise."""
+    folds = [p for p in Path(folder).glob("fold-*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(folds, key=lambda p: int(p.name[5:]))
+
+
+def select_folds(folder: str | Path, fold: str | None) -> list[Path]:
+    """The run folders `fold` names in `folder`: a cross-validation run's fold K ("K"), or all
+    its folds ("all"); [folder] for a run without folds (fold must then be None)."""
+    folder, folds = Path(folder), fold_folders(folder)
+    if not folds:
+        if fold is not None:
+            raise MmsaError(f"'{folder}' is not a cross-validation run (no fold-K folders): drop --fold")
+        return [folder]
+    numbers = [p.name[5:] for p in folds]
+    if fold is None:
+        raise MmsaError(f"'{folder}' is a cross-validation run with folds {', '.join(numbers)}: choose one "
+                        f"with --fold K, or --fold all for the mean of all their models")
+    if fold == "all":
+        return folds
+    if fold not in numbers:
+        raise MmsaError(f"'{folder}' has no fold {fold}; it holds folds {', '.join(numbers)}")
+    return [folds[numbers.index(fold)]]
+
+
 def resolve_run(folder: str | Path, fusion: str | None = None) -> Path:
     """A run folder, or one fusion's folder inside a `--fusion all` run."""
     folder = Path(folder)
@@ -86,6 +111,8 @@ def resolve_run(folder: str | Path, fusion: str | None = None) -> Path:
             raise MmsaError(f"run '{folder}' holds fusion '{trained}', not '{fusion}'")
         return folder
     trained = [name for name in FUSIONS if (folder / name / "config.json").is_file()]
+    if not trained and fold_folders(folder):
+        raise MmsaError(f"'{folder}' is a cross-validation run: give one fold's folder ({fold_folders(folder)[0]})")
     if not trained:
         raise MmsaError(f"'{folder}' is not a run folder (no config.json, and no per-fusion folders)")
     if fusion is None:

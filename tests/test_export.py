@@ -52,12 +52,13 @@ def tiny_run(tmp_path_factory) -> Path:
     return root
 
 
-def write_tiny_run(folder: Path, cfg: ModelConfig, *, pretrained: bool) -> None:
-    """A run folder of an untrained model, split over samples/mvsa, as `mmsa train` writes it."""
+def write_tiny_run(folder: Path, cfg: ModelConfig, *, pretrained: bool, folds: int = 0) -> None:
+    """A run folder of an untrained model, split over samples/mvsa, as `mmsa train` writes it
+    (with folds: as it writes each fold-K folder of a `--folds` run)."""
     examples = load_examples(SAMPLES)
     train_idx, val_idx = stratified_split([e.label for e in examples], 0.2, 42)
     model = create_model(cfg, pretrained=pretrained).eval()
-    write_run_config(folder, model, TrainConfig(epochs=1), data=str(SAMPLES))
+    write_run_config(folder, model, TrainConfig(epochs=1, folds=folds), data=str(SAMPLES))
     save_weights(folder, model)
     write_split(folder / "split.csv", examples, train_idx, val_idx)
     (folder / "metrics.json").write_text(json.dumps({"best_epoch": 1, "validation": {"n": len(val_idx), "accuracy": 0.5}}))
@@ -196,11 +197,13 @@ def test_ensemble_is_one_graph_with_the_encoders_once(exported, ensemble_fp32):
     assert tuple(inputs) == INPUT_NAMES
 
 
-def assert_score_matches_predict(model_folder: Path, run: Path, tmp_path: Path) -> None:
+def assert_score_matches_predict(model_folder: Path, run: Path | list[Path], tmp_path: Path) -> None:
     """`mmsa score` of the sample tweets with the exported folder gives the probabilities and
-    labels of the PyTorch run it came from (`mmsa predict`) on every row both could score."""
+    labels of the PyTorch run it came from (`mmsa predict`; for several runs, the mean of
+    their probabilities) on every row all could score."""
     import pyarrow.parquet as pq
 
+    from mmsa_cli import LABELS
     from mmsa_cli.evaluate import predict_examples
 
     tweets = SAMPLES.parent / "tweets.parquet"
@@ -210,13 +213,16 @@ def assert_score_matches_predict(model_folder: Path, run: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     scored = pq.read_table(out).to_pandas().set_index("guid")
     examples = load_examples(tweets, id_col="guid", label_col=None)
-    reference = predict_examples(load_run(run), examples, device="cpu").set_index("guid")
+    probs = ["prob_positive", "prob_neutral", "prob_negative"]
+    references = [predict_examples(load_run(r), examples, device="cpu").set_index("guid")
+                  for r in (run if isinstance(run, list) else [run])]
+    reference = references[0]
     assert len(scored) == len(reference) == len(examples)
     good = reference.index[reference["error"].isna() & scored.loc[reference.index, "error"].isna()]
     assert len(good) >= 50  # the sample holds a few rows with bad images on purpose
-    probs = ["prob_positive", "prob_neutral", "prob_negative"]
-    np.testing.assert_allclose(scored.loc[good, probs].to_numpy(), reference.loc[good, probs].to_numpy(), atol=1e-4)
-    assert (scored.loc[good, "label"] == reference.loc[good, "label"]).all()
+    expected = np.mean([r.loc[good, probs].to_numpy() for r in references], axis=0)
+    np.testing.assert_allclose(scored.loc[good, probs].to_numpy(), expected, atol=1e-4)
+    assert scored.loc[good, "label"].tolist() == [LABELS[i] for i in expected.argmax(1)]
 
 
 def test_mmsa_score_runs_an_exported_ensemble(ensemble_fp32, tiny_run, tmp_path):
@@ -238,6 +244,57 @@ def test_a_run_with_its_own_image_size_exports_and_scores_at_that_size(tmp_path)
     pixels = next(i for i in graph.input if i.name == "pixel_values")
     assert [d.dim_value for d in pixels.type.tensor_type.shape.dim][1:] == [3, 96, 96]
     assert_score_matches_predict(report.folder, run, tmp_path)
+
+
+@pytest.mark.parametrize("shared_image", [True, False], ids=["frozen-image", "fine-tuned-image"])
+def test_cv_run_exports_as_one_graph_averaging_its_folds(tmp_path, shared_image):
+    """`--fold all`: the three fold models of a CV run in one graph that `mmsa score` runs, giving
+    the mean of the folds' probabilities. Each fold's text encoder is in it; the image encoder
+    once when the folds share its weights (frozen), once per fold when they do not."""
+    cv, cfg = tmp_path / "cv", ModelConfig(fusion="cmac", text_encoder="tiny-bert", image_encoder="tiny-cnn")
+    first_image = None
+    for k in (1, 2, 3):
+        torch.manual_seed(k)
+        write_tiny_run(cv / f"fold-{k}", cfg, pretrained=False, folds=3)
+        if shared_image:  # what --freeze image leaves: the same image encoder weights in every fold
+            run = load_run(cv / f"fold-{k}")
+            first_image = first_image or run.model.image_encoder.state_dict()
+            run.model.image_encoder.load_state_dict(first_image)
+            save_weights(cv / f"fold-{k}", run.model)
+    report = export_run(cv, tmp_path / "bag", fold="all", precision="fp32", device="cpu", max_parity_rows=PARITY_ROWS)
+    assert report.parity.passed and report.parity.max_abs_diff_probs <= 1e-4
+    assert report.fusions.text == {"EmbedLayerNormalization": 0, "Attention": 3 * TINY_BERT_LAYERS,
+                                   "SkipLayerNormalization": 6 * TINY_BERT_LAYERS, "Gelu": 3 * TINY_BERT_LAYERS}
+    single = export_run(cv, tmp_path / "fold-2", fold="2", precision="fp32", device="cpu", max_parity_rows=8)
+    assert single.manifest.source_run["path"] == str(cv / "fold-2")
+    image_ops = report.fusions.parts["image_encoder"].get("Conv", 0)
+    assert image_ops == single.fusions.parts["image_encoder"]["Conv"] * (1 if shared_image else 3)
+    assert [m["path"] for m in report.manifest.source_run["members"]] == [str(cv / f"fold-{k}") for k in (1, 2, 3)]
+    assert_score_matches_predict(report.folder, [cv / f"fold-{k}" for k in (1, 2, 3)], tmp_path)
+
+
+def test_cv_run_needs_a_fold_choice(tmp_path):
+    """A CV run folder holds several models: which one is a clear one-line error, and a bag
+    needs all its folds, reading the same inputs."""
+    cv, cfg = tmp_path / "cv", ModelConfig(fusion="naive-cat", text_encoder="tiny-bert", image_encoder="tiny-cnn")
+    write_tiny_run(cv / "fold-1", cfg, pretrained=False, folds=3)
+    write_tiny_run(cv / "fold-2", dataclasses.replace(cfg, max_length=32), pretrained=False, folds=3)
+
+    def export(run, *args):
+        return CliRunner().invoke(main, ["export", "--run", str(run), "--out", str(tmp_path / "m"), *args])
+
+    for args, message in [([], "cross-validation run with folds 1, 2: choose one with --fold K, or --fold all"),
+                          (["--fold", "3"], "has no fold 3; it holds folds 1, 2"),
+                          (["--fold", "all"], "holds 2 of its 3 folds: train the others")]:
+        result = export(cv, *args)
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    write_tiny_run(cv / "fold-3", cfg, pretrained=False, folds=3)
+    result = export(cv, "--fold", "all")
+    assert result.exit_code != 0 and "bag member 2 reads other inputs than member 1: max_length 64 vs 32" in result.output
+    result = export(cv / "fold-1", "--fold", "1")
+    assert result.exit_code != 0 and "not a cross-validation run" in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_corrupted_model_folder_is_refused(exported, tmp_path):

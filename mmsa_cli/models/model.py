@@ -28,6 +28,10 @@ class MultimodalModel(nn.Module):
     def uses_image(self) -> bool:
         return self.fusion.uses_image
 
+    @property
+    def text_encoders(self) -> list[TextEncoder]:
+        return [self.text_encoder]  # a ModelBag has one per member
+
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         return self.text_encoder(input_ids, attention_mask)        # [B,L,Ht], [B,Ht]
 

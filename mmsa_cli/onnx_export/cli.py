@@ -18,6 +18,8 @@ def describe(report) -> list[str]:
     text = ", ".join(f"{k} {f.text[k]}/{f.expected_text[k]}" for k in f.text)
     lines = [
         f"exported {m.fusion} ({m.text_encoder} + {m.image_encoder}), {m.precision} for {m.target}, opset {m.opset} -> {report.folder}",
+        *([f"  mean of {len(m.source_run['members'])} models: "
+           + ", ".join(member["path"] for member in m.source_run["members"])] if "members" in m.source_run else []),
         f"  text encoder fusions (found/expected): {text}",
         f"  image encoder: BatchNormalization left {f.batch_norms}; {ep['provider']}: {ep['conv']} Conv, "
         f"{ep['conv_with_fused_activation']} with fused activation, {ep['conv_activation_left_unfused']} "
@@ -35,9 +37,12 @@ def describe(report) -> list[str]:
 
 @click.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
-              help="A run folder written by `mmsa train`.")
+              help="A run folder written by `mmsa train` (of a `--folds` run: with --fold).")
 @click.option("--fusion", type=click.Choice(list(FUSIONS)), default=None,
               help="Which model of a `--fusion all` run folder.")
+@click.option("--fold", default=None, metavar="K|all",
+              help="Which model of a `--folds` run: fold K, or all: one graph averaging every fold's "
+                   "probabilities (bagging; each fold's text encoder runs, the frozen image encoder once).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]),
               help="fp16 keeps float32 inputs/outputs and fp32 islands for fragile ops.")
@@ -48,11 +53,11 @@ def describe(report) -> list[str]:
 @click.option("--parity-rows", default=512, show_default=True, type=click.IntRange(1), help="Cap on parity rows.")
 @device_option
 @library_errors
-def export(run_dir, fusion, out, precision, target, parity_data, parity_rows, device):
+def export(run_dir, fusion, fold, out, precision, target, parity_data, parity_rows, device):
     """Export a trained model to one optimized ONNX graph (fused, validated against PyTorch)."""
     from .export import export_run
 
-    report = export_run(run_dir, out, fusion=fusion, precision=precision, target=target, device=device,
+    report = export_run(run_dir, out, fusion=fusion, fold=fold, precision=precision, target=target, device=device,
                         parity_data=parity_data, max_parity_rows=parity_rows)
     for line in describe(report):
         click.echo(line)

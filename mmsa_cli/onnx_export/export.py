@@ -25,8 +25,8 @@ import torch
 from .. import LABELS, __version__
 from ..errors import ConfigError
 from ..model_folder import Manifest
-from ..models import MultimodalModel
-from ..runs import load_run
+from ..models import ExportableModel, ModelBag
+from ..runs import load_run, select_folds
 from . import fusions as fz
 from .folder import replace_folder, save_onnx, write_manifest
 from .graph import EXPORTER, add_unused_inputs, export_onnx
@@ -69,7 +69,7 @@ def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def export_model(model: MultimodalModel, tokenizer, out: str | Path, rows: ParityRows, *, precision: str = "fp32",
+def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: ParityRows, *, precision: str = "fp32",
                  target: str = "cpu", device: str = "auto", source_run: dict | None = None,
                  spec: ExportSpec | None = None) -> ExportReport:
     """Export `model` to the model folder `out` and validate it; raises ExportError (an
@@ -103,7 +103,9 @@ def export_model(model: MultimodalModel, tokenizer, out: str | Path, rows: Parit
         lap("export")
 
         bert = model.text_encoder.bert.config
-        graph = fz.optimize_bert(raw, bert.num_attention_heads, bert.hidden_size)
+        encoders = len(model.text_encoders)
+        graph = fz.optimize_bert(raw, bert.num_attention_heads, bert.hidden_size,
+                                 options=fz.text_fusion_options(encoders))
         optimized = fz.op_counts(graph)
         lap("optimize")
         if precision == "fp16":
@@ -113,7 +115,7 @@ def export_model(model: MultimodalModel, tokenizer, out: str | Path, rows: Parit
         parts = fz.op_counts(graph)
         report = fz.FusionReport(
             text=fz.bert_fusion_counts(optimized["text_encoder"]),
-            expected_text=fz.expected_text_fusions(bert.model_type, bert.num_hidden_layers, model.uses_text),
+            expected_text=fz.expected_text_fusions(bert.model_type, bert.num_hidden_layers, model.uses_text, encoders),
             parts=parts, raw=raw_counts)
         save_onnx(graph, tmp / "model.onnx")  # a first copy for the sessions below
         ep_provider = PROVIDERS["cuda"] if target == "cuda" and cuda_usable() else PROVIDERS["cpu"]
@@ -155,18 +157,33 @@ def export_model(model: MultimodalModel, tokenizer, out: str | Path, rows: Parit
     return ExportReport(out, manifest, report, parity, sizes, seconds)
 
 
-def export_run(run_dir: str | Path, out: str | Path, *, fusion: str | None = None, precision: str = "fp32",
-               target: str = "cpu", device: str = "auto", parity_data: str | Path | None = None,
-               max_parity_rows: int = 512) -> ExportReport:
-    """Export one trained model of a run folder (`fusion` picks one of a `--fusion all` run)."""
-    _check_choices(precision, target)
-    run = load_run(run_dir, fusion)
-    rows = find_parity_rows(run.folder, run.meta.get("data"), parity_data=parity_data, max_rows=max_parity_rows)
-    metrics_path = run.folder / "metrics.json"
+def _source(folder: Path, meta: dict) -> dict:
+    """What the manifest records of a trained run: where it is, and how it validated."""
+    metrics_path = folder / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     validation = metrics.get("validation", {})
-    source = {"path": str(run.folder), "created": run.meta.get("created", ""), "data": run.meta.get("data", ""),
-              "best_epoch": metrics.get("best_epoch"),
-              "validation": {k: validation[k] for k in ("n", "accuracy", "weighted_f1", "macro_f1") if k in validation}}
-    return export_model(run.model, run.model.text_encoder.tokenizer, out, rows, precision=precision, target=target,
+    return {"path": str(folder), "created": meta.get("created", ""), "data": meta.get("data", ""),
+            "best_epoch": metrics.get("best_epoch"),
+            "validation": {k: validation[k] for k in ("n", "accuracy", "weighted_f1", "macro_f1") if k in validation}}
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, fusion: str | None = None, fold: str | None = None,
+               precision: str = "fp32", target: str = "cpu", device: str = "auto",
+               parity_data: str | Path | None = None, max_parity_rows: int = 512) -> ExportReport:
+    """Export one trained model of a run folder (`fusion` picks one of a `--fusion all` run;
+    `fold` one fold of a cross-validation run, or "all": the mean of every fold's model)."""
+    _check_choices(precision, target)
+    runs = [load_run(folder, fusion) for folder in select_folds(run_dir, fold)]
+    run = runs[0]
+    if fold == "all" and len(runs) != run.train_cfg.folds:
+        raise ConfigError(f"'{run_dir}' holds {len(runs)} of its {run.train_cfg.folds} folds: train the others "
+                          f"(mmsa train --fold K) or export one with --fold K")
+    rows = find_parity_rows(run.folder, run.meta.get("data"), parity_data=parity_data, max_rows=max_parity_rows)
+    if len(runs) == 1:
+        return export_model(run.model, run.model.text_encoder.tokenizer, out, rows, precision=precision,
+                            target=target, device=device, source_run=_source(run.folder, run.meta))
+    model = ModelBag([r.model for r in runs])
+    source = {"path": str(run_dir), "bag": "mean of the probabilities of these models",
+              "members": [_source(r.folder, r.meta) for r in runs]}
+    return export_model(model, model.text_encoder.tokenizer, out, rows, precision=precision, target=target,
                         device=device, source_run=source)

@@ -74,19 +74,30 @@ def bert_fusion_counts(counts: dict[str, int]) -> dict[str, int]:
     }
 
 
-def expected_text_fusions(model_type: str, num_hidden_layers: int, uses_text: bool) -> dict[str, int]:
-    """The fusions a text encoder must get, by its Hugging Face model_type.
+def expected_text_fusions(model_type: str, num_hidden_layers: int, uses_text: bool, encoders: int = 1) -> dict[str, int]:
+    """The fusions the graph's text encoders (`encoders` of them: a ModelBag has several) must
+    get, by their Hugging Face model_type.
 
     BERT (and types not listed): all four kinds, every layer. MPNet adds a relative-position
     bias inside attention, which ORT's Attention patterns do not match: its attention stays
     MatMul + Softmax (slower on a GPU), and its embedding LayerNorm, after a plain Add, becomes
-    one more SkipLayerNormalization instead of an EmbedLayerNormalization."""
+    one more SkipLayerNormalization instead of an EmbedLayerNormalization. With several
+    encoders the embeddings stay unfused (see text_fusion_options)."""
     layers = num_hidden_layers if uses_text else 0
     if model_type == "mpnet":
-        return {"EmbedLayerNormalization": 0, "Attention": 0,
-                "SkipLayerNormalization": 2 * layers + int(uses_text), "Gelu": layers}
-    return {"EmbedLayerNormalization": int(uses_text), "Attention": layers,
-            "SkipLayerNormalization": 2 * layers, "Gelu": layers}
+        one = {"EmbedLayerNormalization": 0, "Attention": 0,
+               "SkipLayerNormalization": 2 * layers + int(uses_text), "Gelu": layers}
+    else:
+        one = {"EmbedLayerNormalization": int(uses_text and encoders == 1), "Attention": layers,
+               "SkipLayerNormalization": 2 * layers, "Gelu": layers}
+    return {op: n * encoders for op, n in one.items()}
+
+
+def text_fusion_options(encoders: int) -> dict | None:
+    """ORT's EmbedLayerNormalization fusion assumes one BERT per graph: with several it gives
+    each fused embedding the same name and fails. So a graph of several text encoders keeps
+    their embeddings' LayerNormalization (a small part of an encoder's time) and fuses the rest."""
+    return {"enable_embed_layer_norm": False} if encoders > 1 else None
 
 
 def optimize_bert(raw: onnx.ModelProto, num_heads: int, hidden_size: int, *, options: dict | None = None,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import MmsaError
-from ..models import MultimodalModel
+from ..models import ExportableModel
 from .spec import ExportSpec
 
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
@@ -30,7 +30,7 @@ class ExportError(MmsaError):
 class ProbabilitiesAndLogits(nn.Module):
     """Adds the softmax to the graph, so plain ONNX Runtime users get probabilities."""
 
-    def __init__(self, model: MultimodalModel):
+    def __init__(self, model: ExportableModel):
         super().__init__()
         self.model = model
 
@@ -39,11 +39,12 @@ class ProbabilitiesAndLogits(nn.Module):
         return logits.softmax(-1), logits
 
 
-def export_onnx(model: MultimodalModel, spec: ExportSpec, path: Path) -> onnx.ModelProto:
+def export_onnx(model: ExportableModel, spec: ExportSpec, path: Path) -> onnx.ModelProto:
     """Trace `model` (eval mode, eager attention) to `path` and return the loaded graph."""
     model.eval()
     attention = model.text_encoder.bert.config._attn_implementation
-    model.text_encoder.set_attention("eager")
+    for encoder in model.text_encoders:
+        encoder.set_attention("eager")
     wrapper = ProbabilitiesAndLogits(model).eval()
     example = spec.example_inputs()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -57,7 +58,8 @@ def export_onnx(model: MultimodalModel, spec: ExportSpec, path: Path) -> onnx.Mo
         except Exception as exc:  # the exporter raises many types; the message is what matters
             raise ExportError(f"torch.onnx.export failed for fusion '{model.cfg.fusion}': {exc}") from exc
         finally:
-            model.text_encoder.set_attention(attention or "sdpa")
+            for encoder in model.text_encoders:
+                encoder.set_attention(attention or "sdpa")
     graph = onnx.load(str(path))
     add_unused_inputs(graph, spec)
     return graph

@@ -26,7 +26,7 @@ from ..batches import pad_tokens, tokenize
 from ..data import Example, ImageLoadError, load_examples, load_image, preprocess_image, read_split
 from ..errors import DataError, MmsaError
 from ..model_folder import INPUT_NAMES, OUTPUT_NAMES
-from ..models import MultimodalModel
+from ..models import ExportableModel
 from .graph import ExportError
 from .spec import ExportSpec
 
@@ -111,7 +111,7 @@ def make_batches(rows: ParityRows, tokenizer, max_length: int, image_size: int, 
 
 
 @torch.inference_mode()
-def torch_reference(model: MultimodalModel, batches: list[ParityBatch], device: str = "cpu") -> list[tuple[np.ndarray, np.ndarray]]:
+def torch_reference(model: ExportableModel, batches: list[ParityBatch], device: str = "cpu") -> list[tuple[np.ndarray, np.ndarray]]:
     """(probs, logits) of the fp32 PyTorch model for every batch."""
     model = model.eval().to(device)
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model_folder import INPUT_NAMES, OUTPUT_NAMES
-from ..models import MultimodalModel
+from ..models import ExportableModel
 
 OPSET = 17  # first opset with LayerNormalization, which ORT's SkipLayerNormalization fusion matches
 
@@ -53,7 +53,7 @@ class ExportSpec:
         return ids, mask, pixels
 
 
-def spec_for(model: MultimodalModel) -> ExportSpec:
+def spec_for(model: ExportableModel) -> ExportSpec:
     size = model.image_encoder.image_size
     classes = model.cfg.num_classes
     ids, mask, pixels = INPUT_NAMES
