@@ -3,13 +3,16 @@
 
     python benchmarks/mvsa_single.py ../shared/data/mvsa-single --out runs/mvsa-all [-- extra mmsa train flags]
     python benchmarks/mvsa_single.py ../shared/data/mvsa-single --predict-run runs/best   # predictions only
+    python benchmarks/mvsa_single.py ../shared/data/mvsa-single --predict-model models/best  # with `mmsa score`
 
 Writes benchmarks/results/mvsa_single_table4.{md,json,png} (copied from the run's
 comparison) and benchmarks/results/mvsa_single_test_predictions.csv from the best model
 (on this run's validation split, or by a cross-validation summary given with --choose-by)
 (guid,label,prob_positive,prob_neutral,prob_negative). With --predict-run, only the
-predictions file, from that run folder (any `mmsa train` run, e.g. `--recipe best`). The dataset is read from the path
-given; nothing of it is copied into the repository.
+predictions file, from that run folder (any `mmsa train` run, e.g. `--recipe best`). With
+--predict-model, only the predictions file, from an exported model folder (`mmsa export`, e.g. a
+CV run's folds averaged with `--fold all`) through `mmsa score`. The dataset is read from the
+path given; nothing of it is copied into the repository.
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ def main() -> None:
                              "[default: the best on this run's validation split]")
     parser.add_argument("--predict-run", type=Path, default=None,
                         help="only write the test predictions, from this single-model run folder")
+    parser.add_argument("--predict-model", type=Path, default=None,
+                        help="only write the test predictions, by `mmsa score` with this exported model folder")
     parser.add_argument("--predictions-out", type=Path, default=RESULTS / "mvsa_single_test_predictions.csv",
                         help="where the test predictions go [benchmarks/results/mvsa_single_test_predictions.csv]")
     parser.add_argument("train_args", nargs="*", help="extra `mmsa train` flags (after --)")
@@ -43,6 +48,9 @@ def main() -> None:
     if args.predict_run:
         write_test_predictions(args.data, args.predict_run, None, args.predict_run / "test_predictions_full.csv",
                                args.predictions_out)
+        return
+    if args.predict_model:
+        score_test_predictions(args.data, args.predict_model, args.predictions_out)
         return
     if not args.skip_train:
         subprocess.run([*MMSA, "train", "--data", str(args.data), "--fusion", "all", "--out", str(args.out),
@@ -66,7 +74,29 @@ def write_test_predictions(data: Path, run: Path, fusion: str | None, tmp: Path,
                     "--data", str(data), "--label-file", "test_without_label.txt", "--out", str(tmp)], check=True)
     import pandas as pd
 
-    frame = pd.read_csv(tmp, dtype={"guid": str})
+    save_predictions(pd.read_csv(tmp, dtype={"guid": str}), preds)
+
+
+def score_test_predictions(data: Path, model: Path, preds: Path) -> None:
+    """`mmsa score` of test_without_label.txt's tweets (as mvsa_parquet.py writes them) with an
+    exported model folder, cut to the five columns."""
+    import tempfile
+
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tweets, scored = Path(tmp) / "test.parquet", Path(tmp) / "scored.parquet"
+        here = Path(__file__).resolve().parent
+        subprocess.run([sys.executable, str(here / "mvsa_parquet.py"), str(data), "test_without_label.txt",
+                        str(tweets)], check=True)
+        subprocess.run([*MMSA, "score", str(tweets), "--model", str(model), "--out", str(scored),
+                        "--image-root", str(data), "--no-progress"], check=True)
+        frame = pd.read_parquet(scored)
+    save_predictions(frame.astype({"guid": str}), preds)
+
+
+def save_predictions(frame, preds: Path) -> None:
+    """The five columns the external scorer reads; rows with errors are kept and listed."""
     if frame["error"].notna().any():
         print(f"warning: {int(frame['error'].notna().sum())} test rows had errors:\n"
               f"{frame[frame['error'].notna()][['guid', 'error']].to_string()}", file=sys.stderr)
