@@ -31,6 +31,8 @@ IDEAS = [
     ("image-only frozen\n260 (preset)", "mvsa_single_cv5.json", "image-only"),
     ("image-only frozen\n320", "mvsa_single_cv5_image_only_s320.json", "image-only"),
     ("mean of GB18030\nand ls 0.1 runs", "mvsa_single_cv5_ensemble_of_runs.json", "mean of probabilities"),
+    ("recipe best\nseed 7 folds", "mvsa_single_cv5_best_md02_seed7.json", "ensemble"),
+    ("bag: seed 42 +\nseed 7 runs", "mvsa_single_cv5_bagging_estimate.json", "mean of probabilities"),
 ]
 
 
