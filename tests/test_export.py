@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from mmsa_cli.cli import main
 from mmsa_cli.config import ModelConfig, TrainConfig
 from mmsa_cli.data import load_examples, stratified_split, write_split
+from mmsa_cli.errors import MmsaError
 from mmsa_cli.model_folder import INPUT_NAMES, OUTPUT_NAMES, ModelFolderError, load_model_folder
 from mmsa_cli.models import FUSIONS, create_model
 from mmsa_cli.onnx_export import (FusionCheckError, ParityError, export_run, find_parity_rows,
@@ -295,6 +296,8 @@ def test_cv_run_needs_a_fold_choice(tmp_path):
     result = export(cv / "fold-1", "--fold", "1")
     assert result.exit_code != 0 and "not a cross-validation run" in result.output
     assert not (tmp_path / "m").exists()
+    with pytest.raises(MmsaError, match="is a cross-validation run: give one fold's folder"):
+        load_run(cv)  # what predict and evaluate say
 
 
 def test_corrupted_model_folder_is_refused(exported, tmp_path):
@@ -322,7 +325,7 @@ def test_corrupted_model_folder_is_refused(exported, tmp_path):
 
 def test_missing_fusions_fail_the_export(tiny_run, tmp_path, monkeypatch):
     """An optimizer that fuses nothing (e.g. after a library upgrade) must fail the export."""
-    monkeypatch.setattr(fusions, "optimize_bert", lambda raw, heads, hidden: raw)
+    monkeypatch.setattr(fusions, "optimize_bert", lambda raw, heads, hidden, options=None: raw)
     out = tmp_path / "m"
     with pytest.raises(FusionCheckError, match="Attention fused 0, expected 2"):
         export_run(tiny_run, out, fusion="ote", device="cpu", max_parity_rows=8)

@@ -8,5 +8,5 @@ from .text_encoders import TEXT_PRESETS, TextEncoder, create_text_encoder
 ExportableModel = MultimodalModel | ModelBag  # what `mmsa export` takes
 
 __all__ = ["FUSIONS", "PAPER_NAMES", "Features", "fusion_class", "report_name", "IMAGE_PRESETS", "ImageEncoder",
-           "create_image_encoder", "ExportableModel", "ModelBag", "MultimodalModel", "create_model", "TEXT_PRESETS", "TextEncoder",
-           "create_text_encoder"]
+           "create_image_encoder", "ExportableModel", "ModelBag", "MultimodalModel", "create_model", "TEXT_PRESETS",
+           "TextEncoder", "create_text_encoder"]
