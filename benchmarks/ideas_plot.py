@@ -33,6 +33,8 @@ IDEAS = [
     ("mean of GB18030\nand ls 0.1 runs", "mvsa_single_cv5_ensemble_of_runs.json", "mean of probabilities"),
     ("recipe best\nseed 7 folds", "mvsa_single_cv5_best_md02_seed7.json", "ensemble"),
     ("bag: seed 42 +\nseed 7 runs", "mvsa_single_cv5_bagging_estimate.json", "mean of probabilities"),
+    ("recipe best\nseed 123 folds", "mvsa_single_cv5_best_md02_seed123.json", "ensemble"),
+    ("bag: seeds\n42, 7, 123", "mvsa_single_cv5_bagging_estimate3.json", "mean of probabilities"),
 ]
 
 

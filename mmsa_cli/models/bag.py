@@ -2,8 +2,8 @@
 
 The fold models of a `--folds K` run were each trained on a different (K-1)/K of the rows;
 the mean of their probabilities has learned from every labelled row and is expected to do at
-least as well as one of them (on MVSA-Single, two bagged models: +0.3 accuracy, within the
-spread; benchmarks/results/README.md). `mmsa export --run RUN --fold all` turns a bag into one ONNX graph, so
+least as well as one of them (on MVSA-Single, three bagged models: +0.7 accuracy over one,
+within the spread; benchmarks/results/README.md). `mmsa export --run RUN --fold all` turns a bag into one ONNX graph, so
 `mmsa score` runs it like any other model.
 
 The members must read the same inputs: one tokenizer, max length, text normalization, image
