@@ -34,7 +34,7 @@ from mmsa_cli import LABELS  # noqa: E402
 from mmsa_cli.data import load_examples, read_split  # noqa: E402
 from mmsa_cli.metrics import classification_metrics  # noqa: E402
 from mmsa_cli.models import FUSIONS  # noqa: E402
-from mmsa_cli.runs import load_run  # noqa: E402
+from mmsa_cli.runs import fold_folders, load_run  # noqa: E402
 from mmsa_cli.train import (METRICS_REPORTED, cv_summary, image_weights_id, predict_indices, prepare,  # noqa: E402
                             with_split)
 
@@ -42,7 +42,7 @@ ENSEMBLE = "mean of probabilities"
 
 
 def fold_dirs(run: Path) -> list[Path]:
-    folds = sorted(run.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
+    folds = fold_folders(run)
     if not folds:
         sys.exit(f"{run} has no fold-K folders: train it with --folds")
     return folds

@@ -25,11 +25,16 @@ def main() -> None:
     ap.add_argument("label_file", help="e.g. test_without_label.txt or train.txt")
     ap.add_argument("out", type=Path, help="Parquet file to write")
     args = ap.parse_args()
-    examples = read_mvsa(args.data, args.label_file)
+    write_tweets(args.data, args.label_file, args.out)
+
+
+def write_tweets(data: Path, label_file: str, out: Path) -> None:
+    """The tweets of `label_file` as a Parquet file: guid, text, image path relative to `data`."""
+    examples = read_mvsa(data, label_file)
     table = pa.table({"guid": [e.guid for e in examples], "text": [e.text for e in examples],
-                      "image": [str(e.image_path.relative_to(args.data)) for e in examples]})
-    pq.write_table(table, args.out)
-    print(f"wrote {len(examples)} rows to {args.out}")
+                      "image": [str(e.image_path.relative_to(data)) for e in examples]})
+    pq.write_table(table, out)
+    print(f"wrote {len(examples)} rows to {out}")
 
 
 if __name__ == "__main__":

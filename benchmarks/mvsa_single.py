@@ -83,12 +83,11 @@ def score_test_predictions(data: Path, model: Path, preds: Path) -> None:
     import tempfile
 
     import pandas as pd
+    from mvsa_parquet import write_tweets  # beside this script
 
     with tempfile.TemporaryDirectory() as tmp:
         tweets, scored = Path(tmp) / "test.parquet", Path(tmp) / "scored.parquet"
-        here = Path(__file__).resolve().parent
-        subprocess.run([sys.executable, str(here / "mvsa_parquet.py"), str(data), "test_without_label.txt",
-                        str(tweets)], check=True)
+        write_tweets(data, "test_without_label.txt", tweets)
         subprocess.run([*MMSA, "score", str(tweets), "--model", str(model), "--out", str(scored),
                         "--image-root", str(data), "--no-progress"], check=True)
         frame = pd.read_parquet(scored)

@@ -111,8 +111,9 @@ def resolve_run(folder: str | Path, fusion: str | None = None) -> Path:
             raise MmsaError(f"run '{folder}' holds fusion '{trained}', not '{fusion}'")
         return folder
     trained = [name for name in FUSIONS if (folder / name / "config.json").is_file()]
-    if not trained and fold_folders(folder):
-        raise MmsaError(f"'{folder}' is a cross-validation run: give one fold's folder ({fold_folders(folder)[0]})")
+    folds = [] if trained else fold_folders(folder)
+    if folds:
+        raise MmsaError(f"'{folder}' is a cross-validation run: give one fold's folder ({folds[0]})")
     if not trained:
         raise MmsaError(f"'{folder}' is not a run folder (no config.json, and no per-fusion folders)")
     if fusion is None:

@@ -142,7 +142,7 @@ def _batches(model: MultimodalModel, data: Prepared, idx: Sequence[int], batch_s
 
 def _batch_inputs(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, device,
                   dropped: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
-    """A batch's model inputs on the device. dropped = (text, image) row masks: those rows get
+    """A batch's model inputs on the device (forward_features' keyword arguments). dropped = (text, image) row masks: those rows get
     the empty text or the blank image instead of their own (modality dropout)."""
     token_lists = [data.tokens[i] for i in idx.tolist()]
     if dropped is not None:
@@ -167,8 +167,7 @@ def _batch_inputs(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pix
 def _run_model(model: MultimodalModel, inputs: dict, device):
     """Logits and auxiliary logits of a batch prepared by _batch_inputs."""
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        feats = model.forward_features(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"],
-                                       image_features=inputs["image_features"], text_features=inputs["text_features"])
+        feats = model.forward_features(**inputs)
         logits, aux = model.forward_head(feats)
     return logits.float(), [a.float() for a in aux]
 
