@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import LABELS
-from .errors import MmsaError
+from .errors import FolderError
 
 FORMAT = "mmsa-onnx-model"
 FORMAT_VERSION = 1
@@ -25,7 +25,7 @@ INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values")
 OUTPUT_NAMES = ("probs", "logits")
 
 
-class ModelFolderError(MmsaError):
+class ModelFolderError(FolderError):
     """The folder is not a complete, unmodified mmsa model folder."""
 
 

@@ -35,11 +35,13 @@ PAPER_ACCURACY = {"BERT": 70.5, "ResNet": 65.75, "CMAC": 73.13, "HSTEC": 71.75, 
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU")
-    return torch.device(name)
+    """--device for the PyTorch backend (the rule: mmsa_cli/contract/device.py)."""
+    from .contract.device import resolve_device, torch_cuda_check
+
+    device = resolve_device(name, torch_cuda_check)
+    if device.note:
+        log.warning(device.note)
+    return torch.device(device.name)
 
 
 def seed_everything(seed: int) -> None:

@@ -598,19 +598,22 @@ def test_empty_input_writes_an_empty_file(models, scorers, tmp_path):
     assert pq.read_schema(out).field("guid").type == pa.int64()
 
 
-def test_cuda_asked_without_gpu_warns_and_matches_cpu(messy, models, scorers, tmp_path):
+def test_cuda_asked_without_gpu_is_an_error_before_any_work(messy, models, tmp_path):
+    """--device cuda never falls back silently: a scheduler must not see success for a CPU run."""
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("this checks the fallback on machines without a GPU")
-    scorer = Scorer(models["ote"], "cuda", batch_size=8)
-    assert scorer.device == "cpu" and any("CUDA was asked for" in w for w in scorer.warnings)
+        pytest.skip("this checks machines without a usable GPU")
+    from mmsa_cli.errors import EXIT_DEVICE, DeviceUnavailableError
+
+    with pytest.raises(DeviceUnavailableError, match="--device cuda"):
+        Scorer(models["ote"], "cuda", batch_size=8)
     path, _ = messy
     out = tmp_path / "cuda.parquet"
-    summary = _run(path, models["ote"], out, scorer=scorer)
-    assert any("CUDA" in w for w in summary["warnings"])
-    ref = scorers["ote"].score_batch(pq.read_table(path), image_root=path.parent)
-    assert pq.read_table(out).column("label").equals(ref.column("label"))
+    result = CliRunner().invoke(main, ["score", str(path), "--model", str(models["ote"]), "--out", str(out),
+                                       "--device", "cuda", "--no-progress"])
+    assert result.exit_code == EXIT_DEVICE, result.output
+    assert "--device cuda" in result.output and not out.exists()
 
 
 def test_io_binding_path_matches_session_run(scorers):

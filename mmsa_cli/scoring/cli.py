@@ -7,20 +7,12 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import device_option, library_errors
-from ..errors import MmsaError
-from .errors import exit_code_for
-
-
-class ScoreFailed(click.ClickException):
-    """A one-line reason on stderr and the exit code a scheduler can act on."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+from ..cli_options import CommandFailed, device_option, library_errors
+from ..errors import MmsaError, exit_code_for
 
 
 def _exit_codes(fn):
+    """Like library_errors, and a failed run still writes --stats-json (status, exit code, reason)."""
     @functools.wraps(fn)
     def wrapper(*args, stats_json=None, **kwargs):
         try:
@@ -29,7 +21,7 @@ def _exit_codes(fn):
             code = exit_code_for(exc)
             if stats_json:
                 _write_json(stats_json, {"status": "failed", "exit_code": code, "error": str(exc)})
-            raise ScoreFailed(str(exc), code) from exc
+            raise CommandFailed(str(exc), code) from exc
     return wrapper
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..model_folder import ModelFolder, load_model_folder
+from ..errors import DeviceUnavailableError
 from .errors import ModelLoadError
 from .inputs import Columns, ResolvedColumns, resolve_columns
 from .preprocess import ImageResult, ImageSpec, ImageTask, normalise, prepare_image, prepare_images
@@ -100,24 +101,16 @@ class Scorer:
                          allow_outside_root=allow_outside_root, gpu_jpeg=self._gpu is not None)
 
     def _open_session(self, device: str, threads: int | None):
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device {device!r} is not one of auto, cpu, cuda")
-        # torch only where a GPU may be used (its import costs seconds and ~650 MB), and always
-        # before onnxruntime: the CUDA EP then finds the CUDA libraries torch loaded.
-        gpu_possible = device == "cuda" or (device == "auto" and _nvidia_driver_present())
-        if gpu_possible:
-            import torch
+        from ..contract.device import onnxruntime_cuda_check, resolve_device
+
+        chosen = resolve_device(device, onnxruntime_cuda_check)  # cuda unusable: DeviceUnavailableError
+        if chosen.note:
+            self._warn(chosen.note)
+        want_cuda = chosen.name == "cuda"
+        if want_cuda:
+            import torch  # noqa: F401  (before onnxruntime: the CUDA EP finds the libraries torch loaded)
         import onnxruntime as ort
 
-        has_cuda_ep = "CUDAExecutionProvider" in ort.get_available_providers()
-        want_cuda = gpu_possible and (device == "cuda" or (has_cuda_ep and torch.cuda.is_available()))
-        if device == "cuda" and not torch.cuda.is_available():
-            self._warn("CUDA was asked for but torch sees no CUDA GPU: scoring runs on the CPU")
-            want_cuda = False
-        elif gpu_possible and not has_cuda_ep and torch.cuda.is_available():
-            self._warn(f"{'CUDA was asked for' if device == 'cuda' else 'a CUDA GPU is present'} but this "
-                       f"onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu): scoring runs on the CPU")
-            want_cuda = False
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -141,8 +134,11 @@ class Scorer:
             raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from None
         active = session.get_providers()
         if want_cuda and active[0] != "CUDAExecutionProvider":
-            self._warn(f"CUDA was asked for but ONNX Runtime runs on {active[0]} (the CUDA EP failed to load: "
-                       f"check the CUDA/cuDNN libraries; import torch first): scoring is much slower")
+            reason = (f"ONNX Runtime's CUDA provider failed to load and it fell back to {active[0]}: check the "
+                      f"CUDA/cuDNN libraries")
+            if device == "cuda":
+                raise DeviceUnavailableError(f"--device cuda: {reason}")
+            self._warn(f"device auto: {reason}; scoring is much slower")
         if active[0] == "CPUExecutionProvider" and self.manifest.target == "cuda":
             self._warn(f"model {self.folder.path} was optimised for CUDA (precision {self.manifest.precision}) "
                        f"and runs on the CPU: export one for the CPU for best speed")
@@ -334,15 +330,6 @@ def _to_table(data) -> pa.Table:
     if pd is not None and isinstance(data, pd.DataFrame):
         return pa.Table.from_pandas(data, preserve_index=False)
     raise TypeError(f"expected a pyarrow Table/RecordBatch or a pandas DataFrame, got {type(data).__name__}")
-
-
-def _nvidia_driver_present() -> bool:
-    """Cheap check before paying for `import torch` on machines that cannot have CUDA."""
-    import sys
-
-    if "torch" in sys.modules:
-        return True
-    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0"))
 
 
 def _is_torch(x) -> bool:
