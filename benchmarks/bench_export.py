@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     vs_model = with_fusion(model, args.vs_fusion) if args.vs_fusion else None
     torch_model = copy.deepcopy(model).eval()  # untouched by the export (see parity.py on tracing)
     torch_vs = copy.deepcopy(vs_model).eval() if vs_model is not None else None
-    rows = find_parity_rows(None, None, max_rows=8)
+    rows = find_parity_rows(None, None, parity_data=Path(__file__).resolve().parents[1] / "samples" / "mvsa", max_rows=8)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.model_out or Path(tmp) / "model")
         start = time.perf_counter()

@@ -200,7 +200,7 @@ def train(ctx, **options):
 def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, predictions,
              device, as_json):
     """Metrics of a trained model on labelled data."""
-    from .evaluate import evaluate_examples, table_image_root, write_predictions
+    from .scoring.evaluate import evaluate_examples, table_image_root, write_predictions
     from .runs import load_run
 
     run = load_run(run_dir, fusion)
@@ -214,7 +214,8 @@ def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, lab
     click.echo(f"{run.model_cfg.fusion} on {metrics['n']} rows: accuracy {100 * metrics['accuracy']:.2f}  "
                f"weighted F1 {100 * metrics['weighted_f1']:.2f}  macro F1 {100 * metrics['macro_f1']:.2f}")
     if metrics["rows_with_errors"]:
-        click.echo(f"{metrics['rows_with_errors']} rows had unusable images and are not counted")
+        click.echo(f"{metrics['rows_with_errors']} rows had errors (see --predictions); {metrics['rows_without_prediction']} "
+                   f"of them got no prediction and are not counted")
 
 
 @main.command()
@@ -224,8 +225,8 @@ def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, lab
 @device_option
 @library_errors
 def predict(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, out, device):
-    """Per-row predictions (guid, label, three probabilities, error) with a trained run."""
-    from .evaluate import predict_examples, table_image_root, write_predictions
+    """Per-row predictions with a trained run: the columns of `mmsa score` (guid, label, prob_*, error, ...)."""
+    from .scoring.evaluate import predict_examples, table_image_root, write_predictions
     from .runs import load_run
 
     run = load_run(run_dir, fusion)

@@ -22,7 +22,7 @@ import torch
 
 from . import LABELS, __version__
 from .config import ModelConfig, TrainConfig, from_dict, save_json, to_dict
-from .errors import MmsaError
+from .errors import ConfigError, FolderError
 from .models import FUSIONS, MultimodalModel
 from .models.image_encoders import create_image_encoder
 from .models.text_encoders import text_encoder_from_folder
@@ -89,16 +89,16 @@ def select_folds(folder: str | Path, fold: str | None) -> list[Path]:
     folder, folds = Path(folder), fold_folders(folder)
     if not folds:
         if fold is not None:
-            raise MmsaError(f"'{folder}' is not a cross-validation run (no fold-K folders): drop --fold")
+            raise ConfigError(f"'{folder}' is not a cross-validation run (no fold-K folders): drop --fold")
         return [folder]
     numbers = [p.name[5:] for p in folds]
     if fold is None:
-        raise MmsaError(f"'{folder}' is a cross-validation run with folds {', '.join(numbers)}: choose one "
+        raise ConfigError(f"'{folder}' is a cross-validation run with folds {', '.join(numbers)}: choose one "
                         f"with --fold K, or --fold all for the mean of all their models")
     if fold == "all":
         return folds
     if fold not in numbers:
-        raise MmsaError(f"'{folder}' has no fold {fold}; it holds folds {', '.join(numbers)}")
+        raise ConfigError(f"'{folder}' has no fold {fold}; it holds folds {', '.join(numbers)}")
     return [folds[numbers.index(fold)]]
 
 
@@ -108,18 +108,18 @@ def resolve_run(folder: str | Path, fusion: str | None = None) -> Path:
     if (folder / "config.json").is_file():
         trained = json.loads((folder / "config.json").read_text())["model"]["fusion"]
         if fusion and trained != fusion:
-            raise MmsaError(f"run '{folder}' holds fusion '{trained}', not '{fusion}'")
+            raise ConfigError(f"run '{folder}' holds fusion '{trained}', not '{fusion}'")
         return folder
     trained = [name for name in FUSIONS if (folder / name / "config.json").is_file()]
     folds = [] if trained else fold_folders(folder)
     if folds:
-        raise MmsaError(f"'{folder}' is a cross-validation run: give one fold's folder ({folds[0]})")
+        raise ConfigError(f"'{folder}' is a cross-validation run: give one fold's folder ({folds[0]})")
     if not trained:
-        raise MmsaError(f"'{folder}' is not a run folder (no config.json, and no per-fusion folders)")
+        raise FolderError(f"'{folder}' is not a run folder (no config.json, and no per-fusion folders)")
     if fusion is None:
-        raise MmsaError(f"'{folder}' holds several models ({', '.join(trained)}): choose one with --fusion")
+        raise ConfigError(f"'{folder}' holds several models ({', '.join(trained)}): choose one with --fusion")
     if fusion not in trained:
-        raise MmsaError(f"'{folder}' has no trained '{fusion}'; it holds: {', '.join(trained)}")
+        raise ConfigError(f"'{folder}' has no trained '{fusion}'; it holds: {', '.join(trained)}")
     return folder / fusion
 
 
@@ -130,10 +130,10 @@ def load_run(folder: str | Path, fusion: str | None = None, *, map_location: str
     folder = resolve_run(folder, fusion)
     for required in ("config.json", WEIGHTS, "text_encoder/config.json"):
         if not (folder / required).exists():
-            raise MmsaError(f"run folder '{folder}' is incomplete: {required} is missing")
+            raise FolderError(f"run folder '{folder}' is incomplete: {required} is missing")
     meta = json.loads((folder / "config.json").read_text())
     if tuple(meta["labels"]) != LABELS:
-        raise MmsaError(f"run '{folder}' was trained with labels {meta['labels']}, expected {list(LABELS)}")
+        raise FolderError(f"run '{folder}' was trained with labels {meta['labels']}, expected {list(LABELS)}")
     model_cfg = from_dict(ModelConfig, meta["model"])
     train_cfg = from_dict(TrainConfig, meta["train"])
     text = text_encoder_from_folder(folder / "text_encoder", model_cfg.text_pooling)
@@ -142,6 +142,6 @@ def load_run(folder: str | Path, fusion: str | None = None, *, map_location: str
     state = load_file(str(folder / WEIGHTS), device=map_location)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise MmsaError(f"weights in '{folder / WEIGHTS}' do not match the config: "
+        raise FolderError(f"weights in '{folder / WEIGHTS}' do not match the config: "
                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     return Run(folder, model.eval(), model_cfg, train_cfg, meta)

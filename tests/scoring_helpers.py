@@ -20,6 +20,8 @@ from mmsa_cli.config import ModelConfig
 from mmsa_cli.model_folder import INPUT_NAMES, OUTPUT_NAMES, Manifest, sha256_file
 from mmsa_cli.models import create_model
 
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "mvsa"  # parity rows for exports
+
 
 class _Exported(nn.Module):
     """The graph's signature: (input_ids, attention_mask, pixel_values) -> (probs, logits)."""
@@ -111,7 +113,7 @@ def make_model_folder(out: Path, fusion: str = "ote", *, text_encoder: str = "ti
     except ImportError:  # before `mmsa export` exists
         mmsa_export = None
     if mmsa_export is not None:
-        rows = find_parity_rows(None, None, max_rows=parity_rows)
+        rows = find_parity_rows(None, None, parity_data=SAMPLES, max_rows=parity_rows)
         mmsa_export(model, model.text_encoder.tokenizer, out, rows, precision=precision, target=target,
                     device="cuda" if target == "cuda" else "cpu")
         return Path(out)

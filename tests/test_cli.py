@@ -15,7 +15,8 @@ from mmsa_cli.cli import main
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 MVSA = SAMPLES / "mvsa"
 TWEETS = SAMPLES / "tweets.parquet"
-PRED_COLUMNS = ["guid", "label", "prob_positive", "prob_neutral", "prob_negative", "error"]
+PRED_COLUMNS = ["guid", "label", "prob_positive", "prob_neutral", "prob_negative", "error", "error_kind",
+                "predicted_from"]
 TINY_ARGS = ["--text-encoder", "tiny-bert", "--image-encoder", "tiny-cnn", "--device", "cpu"]
 
 
@@ -27,8 +28,9 @@ def assert_ok(result):
     assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
 
 
-def assert_clean_error(result, *fragments: str, usage: bool = False):
-    """Non-zero exit, no traceback, and the message on one line naming what is wrong."""
+def assert_clean_error(result, *fragments: str, usage: bool = False, code: int = 2):
+    """Non-zero exit, no traceback, and the message on one line naming what is wrong. A
+    library error exits with its class's code (mmsa_cli/errors.py: 2 bad option or input)."""
     assert result.exit_code != 0, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)  # click's exit, not a crash
     assert "Traceback" not in result.output
@@ -36,7 +38,7 @@ def assert_clean_error(result, *fragments: str, usage: bool = False):
     assert len(errors) == 1, result.output
     if not usage:  # a library error: that one line is all there is
         assert result.output.strip() == errors[0]
-        assert result.exit_code == 1
+        assert result.exit_code == code
     else:
         assert result.exit_code == 2
     for fragment in fragments:
@@ -179,7 +181,7 @@ def test_run_without_weights(cli_run, tmp_path):
     shutil.copytree(out, broken)
     (broken / "model.safetensors").unlink()
     result = mmsa("predict", "--run", broken, "--data", TWEETS, "--out", tmp_path / "x.csv", "--device", "cpu")
-    assert_clean_error(result, "model.safetensors", "missing")
+    assert_clean_error(result, "model.safetensors", "missing", code=3)
     assert not (tmp_path / "x.csv").exists()
 
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mmsa_cli.cli import main
 from mmsa_cli.config import ModelConfig, TrainConfig
 from mmsa_cli.data import load_examples, stratified_split, write_split
-from mmsa_cli.errors import MmsaError
+from mmsa_cli.errors import DataError, MmsaError
 from mmsa_cli.model_folder import INPUT_NAMES, OUTPUT_NAMES, ModelFolderError, load_model_folder
 from mmsa_cli.models import FUSIONS, create_model
 from mmsa_cli.onnx_export import (FusionCheckError, ParityError, export_run, find_parity_rows,
@@ -138,7 +138,7 @@ def test_resnet50_convolutions_fuse(tmp_path):
     torch.manual_seed(0)
     model = create_model(ModelConfig(fusion="image-only", text_encoder="tiny-bert", image_encoder="resnet50"),
                          pretrained=False).eval()
-    rows = find_parity_rows(None, None, max_rows=1)
+    rows = find_parity_rows(None, None, parity_data=SAMPLES, max_rows=1)
     report = export_module.export_model(model, model.text_encoder.tokenizer, tmp_path / "r50", rows, device="cpu")
     assert report.fusions.batch_norms == 0 and report.fusions.raw.get("BatchNormalization", 0) == 0
     ep = report.fusions.ep
@@ -205,7 +205,7 @@ def assert_score_matches_predict(model_folder: Path, run: Path | list[Path], tmp
     import pyarrow.parquet as pq
 
     from mmsa_cli import LABELS
-    from mmsa_cli.evaluate import predict_examples
+    from mmsa_cli.scoring.evaluate import predict_examples
 
     tweets = SAMPLES.parent / "tweets.parquet"
     out = tmp_path / "scored.parquet"
@@ -352,11 +352,13 @@ def test_parity_failure_fails_the_export(tiny_run, tmp_path, monkeypatch):
         export_run(tiny_run, tmp_path / "m", fusion="naive-cat", device="cpu", max_parity_rows=1)
 
 
-def test_parity_rows_fall_back_to_samples(tiny_run, tmp_path):
-    rows = find_parity_rows(tiny_run / "ote", "no/such/data", max_rows=10)
-    assert len(rows.examples) == 10 and "not reachable" in rows.source
+def test_parity_rows_are_the_runs_validation_rows_or_given_ones(tiny_run, tmp_path):
     rows = find_parity_rows(tiny_run / "ote", str(SAMPLES), max_rows=1000)
     assert len(rows.examples) == 60 and "validation" in rows.source
+    rows = find_parity_rows(tiny_run / "ote", "no/such/data", parity_data=SAMPLES, max_rows=10)
+    assert len(rows.examples) == 10
+    with pytest.raises(DataError, match="--parity-data"):  # never an unchecked export, nor checkout-relative rows
+        find_parity_rows(tiny_run / "ote", "no/such/data", max_rows=10)
 
 
 def test_cli_export(tiny_run, tmp_path):

@@ -20,15 +20,15 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mmsa_cli.cli import main
-from mmsa_cli.data.images import load_image, preprocess_image
 from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files, score_table
 from mmsa_cli.scoring.errors import InputError, OutputExistsError, ResumeMismatchError
 from mmsa_cli.scoring.gpu_images import resize_crop_batch
 from mmsa_cli.scoring.output import PAUSE_ENV
-from mmsa_cli.scoring.preprocess import (GpuSplit, ImageSpec, _gpu_ready, normalise, prepare_image, prepare_images,
-                                       resize_crop)
+from mmsa_cli.contract.geometry import normalise, plan_resize, resize_crop
+from mmsa_cli.scoring.preprocess import GpuSplit, ImageSpec, _gpu_ready, prepare_image, prepare_images
 from mmsa_cli.scoring.texts import tokenize
-from mmsa_cli.scoring.scorer import GpuImages, pad_rows
+from mmsa_cli.scoring.gpu_images import GpuImages
+from mmsa_cli.scoring.onnx_model import pad_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scoring_helpers import make_model_folder, noisy_jpeg  # noqa: E402
@@ -146,12 +146,17 @@ def _kind(error: str | None) -> str | None:
 
 # ----------------------------------------------------------------------------------- preprocessing
 
-def test_resize_crop_is_preprocess_image_bit_for_bit(tmp_path):
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    for i, size in enumerate([(600, 450), (50, 300), (64, 64), (1000, 90)]):
-        img = load_image(noisy_jpeg(tmp_path / f"{i}.jpg", size, seed=i), draft_size=64)
-        ours = normalise(resize_crop(img, 64)[None], mean, std)[0]
-        np.testing.assert_array_equal(ours, preprocess_image(img, 64, mean, std))
+def test_geometry_crops_the_centre_of_the_shorter_side_resized(tmp_path):
+    """The one geometry (contract/geometry.py): no resize when the shorter side is already S,
+    then the centre S x S; a JPEG's draft factor is the largest power of 2 keeping >= S."""
+    arr = np.random.default_rng(0).integers(0, 256, (50, 101, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_crop(Image.fromarray(arr), 50), arr[:, 26:76])  # round(25.5) = 26
+    assert plan_resize(101, 50, 50) == (1, 101, 50, 101, 50, 26, 0)
+    assert plan_resize(100, 200, 50) == (1, 100, 200, 50, 100, 0, 25)
+    assert [plan_resize(w, 600, 224, draft=True)[0] for w in (224, 448, 900, 1800)] == [1, 2, 2, 2]
+    assert plan_resize(1800, 1800, 224, draft=True)[:3] == (8, 225, 225)
+    pixels = normalise(np.full((1, 4, 4, 3), 255, np.uint8), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert pixels.shape == (1, 3, 4, 4) and np.allclose(pixels, 1.0)
 
 
 def test_batched_matrix_resize_reproduces_pil(tmp_path):
@@ -363,20 +368,25 @@ def test_every_bad_row_is_kept_with_its_error(messy, models, scorers, tmp_path):
     out = tmp_path / "scored.parquet"
     summary = _run(path, models["ote"], out, scorer=scorers["ote"], columns=Columns(keep=("user",)))
     table = pq.read_table(out)
-    assert table.column_names == ["guid", "label", *PROBS, "error", "user"]
+    assert table.column_names == ["guid", "label", *PROBS, "error", "error_kind", "predicted_from", "user"]
     rows = table.to_pylist()
     assert [r["guid"] for r in rows] == list(expected)  # none dropped, input order
     for r in rows:
         want = expected[r["guid"]]
         got = _kind(r["error"])
         assert (got in want) if isinstance(want, tuple) else got == want, (r["guid"], r["error"])
+        assert r["error_kind"] == got  # the kind alone, for SQL users
         if r["guid"] == "g-both-bad":
-            assert r["label"] is None and r["prob_positive"] is None
+            assert r["label"] is None and r["prob_positive"] is None and r["predicted_from"] is None
             continue
         assert r["label"] in ("positive", "neutral", "negative"), r  # everything else is predicted
         assert abs(sum(r[c] for c in PROBS) - 1) < 1e-5
         if r["error"]:
-            assert r["error"].endswith("(predicted from text only)")
+            assert r["error"].endswith("(predicted from text only)") and r["predicted_from"] == "text"
+        elif r["guid"] in ("g-nulltext", "g-emptytext", "g-controls"):
+            assert r["predicted_from"] == "image", r  # a picture without words: said, not an error
+        else:
+            assert r["predicted_from"] == "text+image", r
     assert summary["rows"] == len(expected)
     assert summary["rows_with_errors"] == sum(1 for v in expected.values() if v)
     assert summary["rows_without_prediction"] == 1
@@ -444,8 +454,10 @@ def test_text_edge_cases_and_non_utf8(models, scorers, tmp_path):
     scorer = scorers["text-only"]
     raw = [b"caf\xe9 \x93great\x94", "\U0001F600 ok".encode(), None, b"\x00\x01", ("long " * 5000).encode()]
     table = pa.table({"text": pa.array(raw, pa.binary()), "image": pa.array([None] * 5, pa.string())})
-    out = scorer.score_batch(table).to_pylist()
+    out = scorer.score_batch(table, row_offset=0).to_pylist()
     assert [r["row"] for r in out] == [0, 1, 2, 3, 4]
+    # Without an id column, the next batch of the same stream continues the numbering.
+    assert scorer.score_batch(table.slice(0, 2)).column("row").to_pylist() == [5, 6]
     assert [r["label"] is None for r in out] == [False, False, True, True, False]
     # A string column whose bytes are not UTF-8 (written by a careless producer) still scores.
     bad = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.array([0, 6], np.int32).tobytes()),
@@ -463,6 +475,37 @@ def test_image_bytes_column_and_pandas_input(messy, scorers):
     out = score_table(frame, scorers["ote"].folder.path, device="cpu").to_pylist()
     assert [r["guid"] for r in out] == [7, 8, 9]
     assert [_kind(r["error"]) for r in out] == [None, "empty", "not_image"]
+
+
+def test_score_batch_needs_an_image_root_for_relative_paths(messy, scorers):
+    """The CLI reads relative paths from each input file's folder; the API has no file, so a
+    relative path without image_root is an error, never a silently 'missing' image."""
+    path, _ = messy
+    table = pq.read_table(path)
+    with pytest.raises(InputError, match="image_root"):
+        scorers["ote"].score_batch(table)
+    absolute = table.set_column(table.schema.get_field_index("image"), "image",
+                                pa.array([str(path.parent / v) if v else v for v in table.column("image").to_pylist()]))
+    rows = scorers["ote"].score_batch(absolute).to_pylist()
+    ref = scorers["ote"].score_batch(table, image_root=path.parent).to_pylist()
+    kept = [(r["guid"], r["error_kind"]) for r in rows if r["guid"] not in ("g-dotdot", "g-abs")]
+    assert kept == [(r["guid"], r["error_kind"]) for r in ref if r["guid"] not in ("g-dotdot", "g-abs")]
+
+
+def test_plain_onnxruntime_example_scores_like_the_scorer(messy, models, scorers, capsys):
+    """export/run_with_onnxruntime.py (the model folder wired by hand) gives the Scorer's label."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("example", Path(__file__).parents[1] / "export" / "run_with_onnxruntime.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    path, _ = messy
+    image = path.parent / "good.jpg"
+    example.main(str(models["ote"]), "what a day", str(image))
+    printed = capsys.readouterr().out.split()
+    want = scorers["ote"].score_batch(pa.table({"text": ["what a day"], "image": [str(image)]})).to_pylist()[0]
+    assert printed[0] == want["label"]
+    assert float(printed[2]) == pytest.approx(want["prob_positive"], abs=1e-3)
 
 
 def test_allow_outside_root(messy, models, scorers, tmp_path):
@@ -622,7 +665,7 @@ def test_io_binding_path_matches_session_run(scorers):
     s = scorer.manifest.image_size
     ids, mask = rng.integers(1000, 2000, (3, 7)), np.ones((3, 7), np.int64)
     pixels = rng.normal(size=(3, 3, s, s)).astype(np.float32)
-    np.testing.assert_allclose(scorer._run_cuda(ids, mask, pixels),
+    np.testing.assert_allclose(scorer.model._run_cuda(ids, mask, pixels),
                                scorer({"input_ids": ids, "attention_mask": mask, "pixel_values": pixels})["probs"],
                                atol=1e-6)
 
@@ -635,12 +678,12 @@ def test_fixed_batch_padding_changes_no_result(messy, scorers):
     scorer = scorers["ote"]
     table = pq.read_table(messy[0])
     plain = scorer.score_batch(table, image_root=messy[0].parent)
-    assert scorer.fixed_batch is None  # the CPU default: run batches as they are
-    scorer.fixed_batch = scorer.batch_size + 5
+    assert scorer.model.fixed_batch is None  # the CPU default: run batches as they are
+    scorer.model.fixed_batch = scorer.batch_size + 5
     try:
         padded = scorer.score_batch(table, image_root=messy[0].parent)
     finally:
-        scorer.fixed_batch = None
+        scorer.model.fixed_batch = None
     assert padded.num_rows == plain.num_rows
     assert padded.column("label").equals(plain.column("label"))
     np.testing.assert_allclose(padded.column("prob_positive").to_numpy(zero_copy_only=False),

@@ -17,7 +17,8 @@ from mmsa_cli.config import ModelConfig, TrainConfig
 from mmsa_cli.data import Example, load_image, preprocess_image
 from mmsa_cli.data.tweet_text import normalize_text
 from mmsa_cli.errors import ConfigError
-from mmsa_cli.evaluate import PROB_COLUMNS, predict_examples
+from mmsa_cli.contract.rows import PROB_COLUMNS
+from mmsa_cli.scoring.evaluate import predict_examples
 from mmsa_cli.model_folder import load_model_folder
 from mmsa_cli.onnx_export import export_run, verify_model_folder
 from mmsa_cli.runs import load_run
@@ -91,7 +92,7 @@ def test_scoring_evaluate_and_pytorch_agree_on_normalized_text(tweet_model):
     np.testing.assert_allclose(np.stack([scored.column(c).to_numpy() for c in PROB_COLUMNS], 1), by_hand, atol=1e-4)
     predicted = predict_examples(run, [Example(str(i), t, p, None) for i, (t, p) in enumerate(zip(TEXTS, images))],
                                  device="cpu")
-    np.testing.assert_allclose(predicted[PROB_COLUMNS].to_numpy(), by_hand, atol=1e-5)
+    np.testing.assert_allclose(predicted[list(PROB_COLUMNS)].to_numpy(), by_hand, atol=1e-5)
     assert np.abs(torch_probs(TEXTS)[:2] - by_hand[:2]).max() > 1e-6
 
 

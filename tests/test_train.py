@@ -129,7 +129,7 @@ def test_smoke_run_folder_contents(smoke_run):
 
 def test_load_run_reproduces_validation_metrics(smoke_run):
     """The rebuilt model (no pretrained weights) predicts exactly what training measured."""
-    from mmsa_cli.evaluate import evaluate_examples
+    from mmsa_cli.scoring.evaluate import evaluate_examples
 
     out, result = smoke_run
     run = load_run(out)
@@ -280,7 +280,7 @@ def test_layerwise_lr_decay_outside_0_1_is_refused(decay):
 def test_ema_weights_are_validated_and_saved(tmp_path):
     """--ema-decay 0.9, one epoch: the run folder holds the average (not the last weights), and
     the rebuilt model predicts exactly what training measured with it."""
-    from mmsa_cli.evaluate import evaluate_examples
+    from mmsa_cli.scoring.evaluate import evaluate_examples
 
     model = tiny_model("naive-cat")
     cfg = TrainConfig(epochs=1, max_train_examples=48, ema_decay=0.9, **(FAST | {"freeze": "image"}))

@@ -1,4 +1,5 @@
-"""Robust image loading (bad files become ImageLoadError) and the shared preprocessing."""
+"""Robust image loading (bad files become ImageLoadError) and training's augmentation. The
+geometry every path shares (resize, crop, normalise) is mmsa_cli/contract/geometry.py."""
 from __future__ import annotations
 
 import io
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..contract.geometry import preprocess_image  # noqa: F401  (the one geometry, for data's users)
 from ..errors import MmsaError
 
 IMAGE_ERROR_KINDS = ("missing", "empty", "not_image", "corrupt", "too_large", "unsupported", "outside_root")
@@ -124,28 +126,6 @@ def resolve_image_path(value: str, root: Path, *, allow_outside: bool = False) -
             "outside_root", f"image path {value!r} resolves to {path}, outside the image root {root}"
         )
     return path
-
-
-def _normalise(img: Image.Image, mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
-def preprocess_image(
-    img: Image.Image, size: int, mean: tuple[float, float, float], std: tuple[float, float, float]
-) -> np.ndarray:
-    """Shorter side -> size (bilinear), center crop size x size, [0,1], normalise: float32 [3, size, size]."""
-    if img.mode != "RGB":
-        img = _to_rgb(img)
-    w, h = img.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    left, top = round((new_w - size) / 2), round((new_h - size) / 2)  # torchvision's center-crop rounding
-    img = img.crop((left, top, left + size, top + size))
-    return _normalise(img, mean, std)
 
 
 def train_augment(

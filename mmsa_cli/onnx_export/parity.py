@@ -1,9 +1,11 @@
 """Parity of an exported graph with the PyTorch model it came from, on real rows.
 
 Rows: the run's own validation rows (split.csv + the data path in its config), or
---parity-data, or the repo's samples/mvsa when the training data is not reachable. They
-are preprocessed exactly as training does (load_image with draft_size = image size, then
-preprocess_image) and tokenized with the run's tokenizer and max_length.
+--parity-data; with neither reachable the export stops and asks for --parity-data (an
+export is never shipped unchecked). They are prepared by the scoring pipeline's own steps
+(scoring/preprocess.py + contract/geometry.py for images, scoring/texts.py for tokens), so
+the PyTorch model and ONNX Runtime, the two backends, are compared on the very inputs
+`mmsa score` feeds the graph.
 
 Batches: 1 row, then 7 (odd), then 16s, each padded to its longest text, so batch 1, an
 odd batch, several sequence lengths and padded rows are all exercised.
@@ -22,16 +24,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..batches import pad_tokens, tokenize
-from ..data import Example, ImageLoadError, load_examples, load_image, preprocess_image, read_split
+from ..contract.geometry import normalise
+from ..data import Example, load_examples, read_split
 from ..errors import DataError, MmsaError
 from ..model_folder import INPUT_NAMES, OUTPUT_NAMES
+from ..scoring.preprocess import ImageSpec, prepare_image
+from ..scoring.texts import BatchTokenizer
 from ..models import ExportableModel
 from .graph import ExportError
 from .spec import ExportSpec
 
 log = logging.getLogger(__name__)
-REPO_SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "mvsa"
 BATCH_PLAN = (1, 7)     # then batches of FULL_BATCH
 FULL_BATCH = 16
 
@@ -58,13 +61,10 @@ class ParityBatch:
 
 
 def _validation_rows(run_folder: Path, data: str) -> list[Example]:
-    """The run's validation rows, if its data is reachable from here (cwd or repo root)."""
+    """The run's validation rows, if its data is reachable from here."""
     split = read_split(run_folder / "split.csv")
     val = {guid for guid, part in split.items() if part == "val"}
-    for candidate in (Path(data), REPO_SAMPLES.parents[1] / data):
-        if candidate.exists():
-            return [e for e in load_examples(candidate) if e.guid in val]
-    return []
+    return [e for e in load_examples(data) if e.guid in val] if Path(data).exists() else []
 
 
 def find_parity_rows(run_folder: Path | None, data: str | None, *, parity_data: str | Path | None = None,
@@ -72,40 +72,41 @@ def find_parity_rows(run_folder: Path | None, data: str | None, *, parity_data: 
     if parity_data is not None:
         rows = load_examples(parity_data)
         return ParityRows(rows[:max_rows], f"{parity_data} (first {min(len(rows), max_rows)} rows)")
+    rows = []
     if run_folder is not None and data and (run_folder / "split.csv").is_file():
         try:
             rows = _validation_rows(run_folder, data)
         except (MmsaError, OSError) as exc:
-            log.warning("validation rows of %s unusable (%s); using %s", run_folder, exc, REPO_SAMPLES)
-            rows = []
-        if rows:
-            return ParityRows(rows[:max_rows], f"{data} validation split ({min(len(rows), max_rows)} rows)")
-    if not REPO_SAMPLES.is_dir():
-        raise DataError(f"no parity data: the run's data is not reachable and {REPO_SAMPLES} does not exist; "
-                        f"pass --parity-data PATH")
-    rows = load_examples(REPO_SAMPLES)
-    return ParityRows(rows[:max_rows], f"{REPO_SAMPLES} (first {min(len(rows), max_rows)} rows; run data not reachable)")
+            raise DataError(f"the validation rows of {run_folder} cannot be read ({exc}); pass --parity-data PATH") from exc
+    if not rows:
+        raise DataError(f"no rows to check the export on: the run's data {data!r} is not reachable from here; pass "
+                        f"--parity-data PATH (an MVSA folder or a table with text and image columns, e.g. the "
+                        f"project's samples/mvsa)")
+    return ParityRows(rows[:max_rows], f"{data} validation split ({min(len(rows), max_rows)} rows)")
 
 
 def make_batches(rows: ParityRows, tokenizer, max_length: int, image_size: int, mean: Sequence[float],
                  std: Sequence[float], *, text_normalization: str) -> list[ParityBatch]:
-    """Preprocess as training does and cut into the batch plan; unreadable images are skipped."""
+    """Rows prepared as `mmsa score` prepares them, cut into the batch plan; rows whose image
+    cannot be used are skipped (parity is about the rows both backends predict from)."""
+    spec = ImageSpec(image_size, tuple(mean), tuple(std), allow_outside_root=True)
     pixels, usable = [], []
     for e in rows.examples:
-        try:
-            pixels.append(preprocess_image(load_image(e.image_path, draft_size=image_size), image_size,
-                                           tuple(mean), tuple(std)))
+        image = prepare_image(str(Path(e.image_path).absolute()), "/", spec)
+        if image.status == "pixels":
+            pixels.append(image.payload)
             usable.append(e)
-        except ImageLoadError:
+        else:
             rows.skipped += 1
     if not usable:
         raise DataError(f"no usable parity rows in {rows.source}: every image failed to load")
-    tokens = tokenize(tokenizer, [e.text for e in usable], max_length, normalization=text_normalization)
+    ids, mask = BatchTokenizer(tokenizer, max_length, text_normalization)([e.text for e in usable])
     batches, start, plan = [], 0, list(BATCH_PLAN)
     while start < len(usable):
         size = plan.pop(0) if plan else FULL_BATCH
-        ids, mask = pad_tokens(tokens[start:start + size], tokenizer.pad_token_id)
-        batches.append(ParityBatch(ids.numpy(), mask.numpy(), np.stack(pixels[start:start + size])))
+        width = int(mask[start:start + size].sum(1).max())   # padded to the batch's longest text
+        batches.append(ParityBatch(ids[start:start + size, :width], mask[start:start + size, :width],
+                                   normalise(np.stack(pixels[start:start + size]), mean, std)))
         start += size
     return batches
 

@@ -1,30 +1,42 @@
 """Batch scoring with an exported model folder: `mmsa score` and its Python API.
 
     from mmsa_cli.scoring import Scorer, Columns, score_files, ScoreOptions
-    scorer = Scorer("models/ote", device="auto")          # loads the model once
-    table = scorer.score_batch(df_or_arrow_table)         # in memory -> pyarrow.Table
+    scorer = Scorer("models/ote", device="auto")                  # loads the model once
+    table = scorer.score_batch(df_or_arrow_table, image_root="/data/images")  # -> pyarrow.Table
     summary = score_files("tweets.parquet", "models/ote", "scored.parquet")
 
+    Scorer        raw rows -> output table, around a backend (OnnxModel, or TorchModel for a
+                  run folder's PyTorch model); its stage methods are what score_files streams
+    OnnxModel     the exported graph in ONNX Runtime: model inputs -> probabilities
+    score_files   Parquet files -> one Parquet file, pipelined, resumable (ScoreOptions)
+    score_table   load a model and score one table
+    Columns       input column names; PROB_COLUMNS / RESULT_COLUMNS: the output's
+
 Names are imported lazily: worker processes import mmsa_cli.scoring.preprocess without
-paying for torch and onnxruntime.
+paying for onnxruntime or pyarrow.
 """
 from __future__ import annotations
 
 import importlib
 
 _EXPORTS = {
-    "Scorer": "scorer", "score_table": "scorer", "ChunkPlan": "scorer",
-    "score_files": "pipeline", "ScoreOptions": "pipeline",
-    "Columns": "inputs", "ScoreSummary": "report",
-    "ScoreError": "errors", "InputError": "errors", "OutputExistsError": "errors",
-    "ResumeMismatchError": "errors", "PipelineError": "errors", "ModelLoadError": "errors",
-    "exit_code_for": "errors",
-    "PROB_COLUMNS": "results", "RESULT_COLUMNS": "results",
+    "Scorer": ".scorer", "score_table": ".scorer", "ChunkPlan": ".scorer",
+    "OnnxModel": ".onnx_model", "TorchModel": ".torch_model",
+    "score_files": ".pipeline", "ScoreOptions": ".pipeline",
+    "Columns": ".inputs", "ScoreSummary": ".report",
+    "ScoreError": ".errors", "InputError": ".errors", "OutputExistsError": ".errors",
+    "ResumeMismatchError": ".errors", "PipelineError": ".errors", "ModelLoadError": ".errors",
+    "exit_code_for": ".errors",
+    "PROB_COLUMNS": "..contract.rows", "RESULT_COLUMNS": "..contract.rows",
 }
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -11,28 +11,18 @@ interpolate loop. Works on any torch device; tests run it on the CPU.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..contract.geometry import plan_resize
+from .preprocess import ImageResult, ImageSpec, prepare_image
+
 _GROUP_ELEMENTS = 1 << 26  # padded pixels x channels per group: 256 MiB of float32
-
-
-def draft_factor(w: int, h: int, size: int) -> int:
-    """The DCT scale PIL's img.draft("RGB", (size, size)) picks for a JPEG (1, 2, 4 or 8)."""
-    scale = min(w // size, h // size)
-    return next((s for s in (8, 4, 2) if scale >= s), 1)
-
-
-def plan_resize(w: int, h: int, size: int, draft: bool = True) -> tuple[int, int, int, int, int, int, int]:
-    """(k, reduced_w, reduced_h, new_w, new_h, left, top): the CPU path's sizes, in Python
-    arithmetic (round() is banker's rounding, like preprocess_image)."""
-    k = draft_factor(w, h, size) if draft else 1
-    rw, rh = -(-w // k), -(-h // k)
-    scale = size / min(rw, rh)
-    new_w, new_h = max(size, round(rw * scale)), max(size, round(rh * scale))
-    return k, rw, rh, new_w, new_h, round((new_w - size) / 2), round((new_h - size) / 2)
 
 
 def axis_weights(length: torch.Tensor, k: torch.Tensor, reduced: torch.Tensor, new: torch.Tensor,
@@ -171,3 +161,77 @@ class GpuJpegDecoder:
                     failed.append(i)
             return decoded, failed
 
+
+class GpuImages:
+    """JPEG bytes -> nvJPEG -> batched resize; CPU-prepared pixels uploaded; one normalised
+    tensor per batch, made on the calling thread's own CUDA stream so that several prep
+    threads and the model overlap. A batch may mix both kinds in any order (the pipeline's
+    gpu_decode_share): each row lands at its own index. Any torch device works (tests run it
+    on the CPU, where torchvision decodes with libjpeg). `seconds` splits host time into
+    decode and the rest; `counts` says how many images took each way."""
+
+    def __init__(self, manifest, device):
+        self.m, self.dev = manifest, device
+        self.decode = GpuJpegDecoder(device)
+        self.normalise = Normaliser(manifest.image_mean, manifest.image_std, device)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.seconds = {"nvjpeg": 0.0, "resize": 0.0}
+        # nvjpeg: decoded on the device; cpu: pixels prepared on the CPU and uploaded;
+        # nvjpeg_rejected: handed to nvJPEG, refused, sent through the CPU path instead.
+        self.counts = {"nvjpeg": 0, "cpu": 0, "nvjpeg_rejected": 0}
+
+    def _stream(self):
+        if self.dev.type != "cuda":
+            return None
+        if not hasattr(self._local, "stream"):
+            self._local.stream = torch.cuda.Stream(self.dev)
+        return self._local.stream
+
+    def _host_pixels(self, n: int, capacity: int):
+        """This thread's uint8 [n,S,S,3] staging area for CPU-prepared pixels: pinned on CUDA
+        (one host copy, asynchronous upload), allocated once for a whole batch (`capacity`)
+        and reused batch after batch: safe because __call__ waits for its stream."""
+        buf = getattr(self._local, "pixels", None)
+        if buf is None or len(buf) < n:
+            s = self.m.image_size
+            buf = torch.empty((max(n, capacity), s, s, 3), dtype=torch.uint8, pin_memory=self.dev.type == "cuda")
+            self._local.pixels = buf
+        return buf[:n]
+
+    def __call__(self, results: Sequence[ImageResult], spec: ImageSpec):
+        s, n = self.m.image_size, len(results)
+        results = list(results)
+        errors: list[str | None] = [r.error for r in results]
+        stream = self._stream()
+        t0 = time.perf_counter()
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            out = torch.zeros((n, 3, s, s), dtype=torch.float32, device=self.dev)  # mean image
+            jpeg = [i for i, r in enumerate(results) if r.status == "jpeg"]
+            decoded, failed = self.decode([results[i].payload for i in jpeg]) if jpeg else ([], [])
+            t1 = time.perf_counter()
+            for j in failed:  # nvJPEG said no: the CPU path decodes it or names the error
+                i = jpeg[j]
+                results[i] = prepare_image(results[i].payload, "", replace(spec, gpu_jpeg=False))
+                errors[i] = results[i].error
+            good = [(jpeg[j], img) for j, img in enumerate(decoded) if img is not None]
+            if good:
+                resized = resize_crop_batch([img for _, img in good], s)
+                out[to_device([i for i, _ in good], self.dev)] = self.normalise(resized)
+            cpu = [i for i, r in enumerate(results) if r.status == "pixels"]
+            if cpu:
+                host = self._host_pixels(len(cpu), n)
+                view = host.numpy()
+                for j, i in enumerate(cpu):
+                    view[j] = results[i].payload
+                raw = host.to(self.dev, non_blocking=True) if self.dev.type == "cuda" else host
+                out[to_device(cpu, self.dev)] = self.normalise(raw.permute(0, 3, 1, 2))
+        if stream is not None:
+            stream.synchronize()  # ORT reads `out` on its own stream; the staging buffer is free again
+        with self._lock:
+            self.seconds["nvjpeg"] += t1 - t0
+            self.seconds["resize"] += time.perf_counter() - t1
+            self.counts["nvjpeg"] += len(good)
+            self.counts["cpu"] += len(cpu)
+            self.counts["nvjpeg_rejected"] += len(failed)
+        return out, errors

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
-from .results import RESULT_COLUMNS, ROW_COLUMN
+from ..contract.rows import RESULT_COLUMNS, ROW_COLUMN
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 # Bytes of file the Parquet reader reads at a time. Without a buffer it reads a whole column

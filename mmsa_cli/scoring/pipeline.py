@@ -41,7 +41,7 @@ from .inputs import Chunk, Columns, InputSet, ResolvedColumns, iter_chunks, open
 from .output import OutputWriter
 from .preprocess import ImageSpec, prepare_images
 from .report import STAGES, RowProgress, ScoreSummary
-from .results import ROW_COLUMN, count_kinds, output_schema, result_table
+from ..contract.rows import ROW_COLUMN, count_kinds, output_schema, result_table
 from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,7 @@ class _ChunkState:
     plan: Any
     probs: np.ndarray
     errors: list
+    predicted_from: list
     pending: int
 
 
@@ -372,7 +373,7 @@ class _Run:
             plan = self.scorer.plan(chunk.table, self.cols, chunk.roots, self.batch_size)
             self.stages["tokenize"] += plan.seconds
             state = _ChunkState(chunk, plan, np.full((chunk.num_rows, 3), np.nan, np.float32),
-                                [None] * chunk.num_rows, len(plan.batches))
+                                [None] * chunk.num_rows, [None] * chunk.num_rows, len(plan.batches))
             if not self._put(self.plans, state):
                 return
         self._put(self.plans, _END)
@@ -447,11 +448,11 @@ class _Run:
                 continue
             state, rows, pixels, image_errors = item
             t0 = time.perf_counter()
-            probs, errors = self.scorer.infer(state.plan, rows, pixels, image_errors)
+            probs, outcomes = self.scorer.infer(state.plan, rows, pixels, image_errors)
             self._add("infer", time.perf_counter() - t0)
             state.probs[rows] = probs
-            for i, e in zip(rows, errors):
-                state.errors[i] = e
+            for i, e, source in zip(rows, outcomes.errors, outcomes.predicted_from):
+                state.errors[i], state.predicted_from[i] = e, source
             state.pending -= 1
             if state.pending == 0 and not self._put(self.done, state):
                 return
@@ -474,7 +475,7 @@ class _Run:
         ids = (chunk.table.column(self.cols.id) if self.cols.id
                else pa.array(np.arange(chunk.start, chunk.start + chunk.num_rows, dtype=np.int64)))
         keep = {c: chunk.table.column(c) for c in self.cols.keep}
-        table = result_table(ids, self.cols.id_name, state.probs, state.errors, keep, self.schema)
+        table = result_table(ids, self.cols.id_name, state.probs, state.errors, state.predicted_from, keep, self.schema)
         kinds = count_kinds(state.errors)
         no_prediction = int(np.isnan(state.probs).any(axis=1).sum())
         self.writer.write_part(table, dict(kinds), no_prediction)

@@ -2,7 +2,7 @@
 
 Image preparation runs in worker processes (workers.py: this module imports neither torch,
 onnxruntime nor pyarrow, so workers start fast and small). Each image becomes exactly one of:
-  pixels  uint8 [S,S,3], resized and centre-cropped exactly like training's preprocess_image
+  pixels  uint8 [S,S,3], resized and centre-cropped (mmsa_cli/contract/geometry.py)
   jpeg    the file's bytes, for the GPU decoder (only plain baseline RGB JPEGs, see _gpu_ready,
           and of those only the batch's `gpu_share`, see GpuSplit: the others become pixels
           here, so CPU workers and nvJPEG decode in parallel)
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-import numpy as np
 from PIL import Image
 
+from ..contract.geometry import resize_crop
 from ..data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image, read_image_bytes, resolve_image_path
 
 _EXIF_ORIENTATION = 0x0112
@@ -44,27 +44,6 @@ class ImageResult(NamedTuple):
 
 # An image task is (value, root): value is a path string (joined onto root), raw bytes, or None.
 ImageTask = tuple[object, str]
-
-
-def resize_crop(img: Image.Image, size: int) -> np.ndarray:
-    """preprocess_image without the normalisation: uint8 [S,S,3]. Kept identical to
-    mmsa_cli.data.images.preprocess_image (a test checks bit-equality)."""
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    w, h = img.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    left, top = round((new_w - size) / 2), round((new_h - size) / 2)
-    return np.asarray(img.crop((left, top, left + size, top + size)))
-
-
-def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 [n,S,S,3] -> float32 [n,3,S,S], the same arithmetic as preprocess_image."""
-    arr = pixels.astype(np.float32) / 255.0
-    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
 
 
 def _read(value: object, root: str, spec: ImageSpec) -> bytes:
