@@ -370,6 +370,27 @@ def test_cli_export(tiny_run, tmp_path):
     load_model_folder(out)
 
 
+def test_cli_export_refuses_an_existing_out_unless_overwrite(tiny_run, tmp_path):
+    """The CLI's one --out rule: an existing output is another job's (exit 4), --overwrite replaces
+    it (and even then never a folder that is not a model folder: exit 3)."""
+    out = tmp_path / "model"
+    args = ["export", "--run", str(tiny_run), "--fusion", "text-only", "--out", str(out), "--parity-rows", "4",
+            "--device", "cpu"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    first = (out / "manifest.json").read_text()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 4 and "--overwrite" in result.output, result.output
+    assert (out / "manifest.json").read_text() == first
+    result = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert load_model_folder(out).manifest.fusion == "text-only"
+    other = tmp_path / "not-a-model"
+    other.mkdir()
+    (other / "keep.txt").write_text("someone's")
+    result = CliRunner().invoke(main, [*args[:-5], str(other), *args[-4:], "--overwrite"])
+    assert result.exit_code == 3 and (other / "keep.txt").read_text() == "someone's", result.output
+
+
 def test_cli_bad_run_is_one_line_error(tmp_path):
     result = CliRunner().invoke(main, ["export", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "m")])
     assert result.exit_code != 0

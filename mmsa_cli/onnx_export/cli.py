@@ -49,16 +49,18 @@ def describe(report) -> list[str]:
 @click.option("--target", default="cpu", show_default=True, type=click.Choice(["cuda", "cpu"]),
               help="Execution provider the model is meant for (recorded; provider-level fusions counted for it).")
 @click.option("--parity-data", type=click.Path(exists=True), default=None,
-              help="Rows to check parity on [default: the run's validation rows, else samples/mvsa].")
+              help="Rows to check parity on [default: the run's validation rows; required when its data "
+                   "is not reachable from here].")
 @click.option("--parity-rows", default=512, show_default=True, type=click.IntRange(1), help="Cap on parity rows.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out (only by an export that passed its checks).")
 @device_option
 @library_errors
-def export(run_dir, fusion, fold, out, precision, target, parity_data, parity_rows, device):
+def export(run_dir, fusion, fold, out, precision, target, parity_data, parity_rows, overwrite, device):
     """Export a trained model to one optimized ONNX graph (fused, validated against PyTorch)."""
     from .export import export_run
 
     report = export_run(run_dir, out, fusion=fusion, fold=fold, precision=precision, target=target, device=device,
-                        parity_data=parity_data, max_parity_rows=parity_rows)
+                        parity_data=parity_data, max_parity_rows=parity_rows, overwrite=overwrite)
     for line in describe(report):
         click.echo(line)
 

@@ -23,7 +23,7 @@ import onnx
 import torch
 
 from .. import LABELS, __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputExistsError
 from ..model_folder import Manifest
 from ..models import ExportableModel, ModelBag
 from ..runs import load_run, select_folds
@@ -65,18 +65,27 @@ def _check_choices(precision: str, target: str) -> None:
         raise ConfigError(f"target '{target}' is not one of {', '.join(TARGETS)}")
 
 
+def refuse_existing_output(out: Path, overwrite: bool) -> None:
+    """The CLI's one rule for --out: what exists is another job's, unless --overwrite."""
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise OutputExistsError(f"{out} exists: choose another --out, or --overwrite to replace it "
+                                f"(only once the new export passed its checks)")
+
+
 def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: ParityRows, *, precision: str = "fp32",
                  target: str = "cpu", device: str = "auto", source_run: dict | None = None,
-                 spec: ExportSpec | None = None) -> ExportReport:
+                 spec: ExportSpec | None = None, overwrite: bool = False) -> ExportReport:
     """Export `model` to the model folder `out` and validate it; raises ExportError (an
     MmsaError) listing every failed check. `device` is where the PyTorch reference and the
-    ORT parity session run ('auto': CUDA when usable)."""
+    ORT parity session run ('auto': CUDA when usable). An existing `out` is refused unless
+    `overwrite`, and then replaced only by an export that passed every check."""
     _check_choices(precision, target)
     out = Path(out)
+    refuse_existing_output(out, overwrite)
     spec = spec or spec_for(model)
     seconds: dict[str, float] = {}
     start = tick = time.perf_counter()
@@ -169,10 +178,12 @@ def _source(folder: Path, meta: dict) -> dict:
 
 def export_run(run_dir: str | Path, out: str | Path, *, fusion: str | None = None, fold: str | None = None,
                precision: str = "fp32", target: str = "cpu", device: str = "auto",
-               parity_data: str | Path | None = None, max_parity_rows: int = 512) -> ExportReport:
+               parity_data: str | Path | None = None, max_parity_rows: int = 512,
+               overwrite: bool = False) -> ExportReport:
     """Export one trained model of a run folder (`fusion` picks one of a `--fusion all` run;
     `fold` one fold of a cross-validation run, or "all": the mean of every fold's model)."""
     _check_choices(precision, target)
+    refuse_existing_output(Path(out), overwrite)
     runs = [load_run(folder, fusion) for folder in select_folds(run_dir, fold)]
     run = runs[0]
     if fold == "all" and len(runs) != run.train_cfg.folds:
@@ -181,9 +192,9 @@ def export_run(run_dir: str | Path, out: str | Path, *, fusion: str | None = Non
     rows = find_parity_rows(run.folder, run.meta.get("data"), parity_data=parity_data, max_rows=max_parity_rows)
     if len(runs) == 1:
         return export_model(run.model, run.model.text_encoder.tokenizer, out, rows, precision=precision,
-                            target=target, device=device, source_run=_source(run.folder, run.meta))
+                            target=target, device=device, source_run=_source(run.folder, run.meta), overwrite=overwrite)
     model = ModelBag([r.model for r in runs])
     source = {"path": str(run_dir), "bag": "mean of the probabilities of these models",
               "members": [_source(r.folder, r.meta) for r in runs]}
     return export_model(model, model.text_encoder.tokenizer, out, rows, precision=precision, target=target,
-                        device=device, source_run=source)
+                        device=device, source_run=source, overwrite=overwrite)
