@@ -8,13 +8,13 @@ import pandas as pd
 import torch
 
 from . import LABELS
-from .batches import ImageDataset, image_loader, pad_tokens, tokenize
+from .training.batches import ImageDataset, image_loader, pad_tokens, tokenize
 from .data import Example, ImageLoadError, resolve_image_path
 from .errors import DataError
 from .progress import progress
-from .metrics import classification_metrics
+from .training.metrics import classification_metrics
 from .runs import Run
-from .train import pick_device
+from .contract.device import torch_device as pick_device
 
 PROB_COLUMNS = [f"prob_{name}" for name in LABELS]
 

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from mmsa_cli.cli import main
+from mmsa_cli.errors import EXIT_OTHER, EXIT_OUTPUT_EXISTS, EXIT_USAGE
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 MVSA = SAMPLES / "mvsa"
@@ -27,8 +28,10 @@ def assert_ok(result):
     assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
 
 
-def assert_clean_error(result, *fragments: str, usage: bool = False):
-    """Non-zero exit, no traceback, and the message on one line naming what is wrong."""
+def assert_clean_error(result, *fragments: str, usage: bool = False, exit_code: int = EXIT_OTHER):
+    """Non-zero exit, no traceback, and the message on one line naming what is wrong. usage:
+    click's own usage error (exit 2, usage text around it); otherwise a library error with
+    its class's exit code (mmsa_cli/errors.py) and that one line only."""
     assert result.exit_code != 0, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)  # click's exit, not a crash
     assert "Traceback" not in result.output
@@ -36,7 +39,7 @@ def assert_clean_error(result, *fragments: str, usage: bool = False):
     assert len(errors) == 1, result.output
     if not usage:  # a library error: that one line is all there is
         assert result.output.strip() == errors[0]
-        assert result.exit_code == 1
+        assert result.exit_code == exit_code
     else:
         assert result.exit_code == 2
     for fragment in fragments:
@@ -142,19 +145,19 @@ def test_missing_data_is_a_usage_error(tmp_path):
 
 def test_fold_without_folds_is_a_clean_error(tmp_path):
     result = mmsa("train", "--data", MVSA, "--fold", "2", "--out", tmp_path / "run", *TINY_ARGS)
-    assert_clean_error(result, "--fold 2", "--folds")
+    assert_clean_error(result, "--fold 2", "--folds", exit_code=EXIT_USAGE)
     assert not (tmp_path / "run").exists()
 
 
 def test_too_small_image_size_is_a_clean_error(tmp_path):
     result = mmsa("train", "--data", MVSA, "--image-size", "16", "--out", tmp_path / "run", *TINY_ARGS)
-    assert_clean_error(result, "image size 16 is below 32 pixels")
+    assert_clean_error(result, "image size 16 is below 32 pixels", exit_code=EXIT_USAGE)
 
 
 def test_too_many_image_train_stages_is_a_clean_error(tmp_path):
     result = mmsa("train", "--data", MVSA, "--freeze", "none", "--image-train-stages", "9", "--out", tmp_path / "run",
                   *TINY_ARGS)
-    assert_clean_error(result, "--image-train-stages 9", "'tiny-cnn' has 3 stages")
+    assert_clean_error(result, "--image-train-stages 9", "'tiny-cnn' has 3 stages", exit_code=EXIT_USAGE)
 
 
 @pytest.mark.parametrize("option, value", [("--layer-lr-decay", "1.2"), ("--modality-dropout", "1.5"),
@@ -188,7 +191,7 @@ def test_table_without_text_column_lists_columns(cli_run, tmp_path):
     table = tmp_path / "no_text.csv"
     pd.read_parquet(TWEETS).drop(columns=["text"]).head(5).to_csv(table, index=False)
     result = mmsa("predict", "--run", out, "--data", table, "--out", tmp_path / "x.csv", "--device", "cpu")
-    assert_clean_error(result, "'text'", "available columns: guid, image, user")
+    assert_clean_error(result, "'text'", "available columns: guid, image, user", exit_code=EXIT_USAGE)
 
 
 def test_recipe_fills_options_left_at_default_and_explicit_ones_win(tmp_path):

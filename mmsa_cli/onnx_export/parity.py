@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..batches import pad_tokens, tokenize
+from ..training.batches import pad_tokens, tokenize
 from ..data import Example, ImageLoadError, load_examples, load_image, preprocess_image, read_split
 from ..errors import DataError, MmsaError
 from ..model_folder import INPUT_NAMES, OUTPUT_NAMES
