@@ -144,6 +144,75 @@ def test_load_run_reproduces_validation_metrics(smoke_run):
     assert metrics["accuracy"] == result["validation"]["accuracy"]
 
 
+def test_old_config_json_still_loads(smoke_run, tmp_path):
+    """Run folders written before the options were renamed (encoder_lr, num_workers,
+    cache_image_features; no "weights" section) load with today's names."""
+    out, _ = smoke_run
+    old = tmp_path / "old-run"
+    shutil.copytree(out, old)
+    config = json.loads((old / "config.json").read_text())
+    train_cfg = config["train"]
+    train_cfg["encoder_lr"] = train_cfg.pop("lr")
+    train_cfg["num_workers"] = train_cfg.pop("workers")
+    train_cfg["cache_image_features"] = not train_cfg.pop("reencode_images")
+    del config["weights"]
+    (old / "config.json").write_text(json.dumps(config))
+    run = load_run(old)
+    assert run.train_cfg == load_run(out).train_cfg
+    assert run.train_cfg.lr == FAST["lr"] and run.train_cfg.reencode_images is False
+
+
+def test_training_quiets_the_transformers_loading_bar(smoke_run):
+    from transformers.utils import logging as hf_logging
+
+    assert not hf_logging.is_progress_bar_enabled()
+
+
+def test_log_progress_never_repeats_the_last_line(capsys):
+    import math
+
+    from mmsa_cli.progress import LogProgress
+
+    list(LogProgress(range(3), "epochs", None, "epoch", every_s=0.0))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["epochs: 1/3 epoch", "epochs: 2/3 epoch", "epochs: 3/3 epoch"]
+    list(LogProgress(range(3), "epochs", None, "epoch", every_s=math.inf))  # the caller prints its own lines
+    assert capsys.readouterr().err == ""
+
+
+def test_interrupted_training_keeps_the_old_run_and_leaves_nothing(tmp_path, monkeypatch):
+    """--overwrite replaces the old run only once training succeeded; an interruption (or any
+    failure) part way leaves the old folder as it was and no staging folder."""
+    import mmsa_cli.training.run as run_module
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("the previous run")
+
+    def interrupted(*args, **kwargs):
+        assert any(p.name.startswith(".run.partial") for p in tmp_path.iterdir())  # training happens aside
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainSource(str(MVSA)), out, ["text-only"], ModelConfig(**TINY),
+              TrainConfig(epochs=1, **(FAST | {"freeze": "both"})), weights=RANDOM, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+
+
+def test_existing_run_folder_is_refused_before_any_work(smoke_run, tmp_path):
+    from mmsa_cli.errors import OutputExistsError
+
+    out, _ = smoke_run
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(OutputExistsError, match="--overwrite") as err:
+        train(TrainSource(str(MVSA)), out, ["naive-cat"], ModelConfig(**TINY), TrainConfig(epochs=1, **FAST),
+              weights=RANDOM)
+    assert err.value.exit_code == 4
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
 def test_load_run_gives_identical_probabilities(tmp_path):
     """prepare() + fit() for one epoch (so the saved weights are the final ones), through the
     frozen-image feature cache with a token-using fusion, then load_run on the same batch."""

@@ -20,7 +20,7 @@ from ..data import load_examples, stratified_kfold, stratified_split, write_spli
 from ..errors import ConfigError, DataError
 from ..models import FUSIONS, create_model
 from .loop import fit, seed_everything
-from .output import staged_folder
+from .output import refuse_existing, staged_folder
 from .prepared import image_weights_id, prepare, with_split, write_skipped
 from .reports import write_comparison, write_cv_summary
 
@@ -82,6 +82,7 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
     check_options(fusions, model_cfg, cfg)
     quiet_library_progress()
     out = Path(out)
+    refuse_existing(run_folder(out, cfg), overwrite)  # before any data is read
     examples = load_examples(source.data, label_file=source.label_file, text_col=source.text_col,
                              image_col=source.image_col, id_col=source.id_col, label_col=source.label_col,
                              image_root=Path(source.image_root) if source.image_root else None)
