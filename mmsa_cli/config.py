@@ -75,7 +75,8 @@ class ModelConfig:
     num_layers: int = option(1, "Transformer layers in ote / hstec.", min=1)
     dropout: float = option(0.1, "Dropout in the fusion layers and classifiers.", min=0, max=1, max_open=True)
     max_length: int = option(64, "Tokens per tweet; longer texts are truncated.", min=8, max=512)
-    num_classes: int = option(3, "Classes (positive, neutral, negative): fixed by the labels.", cli=False)
+    num_classes: int = option(3, "Classes (positive, neutral, negative): fixed by the labels.", choices=(3,),
+                              cli=False)
     text_pooling: str = option("", "Text vector: cls, pooler or mean; '' = the preset's choice (saved resolved).",
                                choices=TEXT_POOLINGS)
     text_normalization: str = option("none", "`tweet`: URLs, @mentions, RT, hashtags and emoji rewritten as words "

@@ -361,6 +361,9 @@ def test_a_trained_fold_is_refused_and_other_folds_join_it(tmp_path):
     assert_clean_error(result, "fold-1", "--overwrite", exit_code=EXIT_OUTPUT_EXISTS)
     assert_ok(train_quick("--folds", "3", "--fold", "2", "--out", out))
     assert sorted(p.name for p in out.iterdir()) == ["fold-1", "fold-2"]
+    result = train_quick("--folds", "3", "--fold", "3", "--out", out, "--seed", "7")
+    assert_clean_error(result, "seed=7 (there: 42)", "same options", exit_code=EXIT_USAGE)
+    assert sorted(p.name for p in out.iterdir()) == ["fold-1", "fold-2"]
 
 
 def test_data_without_labels_leaves_no_folder(tmp_path):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..config import EncoderWeights, ModelConfig, TrainConfig, check_config
+from ..config import EncoderWeights, ModelConfig, TrainConfig, check_config, from_dict
 from ..contract.device import torch_device
 from ..data import load_examples, stratified_kfold, stratified_split, write_split
 from ..errors import ConfigError, DataError
@@ -63,6 +63,27 @@ def check_options(fusions: Sequence[str], model_cfg: ModelConfig, cfg: TrainConf
                           f"but --freeze {cfg.freeze} keeps it fixed: use --freeze none or --freeze text")
 
 
+# Options that may differ between folds trained one by one (machines differ, not the experiment).
+PER_MACHINE = ("fold", "device", "workers", "feature_cache")
+
+
+def check_same_options_as_other_folds(out: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+    """--fold K into a CV folder that holds other folds: their options must be this run's,
+    or cv.md would average different experiments."""
+    ours = {**dataclasses.asdict(cfg), **{f"model.{k}": v for k, v in dataclasses.asdict(model_cfg).items()}}
+    runs = [out.glob("fold-*/config.json"), *(out.glob(f"fold-*/{name}/config.json") for name in FUSIONS)]
+    for config in sorted(path for found in runs for path in found):
+        saved = json.loads(config.read_text())
+        theirs = {**from_dict(TrainConfig, saved["train"]).__dict__,
+                  **{f"model.{k}": v for k, v in from_dict(ModelConfig, saved["model"]).__dict__.items()}}
+        differ = [k for k in ours if k not in PER_MACHINE and k not in ("model.fusion", "model.text_pooling")
+                  and ours[k] != theirs[k]]
+        if differ:
+            shown = ", ".join(f"{k.removeprefix('model.')}={ours[k]!r} (there: {theirs[k]!r})" for k in differ[:4])
+            raise ConfigError(f"{config.parent} was trained with other options than this fold: {shown}; "
+                              f"train every fold of one --out with the same options")
+
+
 def run_folder(out: Path, cfg: TrainConfig) -> Path:
     """The folder this run creates: `out`, or one fold's folder inside a CV folder (--fold K)."""
     return out / f"fold-{cfg.fold}" if cfg.folds > 1 and cfg.fold else out
@@ -83,6 +104,8 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
     quiet_library_progress()
     out = Path(out)
     refuse_existing(run_folder(out, cfg), overwrite)  # before any data is read
+    if cfg.folds > 1 and cfg.fold:
+        check_same_options_as_other_folds(out, model_cfg, cfg)
     examples = load_examples(source.data, label_file=source.label_file, text_col=source.text_col,
                              image_col=source.image_col, id_col=source.id_col, label_col=source.label_col,
                              image_root=Path(source.image_root) if source.image_root else None)
