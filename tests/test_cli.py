@@ -389,3 +389,15 @@ def test_stats_json(tmp_path, to_stdout):
     [model] = stats["models"]
     assert model["fusion"] == "text-only" and model["best_epoch"] == metrics["best_epoch"]
     assert model["validation"]["accuracy"] == metrics["validation"]["accuracy"]
+
+
+def test_train_command_module_imports_no_torch():
+    """Building `mmsa train` imports no torch: the model names are looked up only when needed."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    code = "import sys, mmsa_cli.training.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env)
