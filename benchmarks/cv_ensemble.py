@@ -32,11 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmsa_cli import LABELS  # noqa: E402
 from mmsa_cli.data import load_examples, read_split  # noqa: E402
-from mmsa_cli.metrics import classification_metrics  # noqa: E402
+from mmsa_cli.training.metrics import classification_metrics  # noqa: E402
 from mmsa_cli.models import FUSIONS  # noqa: E402
 from mmsa_cli.runs import fold_folders, load_run  # noqa: E402
-from mmsa_cli.train import (METRICS_REPORTED, cv_summary, image_weights_id, predict_indices, prepare,  # noqa: E402
-                            with_split)
+from mmsa_cli.training.loop import predict_indices  # noqa: E402
+from mmsa_cli.training.prepared import image_weights_id, prepare, with_split  # noqa: E402
+from mmsa_cli.training.reports import METRICS_REPORTED, cv_summary  # noqa: E402
 
 ENSEMBLE = "mean of probabilities"
 

@@ -30,8 +30,8 @@ t0=$SECONDS
 if [[ $steps == *parity* ]]; then  # about 2 min on the H100
   {
     for fusion in ote ensemble; do
-      mmsa train --data samples/mvsa --fusion $fusion --random-weights --freeze both --epochs 5 --head-lr 3e-3 \
-        --aux-loss-weight 1 --out /tmp/run-$fusion --device $DEV > /tmp/train-$fusion.log 2>&1 || tail -5 /tmp/train-$fusion.log
+      mmsa train samples/mvsa --fusion $fusion --random-weights --freeze both --epochs 5 --head-lr 3e-3 \
+        --aux-loss-weight 1 --out /tmp/run-$fusion --overwrite --device $DEV > /tmp/train-$fusion.log 2>&1 || tail -5 /tmp/train-$fusion.log
     done
     for spec in ote:fp32 ote:fp16 ensemble:fp16; do
       fusion=${spec%:*}; precision=${spec#*:}

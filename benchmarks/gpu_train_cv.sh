@@ -28,8 +28,8 @@ fi
 python3 -c "import torch; print('device:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
 run=${RUN:-/tmp/runs/cv5-best-finetune-image}
 t0=$SECONDS
-python3 -m mmsa_cli.cli train --data "$DATA" --recipe best --freeze none --folds "${FOLDS:-5}" --device "$DEV" \
-  --num-workers "${WORKERS:-12}" --out "$run" $EXTRA 2>&1 | tee "$OUT/train.log" | { grep -vE "it/s|s/it" || true; } | tail -40 \
+python3 -m mmsa_cli.cli train "$DATA" --recipe best --freeze none --folds "${FOLDS:-5}" --device "$DEV" \
+  --workers "${WORKERS:-12}" --out "$run" --overwrite $EXTRA 2>&1 | tee "$OUT/train.log" | { grep -vE "it/s|s/it" || true; } | tail -40 \
   || { echo "training failed after $((SECONDS - t0)) s (log: $OUT/train.log)"; exit 1; }
 echo "train: $((SECONDS - t0)) s"
 cp "$run"/cv.json "$run"/cv.md "$OUT"/ 2>/dev/null

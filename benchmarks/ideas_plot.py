@@ -39,7 +39,7 @@ IDEAS = [
 
 
 def main() -> None:
-    from mmsa_cli.metrics import plot_comparison
+    from mmsa_cli.training.metrics import plot_comparison
 
     rows = []
     for label, name, fusion in IDEAS:

@@ -53,7 +53,7 @@ def main() -> None:
         score_test_predictions(args.data, args.predict_model, args.predictions_out)
         return
     if not args.skip_train:
-        subprocess.run([*MMSA, "train", "--data", str(args.data), "--fusion", "all", "--out", str(args.out),
+        subprocess.run([*MMSA, "train", str(args.data), "--fusion", "all", "--out", str(args.out), "--overwrite",
                         *args.train_args], check=True)
     rows = json.loads((args.out / "comparison.json").read_text())["rows"]
     ranked = json.loads(args.choose_by.read_text())["rows"] if args.choose_by else rows

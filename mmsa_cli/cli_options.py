@@ -30,3 +30,145 @@ def library_errors(fn):
 device_option = click.option(
     "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
     help="auto: CUDA when usable, else the CPU (and says so); cuda: fail with exit 7 where CUDA cannot be used.")
+
+
+# --------------------------------------------------------------------------- the data argument
+
+# Where labelled or unlabelled tweets come from, for every command that reads them (train,
+# evaluate, predict): DATA as the positional argument; `--data DATA` still works (hidden) so
+# existing scripts do not break.
+LAYOUT_OPTIONS = ("label_file", "text_col", "image_col", "id_col", "label_col", "image_root")
+
+
+def data_argument(fn):
+    """DATA (positional, or the hidden old `--data`) + the table-layout options; the command
+    receives `data` (checked: exactly one of the two) and the layout options by name."""
+    options = [
+        click.argument("data_path", required=False, metavar="DATA", type=click.Path(exists=True)),
+        click.option("--data", "data_option", hidden=True, type=click.Path(exists=True),
+                     help="Old spelling of the DATA argument."),
+        click.option("--label-file", default="train.txt", show_default=True,
+                     help="MVSA layout: the guid,tag file, relative to DATA."),
+        click.option("--text-col", default="text", show_default=True, help="Table layout: text column."),
+        click.option("--image-col", default="image", show_default=True, help="Table layout: image path column."),
+        click.option("--id-col", default=None, help="Table layout: id column [default: guid if present, else row number]."),
+        click.option("--label-col", default="label", show_default=True, help="Table layout: label column (optional)."),
+        click.option("--image-root", type=click.Path(exists=True, file_okay=False), default=None,
+                     help="Table layout: folder image paths are relative to [default: the table's folder]."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, data_path=None, data_option=None, **kwargs):
+        if (data_path is None) == (data_option is None):
+            raise click.UsageError("give the data once: DATA (an MVSA folder or a Parquet/CSV table)"
+                                   if data_path is None else "give the data once: DATA or --data, not both")
+        return fn(*args, data=data_path or data_option, **kwargs)
+    return wrapper
+
+
+# --------------------------------------------------------------------------- options from config dataclasses
+
+class LazyChoices:
+    """Choices given as a function are looked up when first needed (--help, a value to check),
+    so building the command imports nothing heavy (the model registry imports torch)."""
+
+    def __init__(self, choices):
+        self._choices = choices
+
+    @property
+    def choices(self):
+        if callable(self._choices):
+            self._choices = tuple(self._choices())
+        return self._choices
+
+    @choices.setter
+    def choices(self, value):
+        self._choices = value
+
+
+class PresetChoice(LazyChoices, click.Choice):
+    """A choice whose test-only names are accepted but not listed in --help; `open` also
+    accepts any other value (a text encoder may be a model folder)."""
+
+    def __init__(self, choices, hidden=(), open=False):
+        LazyChoices.__init__(self, choices)
+        self.case_sensitive = True
+        self.hidden, self.open = tuple(hidden), open
+
+    def get_metavar(self, param, ctx):
+        shown = "|".join(str(c) for c in self.choices if c not in self.hidden)
+        return f"[{shown}|DIR]" if self.open else f"[{shown}]"
+
+    def convert(self, value, param, ctx):
+        if self.open and value not in self.choices:
+            return value
+        return super().convert(value, param, ctx)
+
+
+class NameList(LazyChoices, click.ParamType):
+    """Comma-separated names (or a list, from a config file), each one of `choices`."""
+    name = "names"
+
+    def convert(self, value, param, ctx):
+        names = [n.strip() for n in value.split(",")] if isinstance(value, str) else list(value)
+        names = tuple(n for n in names if n)
+        bad = [n for n in names if n not in self.choices]
+        if bad or not names:
+            self.fail(f"{','.join(bad) or 'nothing'} is not a list of {', '.join(self.choices)}", param, ctx)
+        return names
+
+    def get_metavar(self, param, ctx):
+        return "NAME,NAME..."
+
+
+def _range(kind, meta):
+    if meta["min"] is None and meta["max"] is None:
+        return kind
+    cls = click.IntRange if kind is int else click.FloatRange
+    return cls(meta["min"], meta["max"], min_open=meta["min_open"], max_open=meta["max_open"])
+
+
+def field_type(f, type_hint, hidden_choices=(), open_choices=()):
+    """The click type a config field's declaration (mmsa_cli/config.py: option) implies."""
+    meta = f.metadata
+    choices = meta["choices"]  # a function is called only when the names are needed (LazyChoices)
+    if str(type_hint).startswith("tuple"):
+        return NameList(choices)
+    if choices is not None:
+        return PresetChoice(choices, hidden_choices, open=f.name in open_choices)
+    if meta["path"]:
+        return click.Path(exists=True, file_okay=meta["path"] != "dir", dir_okay=meta["path"] != "file")
+    kind = {"int": int, "float": float, "bool": bool}.get(str(type_hint), str)
+    return _range(kind, meta) if kind in (int, float) else click.BOOL if kind is bool else click.STRING
+
+
+def dataclass_options(classes, *, hidden_choices=(), open_choices=()):
+    """Decorator adding one option per command-line field of each config dataclass: name
+    `--field-name`, help, default, range and choices from the field's declaration. Path
+    options default to None (not given); aliases become hidden options `<field>_alias`."""
+    import dataclasses
+    import typing
+
+    def decorate(fn):
+        for cls in reversed(classes):
+            hints = typing.get_type_hints(cls)
+            for f in reversed(dataclasses.fields(cls)):
+                meta = f.metadata
+                if not meta.get("cli"):
+                    continue
+                flag = "--" + f.name.replace("_", "-")
+                ptype = field_type(f, hints[f.name].__name__ if isinstance(hints[f.name], type) else hints[f.name],
+                                   hidden_choices, open_choices)
+                for alias in meta["aliases"]:
+                    fn = click.option(alias, f"{f.name}_alias", type=ptype, default=None, hidden=True)(fn)
+                if ptype is click.BOOL:
+                    fn = click.option(flag, f.name, is_flag=True, default=f.default, help=meta["help"])(fn)
+                    continue
+                default = None if meta["path"] else f.default
+                default = ",".join(default) if isinstance(default, tuple) else default
+                fn = click.option(flag, f.name, type=ptype, default=default, help=meta["help"],
+                                  show_default=default not in ("", None))(fn)
+        return fn
+    return decorate

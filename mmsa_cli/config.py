@@ -1,31 +1,89 @@
-"""Typed configs. Both are saved in every run folder (config.json) so a run rebuilds alone."""
+"""Typed configs, each option declared once. Both are saved in every run folder (config.json)
+so a run rebuilds alone, and `mmsa train --config` replays them.
+
+Every field carries its help, range or choices in `metadata` (see `option`); the `mmsa train`
+command line is generated from these fields (mmsa_cli/cli_options.py: dataclass_options) and
+the library checks values with the same declarations (`check_config`), so nothing is written
+twice. A field's command-line name is `--` + its name with dashes (`lr` -> `--lr`).
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from .contract.device import DEVICES  # the device rule lives there
 from .errors import ConfigError
+
+FREEZE_CHOICES = ("none", "text", "image", "both")
+TEXT_NORMALIZATIONS = ("none", "tweet")
+TEXT_POOLINGS = ("", "cls", "pooler", "mean")
+CLASS_WEIGHTINGS = ("none", "balanced")
+# Presets that exist for the test suite (random, a few kB): usable, but never shown in --help.
+TEST_ONLY_PRESETS = ("tiny-bert", "tiny-cnn")
+
+
+def option(default: Any, help: str, *, choices: tuple | Callable[[], tuple] | None = None,
+           min: float | None = None, max: float | None = None, min_open: bool = False, max_open: bool = False,
+           path: str = "", aliases: tuple[str, ...] = (), cli: bool = True) -> Any:
+    """A config field with what the command line and the checks need. choices may be a
+    function (names from mmsa_cli.models, imported only when the CLI is built); path = "file",
+    "dir" or "any": must exist when given; aliases = hidden old spellings; cli=False: no flag."""
+    meta = dict(help=help, choices=choices, min=min, max=max, min_open=min_open, max_open=max_open, path=path,
+                aliases=aliases, cli=cli)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _fusion_names() -> tuple[str, ...]:
+    from .models import FUSIONS  # imports torch: only called when the CLI is built
+
+    return (*FUSIONS, "all")
+
+
+def _member_names() -> tuple[str, ...]:
+    from .models import FUSIONS
+
+    return tuple(name for name in FUSIONS if name != "ensemble")
+
+
+def _image_presets() -> tuple[str, ...]:
+    from .models import IMAGE_PRESETS
+
+    return tuple(IMAGE_PRESETS)
+
+
+def _text_presets() -> tuple[str, ...]:
+    from .models import TEXT_PRESETS
+
+    return tuple(TEXT_PRESETS)
 
 
 @dataclass
 class ModelConfig:
-    fusion: str = "ote"                      # a name from mmsa_cli.models.FUSIONS
-    text_encoder: str = "minilm-l6"          # preset name or a local Hugging Face model dir
-    image_encoder: str = "efficientnet-lite2"  # preset name
-    image_size: int = 0                      # S: images resized and centre-cropped to S x S; 0 = the preset's (Lite2: 260)
-    fusion_dim: int = 64                     # width d both modalities are projected to (reference: 64)
-    num_heads: int = 4                       # attention heads in the fusion layers (ote, hstec, cmac)
-    num_layers: int = 1                      # transformer layers in ote / hstec
-    dropout: float = 0.1
-    max_length: int = 64                     # tokens per tweet; longer texts are truncated
-    num_classes: int = 3
-    text_pooling: str = ""                   # "", "cls", "pooler" or "mean"; "" = the preset's choice
-    text_normalization: str = "none"         # "none" or "tweet" (URLs, @mentions, hashtags, emoji as words)
-    # Fusions averaged by the "ensemble" fusion (one graph, probabilities averaged inside it).
-    ensemble_members: tuple[str, ...] = ("naive-cat", "naive-combine", "ote", "hstec", "cmac")
+    fusion: str = option("ote", "Model to train; `all` trains the paper's seven and writes a comparison, `ensemble` "
+                                "averages --ensemble-members in one graph.", choices=_fusion_names)
+    text_encoder: str = option("minilm-l6", "Text encoder: a preset or a local Hugging Face model folder.",
+                               choices=_text_presets)  # open: a folder path is accepted too (see OPEN_CHOICES)
+    image_encoder: str = option("efficientnet-lite2", "Image encoder preset.", choices=_image_presets)
+    image_size: int = option(0, "Side S images are resized and centre-cropped to; 0 = the image encoder's own "
+                                "(efficientnet-lite2: 260, resnet50: 224). Saved with the run: export and score use it.",
+                             min=0, max=1024)
+    fusion_dim: int = option(64, "Width both modalities are projected to (the reference code's 64).", min=8)
+    num_heads: int = option(4, "Attention heads in the fusion layers (ote, hstec, cmac).", min=1)
+    num_layers: int = option(1, "Transformer layers in ote / hstec.", min=1)
+    dropout: float = option(0.1, "Dropout in the fusion layers and classifiers.", min=0, max=1, max_open=True)
+    max_length: int = option(64, "Tokens per tweet; longer texts are truncated.", min=8, max=512)
+    num_classes: int = option(3, "Classes (positive, neutral, negative): fixed by the labels.", choices=(3,),
+                              cli=False)
+    text_pooling: str = option("", "Text vector: cls, pooler or mean; '' = the preset's choice (saved resolved).",
+                               choices=TEXT_POOLINGS)
+    text_normalization: str = option("none", "`tweet`: URLs, @mentions, RT, hashtags and emoji rewritten as words "
+                                             "before tokenizing.", choices=TEXT_NORMALIZATIONS)
+    ensemble_members: tuple[str, ...] = option(("naive-cat", "naive-combine", "ote", "hstec", "cmac"),
+                                               "Fusions averaged by `--fusion ensemble` (comma-separated).",
+                                               choices=_member_names)
 
     def __post_init__(self):
         self.ensemble_members = tuple(self.ensemble_members)  # JSON gives a list
@@ -33,58 +91,128 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20                 # the paper's maximum; early stopping usually ends sooner
-    batch_size: int = 16             # the paper's
-    encoder_lr: float = 3e-5         # the paper's learning rate, for the (unfrozen) encoders
-    head_lr: float = 5e-4            # fusion layers and classifiers start from scratch: learn faster
-    weight_decay: float = 0.01
-    layer_lr_decay: float = 1.0      # <1: each encoder layer (image stage) below the top learns this much slower
-    warmup_ratio: float = 0.1        # linear warmup, then linear decay
-    patience: int = 3                # epochs without validation-accuracy gain before stopping
-    freeze: str = "image"            # "none", "text", "image" or "both": which encoders stay fixed
-    image_train_stages: int = 0      # a trained image encoder: only its last N trunk stages learn (0 = all)
-    cache_image_features: bool = True  # with a frozen image encoder, encode each image once
-    feature_cache: str = ""          # folder keeping frozen image features across runs ("" = memory only)
-    label_smoothing: float = 0.0
-    ema_decay: float = 0.0           # >0: validate and save an exponential moving average of the weights (e.g. 0.998)
-    rdrop_alpha: float = 0.0         # >0: R-Drop, each batch runs twice and alpha x the symmetric KL of the two is added
-    modality_dropout: float = 0.0    # chance a training row's image or text is blanked as scoring blanks a missing one
-    aux_loss_weight: float = 0.0     # weight of the unimodal / ensemble-member losses added to the main loss
-    class_weighting: str = "none"    # "none" or "balanced": loss weights n / (classes * count) per class
-    val_fraction: float = 0.2        # 3,200 / 800 on MVSA-Single's 4,000 labelled tweets
-    folds: int = 0                   # >1: stratified k-fold cross-validation instead of one split
-    fold: int = 0                    # with folds: train only this fold (1-based; 0 = all), e.g. one per machine
-    seed: int = 42
-    device: str = "auto"             # "auto", "cpu" or "cuda"
-    num_workers: int = 0             # DataLoader workers for image decoding
-    strict: bool = False             # fail on the first unreadable image instead of skipping it
-    max_train_examples: int = 0      # 0 = all; a cap for quick smoke runs
+    epochs: int = option(20, "Most epochs (the paper's); early stopping usually ends sooner.", min=1)
+    batch_size: int = option(16, "Training batch size (the paper's).", min=1)
+    lr: float = option(3e-5, "Learning rate of the encoders being fine-tuned (the paper's).", min=0, min_open=True)
+    head_lr: float = option(5e-4, "Learning rate of the fusion layers and classifiers (they start from scratch).",
+                            min=0, min_open=True)
+    weight_decay: float = option(0.01, "AdamW weight decay.", min=0)
+    layer_lr_decay: float = option(1.0, "Layer-wise learning-rate decay of fine-tuned encoders: each layer (image "
+                                        "stage) below the top learns at this factor of the one above; 1 = all the same.",
+                                   min=0, max=1, min_open=True)
+    warmup_ratio: float = option(0.1, "Share of the steps with a linear warmup (then linear decay).", min=0, max=1)
+    patience: int = option(3, "Early stopping: epochs without validation-accuracy gain.", min=1)
+    freeze: str = option("image", "Encoders kept fixed. A frozen image encoder's features are computed once.",
+                         choices=FREEZE_CHOICES)
+    image_train_stages: int = option(0, "With the image encoder trained (--freeze none/text): fine-tune only its last "
+                                        "N trunk stages (EfficientNet-Lite: stem, each block, head); 0 = all.", min=0)
+    reencode_images: bool = option(False, "Run a frozen image encoder every epoch instead of once.")
+    feature_cache: str = option("", "Folder that keeps a frozen image encoder's features between runs (same images, "
+                                    "same encoder); '' = memory only.")
+    label_smoothing: float = option(0.0, "Label smoothing of the cross-entropy.", min=0, max=0.5)
+    ema_decay: float = option(0.0, "Validate and keep an exponential moving average of the weights (e.g. 0.998); "
+                                   "0 = off.", min=0, max=1, max_open=True)
+    rdrop_alpha: float = option(0.0, "R-Drop: each training batch runs twice (two dropout masks) and this weight x "
+                                     "the symmetric KL of the two predictions joins the loss; 0 = off (2x slower).",
+                                min=0)
+    modality_dropout: float = option(0.0, "Chance that a training row loses its image or its text (even odds), "
+                                          "replaced by the blank image or empty text scoring uses for an unusable one.",
+                                     min=0, max=1)
+    aux_loss_weight: float = option(0.0, "Weight of the unimodal classifiers' (or ensemble members') own losses.",
+                                    min=0)
+    class_weighting: str = option("none", "`balanced`: inverse-frequency class weights in the loss.",
+                                  choices=CLASS_WEIGHTINGS)
+    val_fraction: float = option(0.2, "Validation share of the stratified split (800 of MVSA-Single's 4,000).",
+                                 min=0, max=1, min_open=True, max_open=True)
+    folds: int = option(0, "Stratified k-fold cross-validation (e.g. 5): mean and spread over folds in cv.md.",
+                        min=0, max=20)
+    fold: int = option(0, "With --folds: train only this fold (1-based), e.g. one fold per machine into the same "
+                          "--out; cv.md appears once every fold is there.", min=0, max=20)
+    seed: int = option(42, "Seed of the split, the initialisation and the batch order.")
+    device: str = option("auto", "auto: CUDA when usable, else the CPU (and says so); cuda: fail with exit 7 where "
+                                 "CUDA cannot be used.", choices=DEVICES)
+    workers: int = option(0, "Image-decoding worker processes.", min=0, aliases=("--num-workers",))
+    strict: bool = option(False, "Fail on unreadable images instead of skipping those rows.")
+    max_train_examples: int = option(0, "Cap on training rows (quick runs); 0 = all.", min=0)
 
 
-FREEZE_CHOICES = ("none", "text", "image", "both")
-TEXT_NORMALIZATIONS = ("none", "tweet")
-# `mmsa train --recipe NAME`: values for the options not given on the command line (keys are
-# the option names). "best" is the winner of the 5-fold CV comparison of issue 5
-# (benchmarks/results/README.md); "paper" is the plain defaults.
+@dataclass
+class EncoderWeights:
+    """Where pretrained encoder weights come from (see README, Backbones)."""
+    text_weights: str = option("", "Folder with the text encoder's weights [default: the preset's source].", path="any")
+    image_weights: str = option("", "Image encoder state dict [default: the preset's source].", path="file")
+    random_weights: bool = option(False, "Random encoder weights (export and speed tests only).")
+
+
+# Choices listed in --help but not enforced: a text encoder may also be a model folder.
+OPEN_CHOICES = {"text_encoder"}
+CONFIG_CLASSES = {"model": ModelConfig, "train": TrainConfig, "weights": EncoderWeights}
+
+# `mmsa train --recipe NAME`: values below the config file and the flags (keys: option names).
+# "paper" (the default) is the paper's settings, so results compare with its Table 4; "best"
+# is the best recipe measured on MVSA-Single by 5-fold CV (README, Results; issue 5).
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
     "best": {"fusion": "ensemble", "freeze": "image", "aux_loss_weight": 1.0, "text_normalization": "tweet",
              "modality_dropout": 0.2, "epochs": 5, "patience": 2},
 }
-CLASS_WEIGHTINGS = ("none", "balanced")
+
+# Keys of config.json written by older versions -> today's name (and value).
+LEGACY_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "encoder_lr": ("lr", lambda v: v),
+    "num_workers": ("workers", lambda v: v),
+    "cache_image_features": ("reencode_images", lambda v: not v),
+}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def upgrade_legacy(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Old spellings (config.json of earlier versions) -> today's field names."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    upgraded = {}
+    for key, value in data.items():
+        if key not in known and key in LEGACY_KEYS and LEGACY_KEYS[key][0] in known:
+            key, value = LEGACY_KEYS[key][0], LEGACY_KEYS[key][1](value)
+        upgraded[key] = value
+    return upgraded
+
+
 def from_dict(cls: type, data: dict[str, Any]):
     """Build a config from a dict, refusing unknown keys (a typo must not pass silently)."""
+    data = upgrade_legacy(cls, data)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
     return cls(**data)
+
+
+def describe_allowed(meta: dict) -> str:
+    """'one of a, b' or 'in [0, 1)': what a field accepts, for error messages."""
+    if isinstance(meta["choices"], tuple):
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    low = "(" if meta["min_open"] else "["
+    high = ")" if meta["max_open"] else "]"
+    lo = meta["min"] if meta["min"] is not None else "-inf"
+    hi = meta["max"] if meta["max"] is not None else "inf"
+    return f"in {low}{lo}, {hi}{high}"
+
+
+def check_config(cfg: Any) -> None:
+    """Every value within its declared choices or range (a ConfigError names the first one
+    that is not). Choices given as functions are checked where the names are used."""
+    for f in dataclasses.fields(cfg):
+        meta, value = f.metadata, getattr(cfg, f.name)
+        if isinstance(meta.get("choices"), tuple) and value not in meta["choices"]:
+            raise ConfigError(f"--{f.name.replace('_', '-')} {value!r} is not {describe_allowed(meta)}")
+        low, high = meta.get("min"), meta.get("max")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                (low is not None and (value < low or (meta["min_open"] and value == low)))
+                or (high is not None and (value > high or (meta["max_open"] and value == high)))):
+            raise ConfigError(f"--{f.name.replace('_', '-')} {value} is not {describe_allowed(meta)}")
 
 
 def save_json(path: Path, data: dict[str, Any]) -> None:

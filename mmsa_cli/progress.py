@@ -31,18 +31,21 @@ class LogProgress:
 
     def __iter__(self) -> Iterator[T]:
         start = last = time.perf_counter()
+        printed = 0  # the count the last line showed
         for item in self.iterable:
             yield item
             self.n += 1
             if time.perf_counter() - last >= self.every_s:
-                last = time.perf_counter()
+                last, printed = time.perf_counter(), self.n
                 print(self._line(start), file=sys.stderr, flush=True)
-        if self.n and time.perf_counter() - start >= self.every_s:
+        # The closing line, unless the last periodic one already showed the end (no repeated line).
+        if self.n and self.n != printed and time.perf_counter() - start >= self.every_s:
             print(self._line(start) + " done", file=sys.stderr, flush=True)
 
 
 def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it",
              leave: bool = True, every_s: float = 30.0):
+    """every_s=math.inf: no lines in logs at all (the caller prints its own, e.g. one per epoch)."""
     if sys.stderr.isatty():
         return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave)
     return LogProgress(iterable, desc, total, unit, every_s)

@@ -1,7 +1,8 @@
 """Run folders: everything needed to rebuild, evaluate and export a trained model.
 
     runs/NAME/
-      config.json          model + training config, labels, image preprocessing, versions
+      config.json          the options (model, train, weights: replayable with `mmsa train
+                           --config`), labels, image preprocessing, versions, data path
       labels.json          label -> class index
       text_encoder/        HF config + tokenizer (architecture only)
       split.csv            guid,split,label: the exact train/validation split
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import LABELS, __version__
-from .config import ModelConfig, TrainConfig, from_dict, save_json, to_dict
+from .config import EncoderWeights, ModelConfig, TrainConfig, from_dict, save_json, to_dict
 from .errors import ConfigError, FolderError
 from .models import FUSIONS, MultimodalModel
 from .models.image_encoders import create_image_encoder
@@ -51,7 +52,10 @@ class Run:
         return tuple(self.model.image_encoder.std)
 
 
-def write_run_config(folder: Path, model: MultimodalModel, train_cfg: TrainConfig, data: str) -> None:
+def write_run_config(folder: Path, model: MultimodalModel, train_cfg: TrainConfig, data: str,
+                     weights: EncoderWeights | None = None) -> None:
+    """config.json: "model", "train" and "weights" hold the options under their command-line
+    names (replayed by `mmsa train --config`); the other keys are informational."""
     folder.mkdir(parents=True, exist_ok=True)
     enc = model.image_encoder
     save_json(folder / "config.json", {
@@ -61,6 +65,7 @@ def write_run_config(folder: Path, model: MultimodalModel, train_cfg: TrainConfi
         "labels": list(LABELS),
         "model": to_dict(model.cfg) | {"text_pooling": model.text_encoder.pooling},
         "train": to_dict(train_cfg),
+        "weights": to_dict(weights or EncoderWeights()),
         "image": {"size": enc.image_size, "mean": list(enc.mean), "std": list(enc.std)},
         "torch_version": torch.__version__,
     })
@@ -135,7 +140,7 @@ def load_run(folder: str | Path, fusion: str | None = None, *, map_location: str
     if tuple(meta["labels"]) != LABELS:
         raise FolderError(f"run '{folder}' was trained with labels {meta['labels']}, expected {list(LABELS)}")
     model_cfg = from_dict(ModelConfig, meta["model"])
-    train_cfg = from_dict(TrainConfig, meta["train"])
+    train_cfg = from_dict(TrainConfig, meta["train"])  # old spellings (encoder_lr, ...) are upgraded
     text = text_encoder_from_folder(folder / "text_encoder", model_cfg.text_pooling)
     image = create_image_encoder(model_cfg.image_encoder, pretrained=False, image_size=model_cfg.image_size)
     model = MultimodalModel(model_cfg, text, image)

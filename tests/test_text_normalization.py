@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from mmsa_cli.batches import pad_tokens, tokenize
-from mmsa_cli.config import ModelConfig, TrainConfig
+from mmsa_cli.training.batches import pad_tokens, tokenize
+from mmsa_cli.config import EncoderWeights, ModelConfig, TrainConfig
 from mmsa_cli.data import Example, load_image, preprocess_image
 from mmsa_cli.data.tweet_text import normalize_text
 from mmsa_cli.errors import ConfigError
@@ -24,11 +24,12 @@ from mmsa_cli.onnx_export import export_run, verify_model_folder
 from mmsa_cli.runs import load_run
 from mmsa_cli.scoring import Scorer
 from mmsa_cli.scoring.texts import BatchTokenizer
-from mmsa_cli.train import TrainSource, train
+from mmsa_cli.training.run import TrainSource, train
 
 MVSA = Path(__file__).resolve().parents[1] / "samples" / "mvsa"
 TINY = dict(text_encoder="tiny-bert", image_encoder="tiny-cnn")
-FAST = dict(batch_size=16, encoder_lr=1e-3, head_lr=3e-3, freeze="none", device="cpu", seed=42)
+FAST = dict(batch_size=16, lr=1e-3, head_lr=3e-3, freeze="none", device="cpu", seed=42)
+RANDOM = EncoderWeights(random_weights=True)  # tiny encoders have no pretrained weights
 TEXTS = ["RT @bob_99: #HappyFriday \U0001F602\U0001F602\U0001F602 so good :) http://t.co/AbC123xyz",
          "Worst. Day. Ever &amp; still waiting @TrainCo #fail \U0001F621",
          "plain words only"]
@@ -40,7 +41,7 @@ def tweet_model(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tweet-norm")
     train(TrainSource(str(MVSA)), root / "run", ["naive-cat"],
           ModelConfig(fusion="naive-cat", text_normalization="tweet", **TINY),
-          TrainConfig(epochs=1, max_train_examples=48, **FAST), pretrained=False)
+          TrainConfig(epochs=1, max_train_examples=48, **FAST), weights=RANDOM)
     export_run(root / "run", root / "model", device="cpu", max_parity_rows=16)
     return root / "run", root / "model"
 
@@ -108,9 +109,9 @@ def test_model_folders_without_the_field_load_as_none(tweet_model, tmp_path):
 
 
 def test_unknown_normalization_is_refused_clearly(tmp_path):
-    with pytest.raises(ConfigError, match=r"text normalization 'emoji' is not one of none, tweet"):
+    with pytest.raises(ConfigError, match=r"--text-normalization 'emoji' is not one of 'none', 'tweet'"):
         train(TrainSource(str(MVSA)), tmp_path / "run", ["text-only"],
               ModelConfig(fusion="text-only", text_normalization="emoji", **TINY),
-              TrainConfig(epochs=1, max_train_examples=16, **FAST), pretrained=False)
+              TrainConfig(epochs=1, max_train_examples=16, **FAST), weights=RANDOM)
     with pytest.raises(ConfigError, match="'emoji'"):
         BatchTokenizer(None, 8, "emoji")

@@ -17,11 +17,14 @@ import pytest
 import torch
 
 from mmsa_cli import LABELS
-from mmsa_cli.config import ModelConfig, TrainConfig
+from mmsa_cli.config import EncoderWeights, ModelConfig, TrainConfig
 from mmsa_cli.data import load_examples, stratified_split
 from mmsa_cli.errors import ConfigError, DataError
 from mmsa_cli.runs import load_run
-from mmsa_cli.train import TrainSource, class_weights, fit, prepare, train, training_loss, with_split
+from mmsa_cli.training.loop import fit
+from mmsa_cli.training.objectives import class_weights, training_loss
+from mmsa_cli.training.prepared import prepare, with_split
+from mmsa_cli.training.run import TrainSource, train
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 MVSA = SAMPLES / "mvsa"
@@ -32,7 +35,8 @@ RUN_FILES = ("config.json", "labels.json", "text_encoder/config.json", "split.cs
 # encoders too (there is nothing pretrained to keep) at a high learning rate. naive-cat reaches
 # 0.73-0.80 validation accuracy within 5-6 epochs for seeds 0-7 and 42 (majority class: 0.50).
 TINY = dict(text_encoder="tiny-bert", image_encoder="tiny-cnn")
-FAST = dict(batch_size=16, encoder_lr=1e-3, head_lr=3e-3, freeze="none", device="cpu", seed=42)
+FAST = dict(batch_size=16, lr=1e-3, head_lr=3e-3, freeze="none", device="cpu", seed=42)
+RANDOM = EncoderWeights(random_weights=True)  # tiny encoders have no pretrained weights
 
 
 def read_split_csv(path: Path) -> list[dict]:
@@ -45,7 +49,7 @@ def smoke_run(tmp_path_factory):
     """naive-cat on the MVSA folder, 6 epochs (early stopping may end it sooner)."""
     out = tmp_path_factory.mktemp("smoke") / "run"
     [result] = train(TrainSource(str(MVSA)), out, ["naive-cat"], ModelConfig(fusion="naive-cat", **TINY),
-                     TrainConfig(epochs=6, patience=3, **FAST), pretrained=False)
+                     TrainConfig(epochs=6, patience=3, **FAST), weights=RANDOM)
     return out, result
 
 
@@ -54,7 +58,7 @@ def table_run(tmp_path_factory):
     """text-only on samples/train.parquet (table layout, same rows as the MVSA folder)."""
     out = tmp_path_factory.mktemp("table") / "run"
     [result] = train(TrainSource(str(SAMPLES / "train.parquet")), out, ["text-only"],
-                     ModelConfig(fusion="text-only", **TINY), TrainConfig(epochs=2, **FAST), pretrained=False)
+                     ModelConfig(fusion="text-only", **TINY), TrainConfig(epochs=2, **FAST), weights=RANDOM)
     return out, result
 
 
@@ -63,7 +67,7 @@ def comparison_run(tmp_path_factory):
     """Several fusions in one call, as `--fusion all` does: shared split, one folder each."""
     out = tmp_path_factory.mktemp("compare") / "run"
     results = train(TrainSource(str(MVSA)), out, ["text-only", "image-only"], ModelConfig(**TINY),
-                    TrainConfig(epochs=1, max_train_examples=64, **FAST), pretrained=False)
+                    TrainConfig(epochs=1, max_train_examples=64, **FAST), weights=RANDOM)
     return out, results
 
 
@@ -140,10 +144,79 @@ def test_load_run_reproduces_validation_metrics(smoke_run):
     assert metrics["accuracy"] == result["validation"]["accuracy"]
 
 
+def test_old_config_json_still_loads(smoke_run, tmp_path):
+    """Run folders written before the options were renamed (encoder_lr, num_workers,
+    cache_image_features; no "weights" section) load with today's names."""
+    out, _ = smoke_run
+    old = tmp_path / "old-run"
+    shutil.copytree(out, old)
+    config = json.loads((old / "config.json").read_text())
+    train_cfg = config["train"]
+    train_cfg["encoder_lr"] = train_cfg.pop("lr")
+    train_cfg["num_workers"] = train_cfg.pop("workers")
+    train_cfg["cache_image_features"] = not train_cfg.pop("reencode_images")
+    del config["weights"]
+    (old / "config.json").write_text(json.dumps(config))
+    run = load_run(old)
+    assert run.train_cfg == load_run(out).train_cfg
+    assert run.train_cfg.lr == FAST["lr"] and run.train_cfg.reencode_images is False
+
+
+def test_training_quiets_the_transformers_loading_bar(smoke_run):
+    from transformers.utils import logging as hf_logging
+
+    assert not hf_logging.is_progress_bar_enabled()
+
+
+def test_log_progress_never_repeats_the_last_line(capsys):
+    import math
+
+    from mmsa_cli.progress import LogProgress
+
+    list(LogProgress(range(3), "epochs", None, "epoch", every_s=0.0))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["epochs: 1/3 epoch", "epochs: 2/3 epoch", "epochs: 3/3 epoch"]
+    list(LogProgress(range(3), "epochs", None, "epoch", every_s=math.inf))  # the caller prints its own lines
+    assert capsys.readouterr().err == ""
+
+
+def test_interrupted_training_keeps_the_old_run_and_leaves_nothing(tmp_path, monkeypatch):
+    """--overwrite replaces the old run only once training succeeded; an interruption (or any
+    failure) part way leaves the old folder as it was and no staging folder."""
+    import mmsa_cli.training.run as run_module
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("the previous run")
+
+    def interrupted(*args, **kwargs):
+        assert any(p.name.startswith(".run.partial") for p in tmp_path.iterdir())  # training happens aside
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainSource(str(MVSA)), out, ["text-only"], ModelConfig(**TINY),
+              TrainConfig(epochs=1, **(FAST | {"freeze": "both"})), weights=RANDOM, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+
+
+def test_existing_run_folder_is_refused_before_any_work(smoke_run, tmp_path):
+    from mmsa_cli.errors import OutputExistsError
+
+    out, _ = smoke_run
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(OutputExistsError, match="--overwrite") as err:
+        train(TrainSource(str(MVSA)), out, ["naive-cat"], ModelConfig(**TINY), TrainConfig(epochs=1, **FAST),
+              weights=RANDOM)
+    assert err.value.exit_code == 4
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
 def test_load_run_gives_identical_probabilities(tmp_path):
     """prepare() + fit() for one epoch (so the saved weights are the final ones), through the
     frozen-image feature cache with a token-using fusion, then load_run on the same batch."""
-    from mmsa_cli.batches import ImageDataset, pad_tokens, tokenize
+    from mmsa_cli.training.batches import ImageDataset, pad_tokens, tokenize
 
     model = tiny_model("hstec")
     cfg = TrainConfig(epochs=1, max_train_examples=48, **(FAST | {"freeze": "image"}))
@@ -189,8 +262,8 @@ def test_a_blanked_modality_is_what_scoring_feeds_for_a_missing_one(freeze, miss
     """Modality dropout and predict_indices(missing=...) give each row exactly what the model
     computes from scoring's blank inputs: zero pixels (the mean image) or the empty text,
     [CLS] [SEP]; the other modality is the row's own. ote uses tokens of both modalities."""
-    from mmsa_cli.batches import pad_tokens
-    from mmsa_cli.train import predict_indices
+    from mmsa_cli.training.batches import pad_tokens
+    from mmsa_cli.training.loop import predict_indices
 
     model = tiny_model("ote").eval()
     cfg = TrainConfig(**(FAST | {"freeze": freeze}))
@@ -211,7 +284,7 @@ def test_a_blanked_modality_is_what_scoring_feeds_for_a_missing_one(freeze, miss
 
 
 def test_modality_dropout_blanks_one_modality_of_about_p_of_the_rows():
-    from mmsa_cli.missing_modality import draw_dropped
+    from mmsa_cli.training.modality_dropout import draw_dropped
 
     text, image = draw_dropped(20_000, 0.3, torch.Generator().manual_seed(0))
     assert not (text & image).any()
@@ -233,7 +306,7 @@ def test_regularizer_changes_training_and_is_saved(tmp_path, option):
 
 
 def test_rdrop_penalty_is_the_symmetric_kl_divergence():
-    from mmsa_cli.train import rdrop_penalty
+    from mmsa_cli.training.objectives import rdrop_penalty
 
     a, b = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     p, q = a.softmax(-1), b.softmax(-1)
@@ -248,7 +321,7 @@ def test_layerwise_lr_groups_slow_each_layer_below_the_top(encoder):
     """decay 0.5: the top layer learns at lr, the one below at lr / 2, ... the first at
     lr / 2 ** (layers - 1); parameters outside the layers (BERT's pooler) count as the top;
     fixed parameters are left out; every trainable parameter is in exactly one group."""
-    from mmsa_cli.train import layerwise_lr_groups
+    from mmsa_cli.training.objectives import layerwise_lr_groups
 
     module = getattr(tiny_model("naive-cat"), encoder)
     layers = module.layers() if encoder == "text_encoder" else module.stages()
@@ -270,7 +343,7 @@ def test_layerwise_lr_groups_slow_each_layer_below_the_top(encoder):
 
 @pytest.mark.parametrize("decay", [0.0, 1.5])
 def test_layerwise_lr_decay_outside_0_1_is_refused(decay):
-    from mmsa_cli.train import layerwise_lr_groups
+    from mmsa_cli.training.objectives import layerwise_lr_groups
 
     model = tiny_model("naive-cat")
     with pytest.raises(ConfigError, match=f"layer-wise learning-rate decay {decay} must be in"):
@@ -298,7 +371,7 @@ def test_ema_weights_are_validated_and_saved(tmp_path):
 @pytest.mark.parametrize("step, expected_weight", [(0, 1.9), (100, 1.1)])
 def test_update_ema_averages_floats_and_copies_integer_buffers(step, expected_weight):
     """Decay 0.9, warmed up as min(0.9, (1 + step) / (10 + step)): 0.1 at step 0, 0.9 later."""
-    from mmsa_cli.train import update_ema
+    from mmsa_cli.training.objectives import update_ema
 
     ema = torch.nn.BatchNorm1d(2)
     model = copy.deepcopy(ema)
@@ -317,18 +390,18 @@ def test_update_ema_averages_floats_and_copies_integer_buffers(step, expected_we
 def test_bad_image_train_stages_are_refused(tmp_path, stages, freeze, message):
     with pytest.raises(ConfigError, match=message):
         train(TrainSource(str(MVSA)), tmp_path, ["image-only"], ModelConfig(**TINY),
-              TrainConfig(epochs=1, **(FAST | {"freeze": freeze, "image_train_stages": stages})), pretrained=False)
+              TrainConfig(epochs=1, **(FAST | {"freeze": freeze, "image_train_stages": stages})), weights=RANDOM)
 
 
 def test_ensemble_trains_and_its_run_folder_rebuilds(tmp_path):
     """--fusion ensemble --ensemble-members naive-cat,ote --aux-loss-weight 1: config.json keeps
     the members (a JSON list, a tuple again on load) and load_run rebuilds the same model."""
-    from mmsa_cli.batches import ImageDataset
+    from mmsa_cli.training.batches import ImageDataset
 
     members = ("naive-cat", "ote")
     cfg = TrainConfig(epochs=1, max_train_examples=48, aux_loss_weight=1.0, **(FAST | {"freeze": "both"}))
     [result] = train(TrainSource(str(MVSA)), tmp_path, ["ensemble"],
-                     ModelConfig(fusion="ensemble", ensemble_members=members, **TINY), cfg, pretrained=False)
+                     ModelConfig(fusion="ensemble", ensemble_members=members, **TINY), cfg, weights=RANDOM)
     assert result["fusion"] == "ensemble"
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model"]["ensemble_members"] == list(members) and saved["train"]["aux_loss_weight"] == 1.0
@@ -410,7 +483,7 @@ def test_bad_images_are_skipped_and_listed(broken_mvsa, tmp_path):
     root, corrupt, missing = broken_mvsa
     out = tmp_path / "run"
     [result] = train(TrainSource(str(root)), out, ["text-only"], ModelConfig(fusion="text-only", **TINY),
-                     TrainConfig(epochs=1, max_train_examples=32, **FAST), pretrained=False)
+                     TrainConfig(epochs=1, max_train_examples=32, **FAST), weights=RANDOM)
     assert result["skipped_rows"] == 2
     split = read_split_csv(out / "split.csv")
     assert len(split) == 300  # the split lists every labelled row; skipped ones are just not used
@@ -428,11 +501,11 @@ def test_strict_refuses_bad_images(broken_mvsa, tmp_path):
     root, corrupt, missing = broken_mvsa
     with pytest.raises(DataError) as err:
         train(TrainSource(str(root)), tmp_path / "run", ["text-only"], ModelConfig(fusion="text-only", **TINY),
-              TrainConfig(epochs=1, strict=True, **FAST), pretrained=False)
+              TrainConfig(epochs=1, strict=True, **FAST), weights=RANDOM)
     message = str(err.value)
     assert "2 of 300" in message and "--strict" in message
     assert corrupt in message and missing in message
-    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert not (tmp_path / "run").exists() and not list(tmp_path.iterdir())  # nothing half-written left
 
 
 def test_frozen_encoders_and_cross_validation(tmp_path):
@@ -440,7 +513,7 @@ def test_frozen_encoders_and_cross_validation(tmp_path):
     validated exactly once, and cv.json reports mean and spread per fusion."""
     fusions = ["text-only", "cmac"]
     cfg = TrainConfig(epochs=1, folds=3, **(FAST | {"freeze": "both"}))
-    results = train(TrainSource(str(MVSA)), tmp_path, fusions, ModelConfig(**TINY), cfg, pretrained=False)
+    results = train(TrainSource(str(MVSA)), tmp_path, fusions, ModelConfig(**TINY), cfg, weights=RANDOM)
     assert [(r["fold"], r["fusion"]) for r in results] == [(k, f) for k in (1, 2, 3) for f in fusions]
     val_guids = [row["guid"] for k in (1, 2, 3) for row in read_split_csv(tmp_path / f"fold-{k}" / "split.csv")
                  if row["split"] == "val"]
@@ -460,18 +533,18 @@ def test_folds_trained_one_at_a_time_give_the_full_cv_summary(tmp_path):
     """--fold K trains only fold K; once the last missing fold is trained into the same folder,
     cv.json is the one a single --folds run writes."""
     cfg = TrainConfig(epochs=1, folds=3, **(FAST | {"freeze": "both"}))
-    full = train(TrainSource(str(MVSA)), tmp_path / "full", ["text-only"], ModelConfig(**TINY), cfg, pretrained=False)
+    full = train(TrainSource(str(MVSA)), tmp_path / "full", ["text-only"], ModelConfig(**TINY), cfg, weights=RANDOM)
     split = tmp_path / "split"
     split.mkdir()
     (split / "cv.json").write_text("{}")  # left by an earlier run with other folds
     for k in (2, 3):
         results = train(TrainSource(str(MVSA)), split, ["text-only"], ModelConfig(**TINY),
-                        dataclasses.replace(cfg, fold=k), pretrained=False)
+                        dataclasses.replace(cfg, fold=k), weights=RANDOM)
         assert [r["fold"] for r in results] == [k]
         assert results[0]["validation"] == full[k - 1]["validation"]
         assert not (split / "fold-1").exists() and not (split / "cv.json").exists()
     train(TrainSource(str(MVSA)), split, ["text-only"], ModelConfig(**TINY), dataclasses.replace(cfg, fold=1),
-          pretrained=False)
+          weights=RANDOM)
     assert json.loads((split / "cv.json").read_text()) == json.loads((tmp_path / "full" / "cv.json").read_text())
 
 
@@ -479,11 +552,11 @@ def test_folds_trained_one_at_a_time_give_the_full_cv_summary(tmp_path):
 def test_fold_outside_the_folds_is_refused(tmp_path, fold, folds):
     with pytest.raises(ConfigError, match=f"--fold {fold} needs --folds"):
         train(TrainSource(str(MVSA)), tmp_path, ["text-only"], ModelConfig(**TINY),
-              TrainConfig(epochs=1, folds=folds, fold=fold, **FAST), pretrained=False)
+              TrainConfig(epochs=1, folds=folds, fold=fold, **FAST), weights=RANDOM)
 
 
 def test_feature_cache_reuses_a_superset_and_recomputes_a_subset(tmp_path):
-    from mmsa_cli.batches import ImageFeatures, cached_image_features
+    from mmsa_cli.training.batches import ImageFeatures, cached_image_features
 
     calls = []
 
@@ -527,7 +600,7 @@ def test_aux_loss_weight_adds_the_auxiliary_losses():
 def test_file_fingerprint_follows_content_not_path_or_mtime(tmp_path):
     import os
 
-    from mmsa_cli.batches import file_fingerprint
+    from mmsa_cli.training.batches import file_fingerprint
 
     a, b = tmp_path / "a.jpg", tmp_path / "copy" / "b.jpg"
     b.parent.mkdir()

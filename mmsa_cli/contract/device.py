@@ -74,3 +74,16 @@ def onnxruntime_cuda_check() -> str | None:
     if torch is None and not nvidia_driver_present():
         return "no NVIDIA driver"
     return None
+
+
+def torch_device(requested: str):
+    """`--device` for the PyTorch backend (train, evaluate, predict): the torch.device to use;
+    the reason `auto` fell back to the CPU, if any, is logged as a warning."""
+    import logging
+
+    import torch
+
+    device = resolve_device(requested, torch_cuda_check)
+    if device.note:
+        logging.getLogger(__name__).warning(device.note)
+    return torch.device(device.name)

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import LABELS
+from .. import LABELS
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int]) -> dict:

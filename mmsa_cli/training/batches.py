@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .progress import progress
-from .data.images import ImageLoadError, load_image, preprocess_image, train_augment
-from .data.tweet_text import normalize_texts
+from ..progress import progress
+from ..data.images import ImageLoadError, load_image, preprocess_image, train_augment
+from ..data.tweet_text import normalize_texts
 
 
 class ImageDataset(Dataset):

@@ -1,0 +1,29 @@
+"""Training: `mmsa train` and its library API, one file per role, read top to bottom.
+
+    run.py               train(): options checked, data split, folds x fusions, run folders
+    output.py            the run folder: refused if it exists, staged, renamed in at the end
+    prepared.py          data prepared once (tokens, checked images, frozen features), batches
+    batches.py           tensors: image datasets, padding, frozen-feature caches
+    modality_dropout.py  training rows made to look like rows with a missing image or text
+    loop.py              fit(): epochs, validation, early stopping, one run folder
+    objectives.py        losses, R-Drop, EMA, optimizer groups (layer-wise learning rates)
+    metrics.py           accuracy/F1/confusion and the PNG plots
+    reports.py           comparison.md and cv.md over several models
+    config_file.py       --config FILE (TOML/YAML, or a run's config.json) and the precedence
+    cli.py               the `mmsa train` command, generated from the config dataclasses
+
+This module imports nothing heavy (the CLI imports it); `train` and `TrainSource` load torch
+when first used.
+"""
+from __future__ import annotations
+
+
+def __getattr__(name: str):
+    if name in ("train", "TrainSource"):
+        from . import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["train", "TrainSource"]

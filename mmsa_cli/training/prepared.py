@@ -1,0 +1,135 @@
+"""The training data, prepared once per run: tokens, checked images, frozen encoders' outputs,
+then restricted to each split, and cut into batches of model inputs."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..data import Example
+from ..errors import DataError
+from ..models import MultimodalModel
+from .batches import (ImageDataset, ImageFeatures, TextFeatures, cached_image_features, encode_images, encode_texts,
+                      file_fingerprint, image_loader, pad_tokens, scan_images, tokenize)
+from .modality_dropout import Blanks, blank_encoded, blank_token_lists, make_blanks
+
+log = logging.getLogger(__name__)
+
+
+def image_weights_id(pretrained: bool, image_weights: str | None) -> str:
+    """Which image-encoder weights produced cached features (part of the feature-cache key)."""
+    return f"pretrained={pretrained} image_weights={image_weights}"
+
+
+@dataclass
+class Prepared:
+    """Data prepared once and shared by every fusion trained in one run."""
+    examples: list[Example]
+    labels: torch.Tensor                 # [N]
+    tokens: list[list[int]]              # token ids per example, unpadded
+    pad_id: int
+    train_idx: list[int]                 # usable rows only (readable images)
+    val_idx: list[int]
+    images: ImageDataset
+    features: ImageFeatures | None       # cached frozen image-encoder outputs, if any
+    text_features: TextFeatures | None   # cached frozen text-encoder outputs, if any
+    skipped: dict[int, str]              # example index -> image error
+    blanks: Blanks                       # a missing image / text as scoring presents it (modality dropout)
+
+
+def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, device, keep_tokens: bool,
+            weights_id: str = "") -> Prepared:
+    """Tokenize, check every image and run the frozen encoders once; no split yet."""
+    tok = model.text_encoder.tokenizer
+    tokens = tokenize(tok, [e.text for e in examples], model.cfg.max_length,
+                      normalization=model.cfg.text_normalization)
+    enc = model.image_encoder
+    images = ImageDataset([e.image_path for e in examples], enc.image_size, enc.mean, enc.std)
+    features = text_features = None
+    if cfg.freeze in ("image", "both") and not cfg.reencode_images:
+        compute = lambda: encode_images(enc, images, batch_size=64, num_workers=cfg.workers,  # noqa: E731
+                                        device=device, keep_tokens=keep_tokens)
+        if cfg.feature_cache:
+            key = [enc.name, weights_id, str(enc.image_size), *(file_fingerprint(e.image_path) for e in examples)]
+            features = cached_image_features(cfg.feature_cache, key, keep_tokens, compute)
+        else:
+            features = compute()
+        skipped = features.errors
+    else:
+        skipped = scan_images(images, num_workers=cfg.workers)
+    if skipped:
+        shown = "; ".join(f"{examples[i].guid}: {err}" for i, err in list(skipped.items())[:3])
+        if cfg.strict:
+            raise DataError(f"{len(skipped)} of {len(examples)} images cannot be used (--strict): {shown}")
+        log.warning("skipping %d of %d rows whose image cannot be used (listed in skipped.csv): %s",
+                    len(skipped), len(examples), shown)
+    if cfg.freeze in ("text", "both"):
+        text_features = encode_texts(model.text_encoder, tokens, tok.pad_token_id, batch_size=64, device=device,
+                                     keep_tokens=keep_tokens)
+    blanks = make_blanks(model, device, text_cached=text_features is not None, image_cached=features is not None,
+                         keep_tokens=keep_tokens)
+    return Prepared(examples, torch.tensor([e.label for e in examples]), tokens, tok.pad_token_id, [], [],
+                    images, features, text_features, skipped, blanks)
+
+
+def with_split(data: Prepared, train_idx: Sequence[int], val_idx: Sequence[int], cfg: TrainConfig) -> Prepared:
+    """The prepared data restricted to one split's usable rows (readable images)."""
+    if cfg.max_train_examples:
+        train_idx = sorted(np.random.default_rng(cfg.seed).permutation(train_idx)[: cfg.max_train_examples].tolist())
+    usable = lambda idx: [i for i in idx if i not in data.skipped]  # noqa: E731
+    return dataclasses.replace(data, train_idx=usable(train_idx), val_idx=usable(val_idx))
+
+
+def write_skipped(path: Path, data: Prepared) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["guid", "image", "error"])
+        for i, err in sorted(data.skipped.items()):
+            w.writerow([data.examples[i].guid, str(data.examples[i].image_path), err])
+
+
+def batches(model: MultimodalModel, data: Prepared, idx: Sequence[int], batch_size: int, *, shuffle: bool,
+            augment: bool, cfg: TrainConfig, epoch: int):
+    """Yield (example indices, pixels or None) in batches."""
+    order = list(idx)
+    if shuffle:
+        order = [order[i] for i in torch.randperm(len(order), generator=torch.Generator().manual_seed(cfg.seed + epoch))]
+    if not model.uses_image or data.features is not None:
+        for s in range(0, len(order), batch_size):
+            yield torch.tensor(order[s: s + batch_size]), None
+        return
+    data.images.augment = augment
+    data.images.set_epoch(epoch)
+    for batch_idx, pixels, _ in image_loader(data.images, batch_size, cfg.workers, shuffle_indices=order):
+        yield batch_idx, pixels
+
+
+def batch_inputs(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixels, device,
+                 dropped: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+    """A batch's model inputs on the device (forward_features' keyword arguments). dropped = (text, image) row masks: those rows get
+    the empty text or the blank image instead of their own (modality dropout)."""
+    token_lists = [data.tokens[i] for i in idx.tolist()]
+    if dropped is not None:
+        token_lists = blank_token_lists(token_lists, dropped[0], data.blanks)
+    ids, mask = pad_tokens(token_lists, data.pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    cached = data.features.take(idx, device) if (data.features is not None and model.uses_image) else None
+    cached_text = data.text_features.take(idx, device) if (data.text_features is not None and model.uses_text) else None
+    pix = pixels.to(device, non_blocking=True) if pixels is not None else None
+    if dropped is not None:
+        drop_text, drop_image = dropped
+        if cached_text is not None:
+            cached_text = blank_encoded(cached_text, drop_text, data.blanks.text_features, width=mask.shape[1])
+        if cached is not None:
+            cached = blank_encoded(cached, drop_image, data.blanks.image_features)
+        if pix is not None:
+            pix[drop_image.to(pix.device)] = 0.0                        # the normalised mean image
+    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix, "image_features": cached,
+            "text_features": cached_text}
