@@ -24,7 +24,7 @@ from mmsa_cli.cli import main
 from mmsa_cli.data.images import ImageLoadError, read_image_bytes
 from mmsa_cli.errors import EXIT_INTERRUPTED, EXIT_MODEL, EXIT_RESUME_MISMATCH, EXIT_RUNTIME, EXIT_USAGE
 from mmsa_cli.model_folder import CHECKSUMS, ModelFolderError, load_model_folder, write_checksums
-from mmsa_cli.scoring import Columns, ScoreOptions, score_files
+from mmsa_cli.scoring import ScoreOptions, score_files
 from mmsa_cli.scoring.errors import InputError, ResumeMismatchError
 from mmsa_cli.scoring.output import PAUSE_ENV
 

@@ -32,7 +32,7 @@ from mmsa_cli.scoring.texts import tokenize
 from mmsa_cli.scoring.scorer import GpuImages, pad_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scoring_helpers import make_model_folder, noisy_jpeg  # noqa: E402
+from scoring_helpers import noisy_jpeg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROBS = ["prob_positive", "prob_neutral", "prob_negative"]

@@ -182,13 +182,14 @@ def check_output_not_an_input(out: str | Path, inputs: InputSet) -> None:
         out_stat = out.stat()
     except OSError:
         return  # nothing there (or not reachable): it cannot be an input
-    for f in inputs.files:
+    paths = [f.path for f in inputs.files] + [Path(u["file"]) for u in inputs.unreadable]  # skipped: still inputs
+    for path in paths:
         try:
-            same = os.path.samestat(out_stat, f.path.stat())
+            same = os.path.samestat(out_stat, path.stat())
         except OSError:
             continue
         if same:
-            raise InputError(f"output {out} is the input file {f.path} (same file): choose another --out")
+            raise InputError(f"output {out} is the input file {path} (same file): choose another --out")
 
 
 def find_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
