@@ -214,7 +214,7 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
     from mmsa_cli.config import ModelConfig
     from mmsa_cli.data.text import clean_text
     from mmsa_cli.models import create_model
-    from mmsa_cli.scoring.results import decide, result_table
+    from mmsa_cli.contract.rows import decide, result_table
 
     dev = torch.device(args.device)
     t_start = time.perf_counter()
@@ -239,6 +239,7 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
                                          pin_memory=args.device == "cuda", prefetch_factor=4 if workers else None)
     probs = np.zeros((len(paths), 3), np.float32)
     errors: list = [None] * len(paths)
+    sources: list = [None] * len(paths)
     wait = infer = 0.0
     t_run = time.perf_counter()
     t0 = time.perf_counter()
@@ -249,16 +250,16 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
             logits = model(ids.to(dev, non_blocking=True), mask.to(dev, non_blocking=True),
                            pixels.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last))
         p = logits.float().softmax(-1).cpu().numpy()
-        keep, msgs = decide(np.array([not texts[i] for i in idx.tolist()]), errs, uses_text=model.uses_text,
-                            uses_image=model.uses_image)
-        p[~keep] = np.nan
+        outcomes = decide(np.array([not texts[i] for i in idx.tolist()]), errs, uses_text=model.uses_text,
+                          uses_image=model.uses_image)
+        p[~outcomes.keep] = np.nan
         probs[idx.numpy()] = p
-        for i, m in zip(idx.tolist(), msgs):
-            errors[i] = m
+        for i, m, source in zip(idx.tolist(), outcomes.errors, outcomes.predicted_from):
+            errors[i], sources[i] = m, source
         infer += time.perf_counter() - t1
         t0 = time.perf_counter()
     t0 = time.perf_counter()
-    pq.write_table(result_table(table.column("guid"), "guid", probs, errors), out)
+    pq.write_table(result_table(table.column("guid"), "guid", probs, errors, sources), out)
     write = time.perf_counter() - t0
     seconds = time.perf_counter() - t_run
     return {"rows": len(paths), "seconds": round(seconds, 2), "rows_per_second": round(len(paths) / seconds, 1),

@@ -8,6 +8,16 @@
       tokenizer/       Hugging Face tokenizer files
       manifest.json    see Manifest below; also mirrored in model.onnx metadata_props
       fused_operators.json   operator counts before/after optimisation
+      checksums.sha256 sha256 of every file that decides a prediction (`sha256sum -c` format):
+                       model.onnx, manifest.json, every file under tokenizer/ (and
+                       fused_operators.json). Loading refuses a folder where one differs, is
+                       missing, or where tokenizer/ holds a file it does not list. Its own
+                       sha256 is the folder's digest (ModelFolder.digest), recorded by
+                       `mmsa score` in the job fingerprint and the output's metadata.
+
+The checksums catch corruption and edits (a changed mean/std, a swapped token, a truncated
+copy); they do not stop a forger who rewrites checksums.sha256 too (signing: a later issue).
+Folders exported before checksums.sha256 existed are refused with a message to re-export.
 """
 from __future__ import annotations
 
@@ -23,6 +33,12 @@ FORMAT = "mmsa-onnx-model"
 FORMAT_VERSION = 1
 INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values")
 OUTPUT_NAMES = ("probs", "logits")
+
+
+CHECKSUMS = "checksums.sha256"
+# What the checksums cover, besides every file under tokenizer/ (what decides a prediction;
+# fused_operators.json is informative, covered so the folder travels as one unit).
+CHECKED_FILES = ("model.onnx", "manifest.json", "fused_operators.json")
 
 
 class ModelFolderError(FolderError):
@@ -67,10 +83,64 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def checked_files(folder: Path) -> list[str]:
+    """The folder's files the checksums cover, as relative POSIX paths, sorted."""
+    names = [n for n in CHECKED_FILES if (folder / n).is_file()]
+    tokenizer = folder / "tokenizer"
+    if tokenizer.is_dir():
+        names += [p.relative_to(folder).as_posix() for p in tokenizer.rglob("*") if not p.is_dir()]
+    return sorted(names)
+
+
+def write_checksums(folder: str | Path) -> str:
+    """Write checksums.sha256 for the folder as it is now; returns the folder digest."""
+    folder = Path(folder)
+    lines = "".join(f"{sha256_file(folder / name)}  {name}\n" for name in checked_files(folder))
+    (folder / CHECKSUMS).write_text(lines)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def verify_checksums(folder: Path) -> tuple[str, dict[str, str]]:
+    """Every listed file matches, nothing that decides a prediction is unlisted; returns the
+    folder digest (sha256 of checksums.sha256) and the sha256 per file, else a
+    ModelFolderError naming the file."""
+    try:
+        raw = (folder / CHECKSUMS).read_bytes()
+    except FileNotFoundError:
+        raise ModelFolderError(f"'{folder}' has no {CHECKSUMS}: it was exported by an older mmsa that checked "
+                               f"model.onnx only; re-export it with `mmsa export`") from None
+    except OSError as exc:
+        raise ModelFolderError(f"cannot read '{folder / CHECKSUMS}': {exc.strerror or exc}") from None
+    listed: dict[str, str] = {}
+    for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or not name or ".." in Path(name).parts or Path(name).is_absolute():
+            raise ModelFolderError(f"'{folder / CHECKSUMS}' line {number} is not '<sha256>  <file>': {line[:80]!r}")
+        listed[name] = digest
+    for name in checked_files(folder):
+        if name not in listed:
+            raise ModelFolderError(f"'{folder / name}' is not listed in {CHECKSUMS}: a file was added to the "
+                                   f"model folder; re-export it")
+    for name in ("model.onnx", "manifest.json"):
+        if name not in listed:
+            raise ModelFolderError(f"'{folder / CHECKSUMS}' does not list {name}: the folder was not written "
+                                   f"by `mmsa export`")
+    for name, expected in listed.items():
+        path = folder / name
+        if not path.is_file():
+            raise ModelFolderError(f"'{path}' is listed in {CHECKSUMS} but missing: the folder is incomplete")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelFolderError(f"'{path}' does not match its checksum (sha256 {actual[:12]}… != "
+                                   f"{expected[:12]}… in {CHECKSUMS}): the file was modified or is incomplete")
+    return hashlib.sha256(raw).hexdigest(), listed
+
+
 @dataclass
 class ModelFolder:
     path: Path
     manifest: Manifest
+    digest: str = ""     # sha256 of checksums.sha256: identifies every file that decides a prediction
 
     @property
     def onnx_path(self) -> Path:
@@ -87,13 +157,15 @@ class ModelFolder:
 
 
 def load_model_folder(path: str | Path, *, verify_checksum: bool = True) -> ModelFolder:
-    """Open and check a model folder; any mismatch is a ModelFolderError naming the problem."""
+    """Open and check a model folder; any mismatch is a ModelFolderError naming the problem.
+    The checksums are verified first, so an edited file is reported as such."""
     path = Path(path)
     if not path.is_dir():
         raise ModelFolderError(f"model folder '{path}' does not exist")
     for name in ("manifest.json", "model.onnx", "tokenizer"):
         if not (path / name).exists():
             raise ModelFolderError(f"'{path}' is not an mmsa model folder: {name} is missing (make one with `mmsa export`)")
+    digest, listed = verify_checksums(path) if verify_checksum else (_digest_unchecked(path), {})
     try:
         raw = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
@@ -108,8 +180,15 @@ def load_model_folder(path: str | Path, *, verify_checksum: bool = True) -> Mode
     if manifest.labels != list(LABELS):
         raise ModelFolderError(f"'{path}' predicts labels {manifest.labels}, expected {list(LABELS)}")
     if verify_checksum:
-        actual = sha256_file(path / "model.onnx")
-        if actual != manifest.model_sha256:
+        actual = listed["model.onnx"]  # verified above
+        if actual != manifest.model_sha256:  # checksums.sha256 rewritten, the manifest not
             raise ModelFolderError(f"'{path / 'model.onnx'}' does not match its manifest (sha256 {actual[:12]}… "
                                    f"!= {manifest.model_sha256[:12]}…): the file was modified or is incomplete")
-    return ModelFolder(path, manifest)
+    return ModelFolder(path, manifest, digest)
+
+
+def _digest_unchecked(path: Path) -> str:
+    try:
+        return hashlib.sha256((path / CHECKSUMS).read_bytes()).hexdigest()
+    except OSError:
+        return ""

@@ -15,6 +15,7 @@ A `--fusion all` run holds one such folder per fusion plus comparison.{md,json,p
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,14 @@ def save_weights(folder: Path, model: MultimodalModel) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = folder / (WEIGHTS + ".tmp")
     save_file(state, str(tmp), metadata={"mmsa_version": __version__})
+    os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600: other users (a scheduler) must read it
     tmp.replace(folder / WEIGHTS)  # never leave a half-written best model behind
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put straight back
+    os.umask(mask)
+    return mask
 
 
 def fold_folders(folder: str | Path) -> list[Path]:
@@ -144,7 +152,11 @@ def load_run(folder: str | Path, fusion: str | None = None, *, map_location: str
     text = text_encoder_from_folder(folder / "text_encoder", model_cfg.text_pooling)
     image = create_image_encoder(model_cfg.image_encoder, pretrained=False, image_size=model_cfg.image_size)
     model = MultimodalModel(model_cfg, text, image)
-    state = load_file(str(folder / WEIGHTS), device=map_location)
+    try:
+        state = load_file(str(folder / WEIGHTS), device=map_location)
+    except Exception as exc:  # truncated or corrupt: safetensors raises its own error types
+        raise FolderError(f"cannot read the weights '{folder / WEIGHTS}' ({' '.join(str(exc).split())}): the file is "
+                          f"truncated or corrupt; copy it again or retrain") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise FolderError(f"weights in '{folder / WEIGHTS}' do not match the config: "

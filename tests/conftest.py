@@ -1,6 +1,11 @@
-"""Shared test settings."""
+"""Shared test settings and the tiny scoring model folders (test_score, test_reliability)."""
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -26,3 +31,19 @@ def tiny_mpnet_folder(tmp_path):
                            intermediate_size=64)).save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict:
+    """Tiny random model folders, exported by the real `mmsa export` code."""
+    from scoring_helpers import make_model_folder
+
+    root = tmp_path_factory.mktemp("models")
+    return {f: make_model_folder(root / f, f) for f in ("ote", "text-only", "image-only")}
+
+
+@pytest.fixture(scope="session")
+def scorers(models) -> dict:
+    from mmsa_cli.scoring import Scorer
+
+    return {f: Scorer(p, "cpu", batch_size=8) for f, p in models.items()}

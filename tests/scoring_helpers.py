@@ -3,7 +3,7 @@
 make_model_folder() uses `mmsa_cli.onnx_export.export_model` (the real `mmsa export`:
 fusions, parity checks) when it is available; otherwise `export_model` below, a minimal
 export that follows the model-folder contract (mmsa_cli/model_folder.py): model.onnx with
-the three inputs and probs/logits outputs, tokenizer/, manifest.json with the sha256.
+the three inputs and probs/logits outputs, tokenizer/, manifest.json with the sha256, checksums.sha256.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch import nn
 
 from mmsa_cli import LABELS, __version__
 from mmsa_cli.config import ModelConfig
-from mmsa_cli.model_folder import INPUT_NAMES, OUTPUT_NAMES, Manifest, sha256_file
+from mmsa_cli.model_folder import INPUT_NAMES, OUTPUT_NAMES, Manifest, sha256_file, write_checksums
 from mmsa_cli.models import create_model
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "mvsa"  # parity rows for exports
@@ -83,6 +83,7 @@ def export_model(model: nn.Module, out: Path, *, max_length: int, image_size: in
         uses_text=uses_text, uses_image=uses_image, versions={"mmsa": __version__, "torch": torch.__version__},
     )
     (out / "manifest.json").write_text(manifest.to_json())
+    write_checksums(out)
     return out
 
 

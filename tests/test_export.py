@@ -16,7 +16,7 @@ from mmsa_cli.cli import main
 from mmsa_cli.config import ModelConfig, TrainConfig
 from mmsa_cli.data import load_examples, stratified_split, write_split
 from mmsa_cli.errors import DataError, MmsaError
-from mmsa_cli.model_folder import INPUT_NAMES, OUTPUT_NAMES, ModelFolderError, load_model_folder
+from mmsa_cli.model_folder import INPUT_NAMES, OUTPUT_NAMES, ModelFolderError, load_model_folder, write_checksums
 from mmsa_cli.models import FUSIONS, create_model
 from mmsa_cli.onnx_export import (FusionCheckError, ParityError, export_run, find_parity_rows,
                                   verify_model_folder)
@@ -309,12 +309,17 @@ def test_corrupted_model_folder_is_refused(exported, tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
 
     (folder / "manifest.json").write_text(json.dumps(manifest | {"max_length": 128}))
+    with pytest.raises(ModelFolderError, match="manifest.json' does not match its checksum"):
+        verify_model_folder(folder)
+    write_checksums(folder)  # checksums rewritten too: the copy inside model.onnx still differs
     with pytest.raises(ModelFolderError, match="max_length"):
         verify_model_folder(folder)
     (folder / "manifest.json").write_text(json.dumps(manifest | {"labels": ["negative", "neutral", "positive"]}))
+    write_checksums(folder)
     with pytest.raises(ModelFolderError, match="labels"):
         load_model_folder(folder)
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    write_checksums(folder)
 
     data = bytearray((folder / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF

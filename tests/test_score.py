@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -31,7 +32,7 @@ from mmsa_cli.scoring.gpu_images import GpuImages
 from mmsa_cli.scoring.onnx_model import pad_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scoring_helpers import make_model_folder, noisy_jpeg  # noqa: E402
+from scoring_helpers import noisy_jpeg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROBS = ["prob_positive", "prob_neutral", "prob_negative"]
@@ -45,15 +46,7 @@ def gpu_split(ready, share: float, start: int = 0) -> list[bool]:
 
 # ----------------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="session")
-def models(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    return {f: make_model_folder(root / f, f) for f in ("ote", "text-only", "image-only")}
-
-
-@pytest.fixture(scope="session")
-def scorers(models) -> dict[str, Scorer]:
-    return {f: Scorer(p, "cpu", batch_size=8) for f, p in models.items()}
+# `models` and `scorers` (tiny exported model folders, loaded once): conftest.py
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -873,16 +866,13 @@ def test_cli_exit_codes_and_summary(messy, models, tmp_path):
     assert code([*base, "--out", str(tmp_path / "y.parquet"), "--gpu-decode-share", "most"]) == 2
     assert code([*base, "--out", str(out), "--keep-columns", "user"]) == 4
     broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in ("manifest.json", "model.onnx"):
-        (broken / f).write_bytes((models["ote"] / f).read_bytes())
-    (broken / "tokenizer").mkdir()
+    shutil.copytree(models["ote"], broken)
     assert code(["score", str(path), "--model", str(broken / "missing"), "--out", str(tmp_path / "z.parquet")]) == 3
     with (broken / "model.onnx").open("ab") as fh:
         fh.write(b"tampered")
     failed = runner.invoke(main, ["score", str(path), "--model", str(broken), "--out", str(tmp_path / "z.parquet"),
                                   "--stats-json", str(tmp_path / "fail.json")])
-    assert failed.exit_code == 3 and "does not match its manifest" in failed.output
+    assert failed.exit_code == 3 and "does not match its checksum" in failed.output
     assert json.loads((tmp_path / "fail.json").read_text())["exit_code"] == 3
 
 

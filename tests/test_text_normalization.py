@@ -19,7 +19,7 @@ from mmsa_cli.data.tweet_text import normalize_text
 from mmsa_cli.errors import ConfigError
 from mmsa_cli.contract.rows import PROB_COLUMNS
 from mmsa_cli.scoring.evaluate import predict_examples
-from mmsa_cli.model_folder import load_model_folder
+from mmsa_cli.model_folder import load_model_folder, write_checksums
 from mmsa_cli.onnx_export import export_run, verify_model_folder
 from mmsa_cli.runs import load_run
 from mmsa_cli.scoring import Scorer
@@ -105,6 +105,7 @@ def test_model_folders_without_the_field_load_as_none(tweet_model, tmp_path):
     manifest = json.loads((old / "manifest.json").read_text())
     del manifest["text_normalization"]
     (old / "manifest.json").write_text(json.dumps(manifest))
+    write_checksums(old)  # the manifest edited on purpose: seal it again
     assert load_model_folder(old).manifest.text_normalization == "none"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,10 @@ from ..errors import MmsaError
 
 IMAGE_ERROR_KINDS = ("missing", "empty", "not_image", "corrupt", "too_large", "unsupported", "outside_root")
 MAX_IMAGE_PIXELS = 40_000_000
+# Image files larger than this are refused before a byte is read (`too_large`): a 1 GiB file
+# named .jpg must not be read whole into a worker. 50 MB is far above any tweet photo
+# (Twitter caps uploads at 5 MB); `mmsa score --max-image-bytes` changes it.
+MAX_IMAGE_BYTES = 50_000_000
 _EXIF_ORIENTATION = 0x0112
 _WHITE = (255, 255, 255)
 
@@ -28,24 +34,56 @@ class ImageLoadError(MmsaError):
         self.kind = kind
 
 
-def read_image_bytes(source: str | Path | bytes) -> tuple[bytes, str]:
-    """The raw bytes and a name for messages, or ImageLoadError (missing, empty, not a file)."""
+def read_image_bytes(source: str | Path | bytes, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[bytes, str]:
+    """The raw bytes and a name for messages, or ImageLoadError (missing, empty, not a
+    regular file, over max_bytes). Only regular files are read, and the read never blocks:
+    the file is opened non-blocking and checked (type, size) on the open descriptor before
+    any byte is read, so a FIFO, socket, device or folder named like an image is an error
+    row, never a hang."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "<image bytes>"
+        if len(data) > max_bytes:
+            raise ImageLoadError("too_large", f"image bytes are {len(data)} bytes; limit is {max_bytes} bytes")
     else:
-        path = Path(source)
-        name = str(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ImageLoadError("missing", f"image {name} does not exist") from None
-        except IsADirectoryError:
-            raise ImageLoadError("not_image", f"image {name} is a directory, not an image file") from None
-        except OSError as e:  # permissions, broken links, I/O errors
-            raise ImageLoadError("missing", f"image {name} cannot be read: {e.strerror or e}") from None
+        name = str(Path(source))
+        data = _read_regular_file(name, max_bytes)
     if not data:
         raise ImageLoadError("empty", f"image {name} is empty (0 bytes)")
     return data, name
+
+
+def _read_regular_file(name: str, max_bytes: int) -> bytes:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ImageLoadError("missing", f"image {name} does not exist") from None
+    except OSError as e:  # permissions, broken links, I/O errors
+        raise ImageLoadError("missing", f"image {name} cannot be read: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageLoadError("not_image", f"image {name} is a directory, not an image file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageLoadError("not_image", f"image {name} is a {_file_type(st.st_mode)}, not a regular file")
+        if st.st_size > max_bytes:
+            raise ImageLoadError("too_large", f"image {name} is {st.st_size} bytes; limit is {max_bytes} bytes")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(max_bytes + 1)  # the file may have grown since fstat
+    except OSError as e:
+        raise ImageLoadError("missing", f"image {name} cannot be read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ImageLoadError("too_large", f"image {name} is over {max_bytes} bytes; limit is {max_bytes} bytes")
+    return data
+
+
+def _file_type(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return what
+    return "special file"
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -72,9 +110,10 @@ def load_image(
     *,
     max_pixels: int = MAX_IMAGE_PIXELS,
     draft_size: int | None = None,
+    max_bytes: int = MAX_IMAGE_BYTES,
 ) -> Image.Image:
     """Fully decoded RGB image (first frame, EXIF orientation applied) or ImageLoadError."""
-    data, name = read_image_bytes(source)
+    data, name = read_image_bytes(source, max_bytes)
     try:
         img = Image.open(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ import torch
 
 from .. import LABELS, __version__
 from ..errors import ConfigError, OutputExistsError
-from ..model_folder import Manifest
+from ..model_folder import Manifest, write_checksums
 from ..models import ExportableModel, ModelBag
 from ..runs import load_run, select_folds
 from . import fusions as fz
@@ -72,6 +73,13 @@ def refuse_existing_output(out: Path, overwrite: bool) -> None:
                                 f"(only once the new export passed its checks)")
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it: put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -104,6 +112,7 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700: readable by other users like any output
     try:
         raw_path = tmp / "raw.onnx"
         raw = export_onnx(model, spec, raw_path)
@@ -147,6 +156,7 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
         write_manifest(tmp, graph, manifest)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         (tmp / "fused_operators.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        write_checksums(tmp)  # last: covers every file written above
         lap("write")
 
         failures = report.failures() + parity.failures

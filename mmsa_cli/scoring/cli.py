@@ -3,30 +3,82 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 
 import click
 
 from ..cli_options import CommandFailed, device_option, library_errors
-from ..errors import MmsaError, exit_code_for
+from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
+from .errors import InputError
 
 
 def _exit_codes(fn):
-    """Like library_errors, and a failed run still writes --stats-json (status, exit code, reason)."""
+    """Like library_errors, and a failed or interrupted run still writes --stats-json (status,
+    exit code, reason). Ctrl-C (SIGINT) exits EXIT_INTERRUPTED (130) with one line; the
+    completed row groups are kept for --resume."""
     @functools.wraps(fn)
-    def wrapper(*args, stats_json=None, **kwargs):
+    def wrapper(*args, stats_json=None, out=None, **kwargs):
         try:
-            return fn(*args, stats_json=stats_json, **kwargs)
+            return fn(*args, stats_json=stats_json, out=out, **kwargs)
         except MmsaError as exc:
             code = exit_code_for(exc)
-            if stats_json:
-                _write_json(stats_json, {"status": "failed", "exit_code": code, "error": str(exc)})
+            _write_stats(stats_json, {"status": "failed", "exit_code": code, "error": str(exc)})
             raise CommandFailed(str(exc), code) from exc
+        except KeyboardInterrupt as exc:
+            message = _interrupted_message(out)
+            _write_stats(stats_json, {"status": "interrupted", "exit_code": EXIT_INTERRUPTED, "error": message,
+                                      "rows_done": _rows_done(out)})
+            raise CommandFailed(message, EXIT_INTERRUPTED) from exc
     return wrapper
+
+
+def _parts_dir(out: str | None) -> Path | None:
+    return Path(out).with_name(Path(out).name + ".parts") if out else None
+
+
+def _rows_done(out: str | None) -> int:
+    try:
+        return int(json.loads((_parts_dir(out) / "checkpoint.json").read_text())["rows_done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _interrupted_message(out: str | None) -> str:
+    done = _rows_done(out)
+    if not done:
+        return "interrupted (SIGINT) before the first row group was written"
+    return (f"interrupted (SIGINT) after {done} rows: the completed row groups are kept in {_parts_dir(out)}; "
+            f"rerun with --resume to continue")
 
 
 def _write_json(path: str, data: dict) -> None:
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _write_stats(path: str | None, data: dict) -> None:
+    """--stats-json after a failure: never hides the failure's own message and exit code."""
+    if not path:
+        return
+    try:
+        _write_json(path, data)
+    except OSError as exc:
+        click.echo(f"WARNING: cannot write --stats-json {path}: {exc.strerror or exc}", err=True)
+
+
+def check_stats_path(path: str | None) -> None:
+    """--stats-json is checked before any work, like --out: a missing or unwritable folder
+    (or a folder given as the file) would otherwise fail after the whole job."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"--stats-json {path} is a folder; give a file name (e.g. scored.stats.json)")
+    folder = target.parent
+    if not folder.is_dir():
+        raise InputError(f"--stats-json folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise InputError(f"--stats-json {path} cannot be written (permissions or a read-only file system)")
 
 
 class _Share(click.ParamType):
@@ -77,6 +129,11 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
                    "fastest on a 16-core H100 machine). Try lower values where the GPU is slow and "
                    "cores are many. auto: balanced after every batch by the two paths' "
                    "busy times. No effect on CPU runs.")
+@click.option("--max-image-bytes", type=click.IntRange(1), default=50_000_000, show_default=True,
+              help="Image files larger than this are error rows (too_large), refused before they are read.")
+@click.option("--on-bad-input", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="An input file or row group that cannot be read: fail (exit 2), or skip it and list it "
+                   "with its reason (summary, --stats-json, stderr).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (or an interrupted run's parts).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run; starts fresh if there is none, "
                                              "does nothing if the output is complete.")
@@ -87,8 +144,8 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @library_errors
 @_exit_codes
 def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, image_root, allow_outside_root, device,
-          batch_size, row_group_size, workers, prefetch, gpu_decode_share, overwrite, resume, stats_json, no_progress,
-          log_every):
+          batch_size, row_group_size, workers, prefetch, gpu_decode_share, max_image_bytes, on_bad_input, overwrite,
+          resume, stats_json, no_progress, log_every):
     """Score INPUTS (Parquet files, folders of them, or globs) into one Parquet file.
 
     Output columns: the id (or `row`), label, prob_positive, prob_neutral, prob_negative,
@@ -98,23 +155,32 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
     Exit codes: 0 done or already complete; 2 usage or input problem; 3 model folder
     invalid; 4 output exists (another job) or an interrupted run awaits --resume;
     5 --resume refused (inputs/model/options changed); 6 failed while scoring (rerun
+    with --resume); 7 --device cuda without a usable GPU; 130 interrupted (Ctrl-C; rerun
     with --resume); 1 any other error. See mmsa_cli/scoring/README.md.
     """
     from .inputs import Columns
     from .pipeline import ScoreOptions, score_files
 
+    check_stats_path(stats_json)
     opts = ScoreOptions(
         columns=Columns(text=text_col, image=image_col, id=id_col, keep=_split(keep_columns)),
         image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,
         row_group_size=row_group_size, workers=workers, prefetch=prefetch, gpu_decode_share=gpu_decode_share,
-        overwrite=overwrite, resume=resume, progress=not no_progress, log_every_s=log_every)
+        overwrite=overwrite, resume=resume, progress=not no_progress, log_every_s=log_every,
+        max_image_bytes=max_image_bytes, on_bad_input=on_bad_input)
     summary = score_files(list(inputs), model_dir, out, opts)
     for line in summary.lines():
         click.echo(line)
     for warning in summary.warnings:
         click.echo(f"WARNING: {warning}", err=True)
+    for line in summary.skipped_lines():
+        click.echo(f"WARNING: {line}", err=True)
     if stats_json:
-        _write_json(stats_json, summary.to_dict())
+        try:
+            _write_json(stats_json, summary.to_dict())
+        except OSError as exc:  # checked up front: only a fault appearing during the run gets here
+            raise PipelineError(f"the output {out} is complete, but --stats-json {stats_json} cannot be written: "
+                                f"{exc.strerror or exc}") from None
 
 
 COMMANDS = [score]

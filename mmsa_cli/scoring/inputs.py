@@ -7,6 +7,8 @@ run cuts exactly the same chunks (and batches) as an uninterrupted one.
 from __future__ import annotations
 
 import glob
+import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,12 @@ import pyarrow.parquet as pq
 from .errors import InputError
 from ..contract.rows import RESULT_COLUMNS, ROW_COLUMN
 
+log = logging.getLogger(__name__)
+
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# --on-bad-input: "fail" stops at an unreadable input file or row group (exit 2); "skip" skips
+# it, lists it with its reason (summary, stats JSON, stderr) and counts its rows as skipped.
+BAD_INPUT_CHOICES = ("fail", "skip")
 # Bytes of file the Parquet reader reads at a time. Without a buffer it reads a whole column
 # chunk at once, and with pyarrow's default pre-buffering every requested row group up front:
 # a 43 MiB, 1,000,000-row file held 47 MiB of Arrow memory while it was read, 5 MiB like this
@@ -80,6 +87,9 @@ def resolve_columns(schema: pa.Schema, columns: Columns, *, uses_text: bool, use
                              f"expected image paths (strings) or encoded image bytes")
     if columns.id is not None:
         require(columns.id, "id")
+        if columns.id in RESULT_COLUMNS:
+            raise InputError(f"--id-col {columns.id!r} is the name of an output column ({', '.join(RESULT_COLUMNS)}): "
+                             f"rename that input column")
     id_col = columns.id if columns.id is not None else ("guid" if "guid" in names else None)
     for col in columns.keep:
         require(col, "--keep-columns")
@@ -105,6 +115,9 @@ class InputFile:
 class InputSet:
     files: list[InputFile]
     image_root: Path | None = None           # None: each file's own folder
+    # --on-bad-input skip: files whose footer cannot be read ({"file", "row_group": None,
+    # "rows": None, "reason"}), left out of `files`
+    unreadable: list[dict] = field(default_factory=list)
     total_rows: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -114,8 +127,11 @@ class InputSet:
         return str((self.image_root or f.path.parent).resolve())
 
     def fingerprint(self) -> list[list]:
-        """Identifies the input for --resume and reruns: paths, sizes, modification times."""
-        return [[str(f.path.resolve()), f.size, f.mtime_ns] for f in self.files]
+        """Identifies the input for --resume and reruns: paths, sizes, modification times
+        (an unreadable file skipped by --on-bad-input skip too: repairing it changes the job)."""
+        readable = [[str(f.path.resolve()), f.size, f.mtime_ns] for f in self.files]
+        return readable + [[str(Path(u["file"]).resolve()), *_size_mtime(Path(u["file"])), "unreadable"]
+                           for u in self.unreadable]
 
     def unified_schema(self, cols: Sequence[str]) -> pa.Schema:
         """The read columns' types over all files (int32 and int64 ids unify; int and string do not)."""
@@ -126,6 +142,54 @@ class InputSet:
                                     promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
             raise InputError(f"the input files' columns {', '.join(cols)} do not have compatible types: {exc}") from None
+
+
+def _size_mtime(path: Path) -> list[int]:
+    try:
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+    except OSError:
+        return [-1, -1]
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (Arrow's can span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def default_id_column(inputs: InputSet, columns: Columns) -> str | None:
+    """The id column: --id-col, else 'guid' when every input file has it, else None (row
+    positions). 'guid' in only some files is refused, whatever their order: some files'
+    guids would otherwise be silently replaced by row numbers."""
+    if columns.id is not None:
+        return columns.id
+    having = [f for f in inputs.files if "guid" in f.schema.names]
+    if not having:
+        return None
+    if len(having) == len(inputs.files):
+        return "guid"
+    lacking = [str(f.path) for f in inputs.files if "guid" not in f.schema.names]
+    raise InputError(f"column 'guid' (the default id) is in {len(having)} of the {len(inputs.files)} input files but "
+                     f"not in {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}: add it to those files, "
+                     f"or score them separately")
+
+
+def check_output_not_an_input(out: str | Path, inputs: InputSet) -> None:
+    """Writing over an input would destroy it (with --overwrite) or mix the two: refused
+    whatever the flags, also through a symlink or a hard link."""
+    out = Path(out)
+    try:
+        out_stat = out.stat()
+    except OSError:
+        return  # nothing there (or not reachable): it cannot be an input
+    paths = [f.path for f in inputs.files] + [Path(u["file"]) for u in inputs.unreadable]  # skipped: still inputs
+    for path in paths:
+        try:
+            same = os.path.samestat(out_stat, path.stat())
+        except OSError:
+            continue
+        if same:
+            raise InputError(f"output {out} is the input file {path} (same file): choose another --out")
 
 
 def find_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -150,19 +214,30 @@ def find_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
     raise InputError(f"input {text!r} does not exist (expected a Parquet file, a folder of them, or a glob)")
 
 
-def open_inputs(spec: str | Path | Sequence[str | Path], image_root: str | Path | None = None) -> InputSet:
-    files = []
+def open_inputs(spec: str | Path | Sequence[str | Path], image_root: str | Path | None = None, *,
+                skip_unreadable: bool = False) -> InputSet:
+    """The input files with their footers read; one whose footer cannot be read is an
+    InputError, or (skip_unreadable) listed in InputSet.unreadable and left out."""
+    files, unreadable = [], []
     for path in find_inputs(spec):
         try:
             meta = pq.read_metadata(path)
             schema = pq.read_schema(path)
         except Exception as exc:  # not Parquet, truncated footer, permissions
-            raise InputError(f"cannot read {path} as Parquet: {exc}") from None
+            if not skip_unreadable:
+                raise InputError(f"cannot read {path} as Parquet: {one_line(exc)}") from None
+            unreadable.append({"file": str(path), "row_group": None, "rows": None,
+                               "reason": f"cannot read as Parquet: {one_line(exc)}"})
+            log.warning("skipped unreadable input %s: %s", path, one_line(exc))
+            continue
         st = path.stat()
         files.append(InputFile(path, meta.num_rows, st.st_size, st.st_mtime_ns, schema))
+    if not files:
+        raise InputError(f"no readable input: {len(unreadable)} file(s) skipped as unreadable "
+                         f"({unreadable[0]['file']}: {unreadable[0]['reason']})")
     if image_root is not None and not Path(image_root).is_dir():
         raise InputError(f"--image-root {image_root} is not a folder")
-    return InputSet(files, Path(image_root) if image_root is not None else None)
+    return InputSet(files, Path(image_root) if image_root is not None else None, unreadable)
 
 
 @dataclass
@@ -179,12 +254,19 @@ class Chunk:
 
 
 def iter_chunks(inputs: InputSet, cols: ResolvedColumns, chunk_rows: int, start_row: int = 0,
-                read_rows: int = 16_384) -> Iterator[Chunk]:
+                read_rows: int = 16_384, *, skipped: list[dict] | None = None) -> Iterator[Chunk]:
     """Chunks of exactly chunk_rows rows (the last may be shorter), from global row start_row
     (a multiple of chunk_rows). The file is read through a small buffer without pre-buffering,
     so memory is bounded by one chunk and a read batch, whatever the file's size or its row
-    groups' size."""
+    groups' size.
+
+    With `skipped` (a list: --on-bad-input skip), a row group that cannot be read is appended
+    to it ({"file", "row_group", "rows", "reason"}) and its rows are left out; the row groups
+    already in it (from the checkpoint, on --resume) are left out without being read, so a
+    resumed run cuts the same chunks. Each row group is then read whole before its rows are
+    used (memory: one input row group), so a bad one leaves nothing half-read behind."""
     schema = inputs.unified_schema(cols.read)
+    known = {(s["file"], s["row_group"]) for s in skipped or ()}
     pieces: list[pa.Table] = []
     roots: list[str] = []
     have, index, row, seconds = 0, start_row // chunk_rows, 0, 0.0
@@ -197,40 +279,48 @@ def iter_chunks(inputs: InputSet, cols: ResolvedColumns, chunk_rows: int, start_
         return chunk
 
     for f in inputs.files:
-        if row + f.num_rows <= start_row:
+        name = str(f.path)
+        if row + f.num_rows <= start_row and not any(k[0] == name for k in known):
             row += f.num_rows
             continue
-        t0 = time.perf_counter()
+        g = None
         try:
             pf = pq.ParquetFile(f.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
-            groups, skip = [], 0
+            root = inputs.root_of(f)
             for g in range(pf.metadata.num_row_groups):
                 n = pf.metadata.row_group(g).num_rows
-                if not groups and row + n <= start_row:  # wholly before the resume point
+                if (name, g) in known:
+                    continue
+                if row + n <= start_row:  # wholly before the resume point
                     row += n
                     continue
-                groups.append(g)
-            skip = max(0, start_row - row)
-            batches = pf.iter_batches(batch_size=read_rows, row_groups=groups, columns=cols.read)
-            root = inputs.root_of(f)
-            while True:
+                skip = max(0, start_row - row)
                 t0 = time.perf_counter()
-                batch = next(batches, None)
-                if batch is None:
-                    break
-                part = pa.Table.from_batches([batch]).cast(schema)
+                batches = pf.iter_batches(batch_size=read_rows, row_groups=[g], columns=cols.read)
+                if skipped is not None:
+                    try:
+                        batches = list(batches)
+                    except (OSError, pa.ArrowException) as exc:
+                        skipped.append({"file": name, "row_group": g, "rows": n, "reason": one_line(exc)})
+                        log.warning("skipped unreadable row group %d of %s (%d rows): %s", g, name, n, one_line(exc))
+                        continue
                 seconds += time.perf_counter() - t0
-                if skip:
-                    part, skip = part.slice(min(skip, part.num_rows)), max(0, skip - part.num_rows)
-                pieces.append(part)
-                roots.extend([root] * part.num_rows)
-                have += part.num_rows
-                row += batch.num_rows
-                while have >= chunk_rows:
-                    yield emit(chunk_rows)
-                    seconds = 0.0
+                for batch in batches:
+                    t0 = time.perf_counter()
+                    part = pa.Table.from_batches([batch]).cast(schema)
+                    seconds += time.perf_counter() - t0
+                    if skip:
+                        part, skip = part.slice(min(skip, part.num_rows)), max(0, skip - part.num_rows)
+                    pieces.append(part)
+                    roots.extend([root] * part.num_rows)
+                    have += part.num_rows
+                    row += batch.num_rows
+                    while have >= chunk_rows:
+                        yield emit(chunk_rows)
+                        seconds = 0.0
         except (OSError, pa.ArrowException) as exc:
-            raise InputError(f"cannot read {f.path}: {exc}") from None
+            where = f"{f.path}" + (f" (row group {g})" if g is not None else "")
+            raise InputError(f"cannot read {where}: {one_line(exc)} (--on-bad-input skip skips an unreadable "
+                             f"file or row group and lists it)") from None
     if have:
         yield emit(have)
-

@@ -9,12 +9,17 @@
 A killed ParquetWriter leaves a file without a footer, which is why each row group is its own
 small file. The checkpoint is updated only after its part is durable, so --resume restarts
 exactly at the first row group not yet written, and the finished file is the same as an
-uninterrupted run's.
+uninterrupted run's. On --resume every part is read back first: from the first one that is
+unreadable or of the wrong length (a disk or copy fault), the parts are scored again.
+
+An output location that cannot be written (missing or read-only folder) is refused before any
+work (exit 2); a write that fails while scoring is a PipelineError (exit 6), one line each.
 """
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -25,7 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError, OutputExistsError, PipelineError, ResumeMismatchError
+from ..contract.rows import count_kinds
 
+log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.json"
 JOB_KEY = b"mmsa.job"
 # Test hook: seconds to pause after each row group (lets a test kill -9 a run part way).
@@ -39,6 +46,9 @@ class Checkpoint:
     rows_done: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     no_prediction: int = 0
+    # --on-bad-input skip: the input row groups skipped so far (inputs.iter_chunks), so a
+    # resumed run leaves out the same ones without reading them
+    skipped: list[dict] = field(default_factory=list)
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -86,9 +96,17 @@ class OutputWriter:
             raise InputError(f"output {self.out} is a folder; give a file name (e.g. scored.parquet)")
         if not self.out.parent.is_dir():
             raise InputError(f"output folder {self.out.parent} does not exist")
-        self._lock()
+        try:
+            self._lock()
+        except OSError as exc:  # read-only file system, permissions
+            raise InputError(f"cannot write the output next to {self.out}: {exc.strerror or exc} "
+                             f"({self.parts_dir})") from None
         try:
             self._decide(overwrite, resume)
+        except OSError as exc:
+            self.release()
+            raise InputError(f"cannot prepare the output {self.out}: {exc.strerror or exc} "
+                             f"({getattr(exc, 'filename', '') or self.parts_dir})") from None
         except BaseException:
             self.release()
             raise
@@ -138,11 +156,37 @@ class OutputWriter:
             changed = sorted(k for k in set(saved.job) | set(self.job) if saved.job.get(k) != self.job.get(k))
             raise ResumeMismatchError(f"cannot resume {self.parts_dir}: the interrupted run used different "
                                       f"{', '.join(changed)}; use --overwrite to start again")
-        self.checkpoint = saved
-        keep = {f"part-{k:06d}.parquet" for k in range(saved.parts)}
+        self.checkpoint = self._check_parts(saved)
+        keep = {f"part-{k:06d}.parquet" for k in range(self.checkpoint.parts)}
         for p in self.parts_dir.iterdir():  # parts written after the last checkpoint, temporaries
             if p.name not in keep and p.name not in (CHECKPOINT, ".lock"):
                 p.unlink()
+        for p in self.out.parent.glob(f".{self.out.name}.tmp-*"):  # a dead run's final file (we hold the lock)
+            p.unlink(missing_ok=True)
+
+    def _check_parts(self, saved: Checkpoint) -> Checkpoint:
+        """Read every part back: the checkpoint is rebuilt from the parts up to the first one
+        that is unreadable or not a full row group, so that one and the rest are scored again
+        (never a resume that fails forever at the end)."""
+        rows_per_part = int(saved.job.get("row_group_size") or 0)
+        good = Checkpoint(saved.job, skipped=list(saved.skipped))
+        for k in range(saved.parts):
+            try:
+                part = pq.read_table(self._part(k), columns=["label", "error"])
+            except Exception:  # truncated, corrupt, missing: Arrow raises several types
+                break
+            last = good.rows_done + part.num_rows >= saved.rows_done
+            if part.num_rows == 0 or (part.num_rows != rows_per_part and not last):
+                break
+            good.parts += 1
+            good.rows_done += part.num_rows
+            for kind, n in count_kinds(part.column("error").to_pylist()).items():
+                good.errors_by_kind[kind] = good.errors_by_kind.get(kind, 0) + n
+            good.no_prediction += part.column("label").null_count
+        if good.rows_done != saved.rows_done:
+            log.warning("part %d of %s is unreadable or incomplete: resuming at row %d instead of %d",
+                        good.parts, self.parts_dir, good.rows_done, saved.rows_done)
+        return good
 
     def _read_checkpoint(self) -> Checkpoint | None:
         try:
@@ -190,6 +234,7 @@ class OutputWriter:
         """Concatenate the parts (one row group each) into the output, atomically."""
         tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
         schema = schema.with_metadata({**metadata, JOB_KEY: json.dumps(self.job, sort_keys=True).encode()})
+        k = 0
         try:
             with pq.ParquetWriter(tmp, schema) as writer:
                 for k in range(self.checkpoint.parts):
@@ -199,6 +244,11 @@ class OutputWriter:
             _fsync_path(self.out.parent, directory=True)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise PipelineError(f"cannot write {self.out}: {exc}") from None
+            raise PipelineError(f"cannot write {self.out}: {exc.strerror or exc}; the completed row groups are "
+                                f"kept: rerun with --resume") from None
+        except Exception as exc:  # a part damaged after it was written: --resume re-scores it
+            tmp.unlink(missing_ok=True)
+            raise PipelineError(f"cannot read {self._part(k)} back: {' '.join(str(exc).split())}; rerun with "
+                                f"--resume (it checks the parts and scores a bad one again)") from None
         self.release()
         shutil.rmtree(self.parts_dir, ignore_errors=True)

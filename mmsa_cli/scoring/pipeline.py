@@ -19,6 +19,7 @@ on the batch size, prefetch depth and row-group size, never on the input's size.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -37,9 +38,10 @@ import pyarrow as pa
 from .. import __version__
 from ..model_folder import load_model_folder
 from .errors import InputError, PipelineError, ScoreError
-from .inputs import Chunk, Columns, InputSet, ResolvedColumns, iter_chunks, open_inputs, resolve_columns
+from .inputs import (BAD_INPUT_CHOICES, Chunk, Columns, InputSet, ResolvedColumns, check_output_not_an_input,
+                     default_id_column, iter_chunks, open_inputs, resolve_columns)
 from .output import OutputWriter
-from .preprocess import ImageSpec, prepare_images
+from .preprocess import MAX_IMAGE_BYTES, ImageSpec, prepare_images
 from .report import STAGES, RowProgress, ScoreSummary
 from ..contract.rows import ROW_COLUMN, count_kinds, output_schema, result_table
 from .workers import WorkerPool
@@ -70,6 +72,8 @@ class ScoreOptions:
     resume: bool = False
     progress: bool = True
     log_every_s: float = 30.0
+    max_image_bytes: int = MAX_IMAGE_BYTES    # larger image files are error rows, refused before reading
+    on_bad_input: str = "fail"                # "skip": an unreadable file or row group is skipped and listed
 
 
 def default_workers(device: str) -> int:
@@ -152,14 +156,29 @@ def check_share(setting: float | str) -> float | str:
     return value
 
 
-def job_fingerprint(inputs: InputSet, model_sha256: str, opts: ScoreOptions, batch_size: int) -> dict:
-    """What must not change between a run and its --resume (and identifies a finished output)."""
+def job_fingerprint(inputs: InputSet, folder, opts: ScoreOptions, batch_size: int) -> dict:
+    """What must not change between a run and its --resume (and identifies a finished output).
+    `model_folder_sha256` covers every file of the model folder that decides a prediction
+    (model_folder.CHECKSUMS), not only model.onnx."""
     c = opts.columns
-    return {"format": 1, "inputs": inputs.fingerprint(), "model_sha256": model_sha256,
+    return {"format": 2, "inputs": inputs.fingerprint(), "model_sha256": folder.manifest.model_sha256,
+            "model_folder_sha256": folder.digest,
             "columns": {"text": c.text, "image": c.image, "id": c.id, "keep": list(c.keep)},
             "image_root": str(Path(opts.image_root).resolve()) if opts.image_root is not None else None,
             "allow_outside_root": opts.allow_outside_root, "batch_size": batch_size,
-            "row_group_size": opts.row_group_size}
+            "row_group_size": opts.row_group_size, "max_image_bytes": opts.max_image_bytes,
+            "on_bad_input": opts.on_bad_input}
+
+
+def check_options(opts: ScoreOptions) -> None:
+    """Values the CLI's types already check; the API gets the same one-line errors."""
+    if opts.row_group_size < 1 or (opts.batch_size is not None and opts.batch_size < 1) or opts.prefetch < 1:
+        raise InputError("row_group_size, batch_size and prefetch must be >= 1")
+    if opts.max_image_bytes < 1:
+        raise InputError(f"max_image_bytes must be >= 1, not {opts.max_image_bytes}")
+    if opts.on_bad_input not in BAD_INPUT_CHOICES:
+        raise InputError(f"on_bad_input must be one of {', '.join(BAD_INPUT_CHOICES)}, not {opts.on_bad_input!r}")
+    check_share(opts.gpu_decode_share)
 
 
 def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path, out: str | Path,
@@ -167,24 +186,25 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
     """Score Parquet file(s) into `out`; see README.md for the options and guarantees.
     `scorer` lets a caller reuse a loaded Scorer for several files."""
     opts = options or ScoreOptions()
-    if opts.row_group_size < 1 or (opts.batch_size is not None and opts.batch_size < 1) or opts.prefetch < 1:
-        raise InputError("row_group_size, batch_size and prefetch must be >= 1")
-    check_share(opts.gpu_decode_share)
+    check_options(opts)
     wall = time.perf_counter()
-    source = open_inputs(inputs, opts.image_root)
+    source = open_inputs(inputs, opts.image_root, skip_unreadable=opts.on_bad_input == "skip")
+    check_output_not_an_input(out, source)
     folder = scorer.folder if scorer is not None else load_model_folder(model_dir)
     m = folder.manifest
+    columns = dataclasses.replace(opts.columns, id=default_id_column(source, opts.columns))
     for f in source.files:  # every file, before any work: fail fast on a missing column
-        resolve_columns(f.schema, opts.columns, uses_text=m.uses_text, uses_image=m.uses_image, where=str(f.path))
-    cols = resolve_columns(source.files[0].schema, opts.columns, uses_text=m.uses_text, uses_image=m.uses_image,
+        resolve_columns(f.schema, columns, uses_text=m.uses_text, uses_image=m.uses_image, where=str(f.path))
+    cols = resolve_columns(source.files[0].schema, columns, uses_text=m.uses_text, uses_image=m.uses_image,
                            where=str(source.files[0].path))
     batch_size = opts.batch_size or (scorer.batch_size if scorer is not None else 0)  # 0: the device's default
-    job = job_fingerprint(source, m.model_sha256, opts, batch_size)
+    job = job_fingerprint(source, folder, opts, batch_size)
     writer = OutputWriter(out, job, overwrite=opts.overwrite, resume=opts.resume)
     if writer.complete:
         return ScoreSummary("already_complete", str(out), source.total_rows, 0, 0, 0, {}, 0,
                             round(time.perf_counter() - wall, 3), 0.0, {}, "", "",
-                            {"path": str(folder.path), "model_sha256": m.model_sha256})
+                            {"path": str(folder.path), "model_sha256": m.model_sha256,
+                             "model_folder_sha256": folder.digest})
     try:
         if scorer is None:
             from .scorer import Scorer
@@ -194,13 +214,15 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
         workers = opts.workers if opts.workers is not None else default_workers(scorer.device)
         progress = RowProgress(source.total_rows, writer.start_row, enabled=opts.progress, every_s=opts.log_every_s)
         prep_threads = opts.prep_threads or (2 if scorer.device == "cuda" else 1)
-        run = _Run(scorer, source, cols, scorer.image_spec(opts.allow_outside_root), writer, schema, progress,
+        spec = dataclasses.replace(scorer.image_spec(opts.allow_outside_root), max_bytes=opts.max_image_bytes)
+        run = _Run(scorer, source, cols, spec, writer, schema, progress,
                    opts.batch_size or scorer.batch_size, opts.row_group_size, workers, opts.prefetch,
                    prep_threads, GpuDecodeShare(opts.gpu_decode_share, workers if cols.image else 0, prep_threads))
+        run.skip_bad_input = opts.on_bad_input == "skip"
         start_row = writer.start_row
         run.start()
         progress.close()
-        meta = {b"mmsa.version": __version__.encode(), b"mmsa.model": _model_meta(scorer).encode()}
+        meta = {b"mmsa.version": __version__.encode(), b"mmsa.model": _model_meta(scorer, folder).encode()}
         t0 = time.perf_counter()
         writer.finalize(schema, meta)
         run.stages["write"] += time.perf_counter() - t0
@@ -209,11 +231,14 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
     cp = writer.checkpoint
     seconds = time.perf_counter() - wall
     done = cp.rows_done - start_row
+    skipped = source.unreadable + cp.skipped
     return ScoreSummary(
         "done", str(out), cp.rows_done, done, start_row, sum(cp.errors_by_kind.values()), dict(cp.errors_by_kind),
         cp.no_prediction, round(seconds, 3), round(done / seconds, 1) if seconds > 0 else 0.0,
-        {k: round(v, 3) for k, v in run.stages.items()}, scorer.device, scorer.provider, scorer.describe(),
-        workers, opts.batch_size or scorer.batch_size, list(scorer.warnings), run.image_summary())
+        {k: round(v, 3) for k, v in run.stages.items()}, scorer.device, scorer.provider,
+        {**scorer.describe(), "model_folder_sha256": folder.digest},
+        workers, opts.batch_size or scorer.batch_size, list(scorer.warnings), run.image_summary(),
+        skipped_inputs=skipped, rows_skipped=sum(s["rows"] or 0 for s in skipped))
 
 
 def _output_schema(source: InputSet, cols: ResolvedColumns) -> pa.Schema:
@@ -222,13 +247,14 @@ def _output_schema(source: InputSet, cols: ResolvedColumns) -> pa.Schema:
     return output_schema(id_field, [unified.field(c) for c in cols.keep])
 
 
-def _model_meta(scorer) -> str:
+def _model_meta(scorer, folder) -> str:
     import json
 
     m = scorer.manifest
     return json.dumps({"name": Path(scorer.folder.path).name, "fusion": m.fusion, "text_encoder": m.text_encoder,
                        "image_encoder": m.image_encoder, "precision": m.precision, "target": m.target,
-                       "model_sha256": m.model_sha256, "format_version": m.format_version,
+                       "model_sha256": m.model_sha256, "model_folder_sha256": folder.digest,
+                       "format_version": m.format_version,
                        "exported_with": m.versions, "source_run": m.source_run}, sort_keys=True)
 
 
@@ -264,6 +290,7 @@ class _Run:
         self.done: queue.Queue = queue.Queue(maxsize=2)
         self.chunk_slots = threading.Semaphore(CHUNKS_IN_FLIGHT)  # taken by _read, given back by _write_chunk
         self.pool: WorkerPool | None = None
+        self.skip_bad_input = False  # --on-bad-input skip: unreadable row groups are listed, not fatal
 
     # -------------------------------------------------------------- orchestration
 
@@ -328,7 +355,8 @@ class _Run:
             self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
-        if self.failure is None:
+        # Ctrl-C wins over what it causes in the other threads: the exit code says "interrupted"
+        if self.failure is None or (isinstance(exc, KeyboardInterrupt) and not isinstance(self.failure, KeyboardInterrupt)):
             self.failure = exc
         self.stop.set()
 
@@ -362,7 +390,8 @@ class _Run:
     # -------------------------------------------------------------- stages
 
     def _read(self) -> None:
-        chunks = iter_chunks(self.source, self.cols, self.chunk_rows, self.writer.start_row)
+        skipped = self.writer.checkpoint.skipped if self.skip_bad_input else None
+        chunks = iter_chunks(self.source, self.cols, self.chunk_rows, self.writer.start_row, skipped=skipped)
         while True:
             if not self._acquire(self.chunk_slots):
                 return

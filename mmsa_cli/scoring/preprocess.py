@@ -21,7 +21,8 @@ from typing import NamedTuple, Sequence
 from PIL import Image
 
 from ..contract.geometry import resize_crop
-from ..data.images import MAX_IMAGE_PIXELS, ImageLoadError, load_image, read_image_bytes, resolve_image_path
+from ..data.images import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageLoadError, load_image, read_image_bytes,
+                           resolve_image_path)
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -32,6 +33,7 @@ class ImageSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     max_pixels: int = MAX_IMAGE_PIXELS          # decompression-bomb limit
+    max_bytes: int = MAX_IMAGE_BYTES            # larger files are refused before reading (too_large)
     allow_outside_root: bool = False
     gpu_jpeg: bool = False                      # hand plain JPEGs to the GPU decoder as bytes
 
@@ -53,9 +55,9 @@ def _read(value: object, root: str, spec: ImageSpec) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         if not len(value):
             raise ImageLoadError("empty", "image bytes are empty")
-        return bytes(value)
+        return read_image_bytes(value, spec.max_bytes)[0]
     path = resolve_image_path(str(value).strip(), Path(root), allow_outside=spec.allow_outside_root)
-    return read_image_bytes(path)[0]
+    return read_image_bytes(path, spec.max_bytes)[0]
 
 
 def _gpu_ready(data: bytes, spec: ImageSpec) -> bool:
@@ -100,7 +102,7 @@ def prepare_image(value: object, root: str, spec: ImageSpec, split: GpuSplit | N
         data = _read(value, root, spec)
         if spec.gpu_jpeg and _gpu_ready(data, spec) and (split is None or split.take()):
             return ImageResult("jpeg", data, None)
-        img = load_image(data, max_pixels=spec.max_pixels, draft_size=spec.size)
+        img = load_image(data, max_pixels=spec.max_pixels, draft_size=spec.size, max_bytes=spec.max_bytes)
         return ImageResult("pixels", resize_crop(img, spec.size), None)
     except ImageLoadError as exc:
         return ImageResult("error", None, f"{exc.kind}: {_name_source(str(exc), value)}")

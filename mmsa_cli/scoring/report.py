@@ -15,7 +15,7 @@ STAGES = ("read", "tokenize", "decode_cpu", "decode_gpu", "infer", "write", "inf
 
 @dataclass
 class ScoreSummary:
-    status: str                              # "done" or "already_complete"
+    status: str                              # "done" or "already_complete" ("failed", "interrupted": cli.py)
     output: str
     rows: int                                # rows in the output file
     rows_this_run: int                       # scored by this process (less after --resume)
@@ -36,6 +36,10 @@ class ScoreSummary:
     # workers), nvjpeg_rejected (refused by nvJPEG, then CPU-prepared: also in cpu), and the
     # GPU decode share used (None when nothing is decoded on the GPU); empty without images
     images: dict = field(default_factory=dict)
+    # --on-bad-input skip: each input file or row group left out, {"file", "row_group" (None:
+    # the whole file), "rows" (None: unknown, the footer is unreadable), "reason"}
+    skipped_inputs: list[dict] = field(default_factory=list)
+    rows_skipped: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,8 +64,20 @@ class ScoreSummary:
                 line += (f" (gpu decode share {self.images['gpu_decode_share']}: mean {self.images['share_mean']:.2f},"
                          f" last {self.images['share_last']:.2f})")
             out.append(line)
+        if self.skipped_inputs:
+            out.append(f"skipped input: {len(self.skipped_inputs)} unreadable file(s) or row group(s), "
+                       f"{self.rows_skipped} rows (--on-bad-input skip)")
         out += [f"WARNING: {w}" for w in self.warnings]
         return out
+
+    def skipped_lines(self) -> list[str]:
+        """One line per skipped input file or row group, with its reason (for stderr)."""
+        lines = []
+        for s in self.skipped_inputs:
+            where = s["file"] if s["row_group"] is None else f"{s['file']} row group {s['row_group']}"
+            rows = "rows unknown" if s["rows"] is None else f"{s['rows']} rows"
+            lines.append(f"skipped unreadable input {where} ({rows}): {s['reason']}")
+        return lines
 
 
 class RowProgress:

@@ -22,6 +22,7 @@ import mmap
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -201,6 +202,9 @@ def _to_slot(results: list[ImageResult], view: np.ndarray | None, slot: int | No
 def _serve() -> None:
     from .preprocess import prepare_images
 
+    # Ctrl-C reaches the whole process group: the parent decides (it stops, keeps the parts
+    # and closes our stdin), a worker dying first would turn "interrupted" into "worker died".
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints from libraries go to stderr, never into the protocol
     stdin = sys.stdin.buffer

@@ -1,6 +1,6 @@
 """Modality dropout: training rows made to look like the rows that scoring predicts with one
 modality missing. An unreadable image is scored as the blank (mean) image and a null or empty
-text as the empty text, [CLS] [SEP] (the policy in mmsa_cli/scoring/results.py). A model that
+text as the empty text, [CLS] [SEP] (the policy in mmsa_cli/contract/rows.py). A model that
 saw such rows in training gives those fallback predictions from what it learned, not from
 inputs it never met."""
 from __future__ import annotations
