@@ -1,0 +1,84 @@
+"""The install split (issue 16): what each extra declares, and what the light paths import.
+
+The base install (`pip install 'mmsa-tweets[cpu]'`) scores exported model folders without
+torch or transformers; `mmsa --help` and every command's help import none of the heavy
+libraries; image worker processes stay light; exactly one ONNX Runtime flavour per install.
+.ci/light_install_check.sh proves the same in a fresh virtual environment.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import mmsa_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+TWEETS = SAMPLES / "tweets.parquet"
+HEAVY = ("torch", "torchvision", "transformers", "onnxruntime", "onnx", "pandas", "sklearn", "matplotlib")
+ORT_FLAVOURS = {"onnxruntime", "onnxruntime-gpu"}
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: pip's vendored copy of the same parser
+    from pip._vendor import tomli as tomllib
+
+
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _name(requirement: str) -> str:
+    """'onnxruntime-gpu[cuda,cudnn]>=1.20; marker' -> 'onnxruntime-gpu' (normalised)."""
+    return re.split(r"[\s\[<>=!~;@]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _python(code: str, *args: str, stdin: bytes | None = None, flags: tuple[str, ...] = ()):
+    return subprocess.run([sys.executable, *flags, "-c", code, *args], input=stdin, capture_output=True,
+                          cwd=ROOT, timeout=300)
+
+
+# ---------------------------------------------------------------------------- the metadata
+
+def test_distribution_name_and_one_version_source():
+    project = _project()
+    assert project["project"]["name"] == mmsa_cli.DISTRIBUTION == "mmsa-tweets"  # "mmsa" on PyPI is not ours
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mmsa_cli.__version__"}
+    assert project["project"]["scripts"] == {"mmsa": "mmsa_cli.cli:main"}
+
+
+def test_base_install_has_neither_torch_nor_an_onnxruntime():
+    base = {_name(r) for r in _project()["project"]["dependencies"]}
+    assert not base & {"torch", "torchvision", "transformers", "onnx", "pandas", *ORT_FLAVOURS}, base
+    # What scoring imports, text normalization included (emoji) and the tokenizer without transformers.
+    assert {"click", "numpy", "pyarrow", "pillow", "tokenizers", "emoji", "tqdm"} <= base
+
+
+def test_each_extra_brings_at_most_one_onnxruntime_flavour():
+    extras = {k: {_name(r) for r in v} for k, v in _project()["project"]["optional-dependencies"].items()}
+    assert set(extras) == {"cpu", "gpu", "train", "ray", "test"}
+    assert extras["cpu"] & ORT_FLAVOURS == {"onnxruntime"}
+    assert extras["gpu"] & ORT_FLAVOURS == {"onnxruntime-gpu"}
+    assert {"torch", "transformers", "onnx"} <= extras["train"]
+    for name in ("train", "ray", "test"):
+        assert not extras[name] & ORT_FLAVOURS, name
+    # Every combination a user may ask for, short of naming both [cpu] and [gpu], resolves
+    # (directly) to one flavour at most; .ci/light_install_check.sh checks the transitive
+    # resolution of [train,gpu] and [train,cpu] with pip.
+    others = [e for e in extras if e not in ("cpu", "gpu")]
+    for size in range(len(extras) + 1):
+        for combo in itertools.combinations(extras, size):
+            if {"cpu", "gpu"} <= set(combo):
+                continue
+            flavours = set().union(*(extras[e] for e in combo)) & ORT_FLAVOURS
+            assert len(flavours) <= 1, combo
+    assert others  # the loop above covered combinations with the other extras
