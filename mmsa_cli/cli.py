@@ -1,17 +1,86 @@
 """The `mmsa` command line. Each command parses options, calls one library function and
-prints; library errors become one-line messages with a non-zero exit (no traceback)."""
+prints; library errors become one-line messages with a non-zero exit (no traceback).
+
+The group is lazy: a command's module is imported only when that command runs or shows
+its help (COMMANDS below), and no command module imports torch, transformers or
+onnxruntime at import time, so `mmsa --help` and `mmsa score` stay light (the base
+install, `pip install 'mmsa-tweets[cpu]'`, has no torch at all; tests/test_install.py).
+"""
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import json
 import logging
 from pathlib import Path
 
 import click
 
-from . import __version__
+from . import DISTRIBUTION, __version__
 from .config import CLASS_WEIGHTINGS, FREEZE_CHOICES, RECIPES, TEXT_NORMALIZATIONS, ModelConfig, TrainConfig
-from .cli_options import device_option, library_errors
-from .models import FUSIONS, IMAGE_PRESETS, PAPER_NAMES, TEXT_PRESETS
+from .cli_options import CommandFailed, device_option, library_errors
+from .errors import EXIT_USAGE
+from .registry import FUSION_NAMES, IMAGE_PRESET_NAMES, PAPER_NAMES, TEXT_PRESET_NAMES
+
+# What each extra provides, as (modules a command imports, the install line that brings them).
+_TRAIN = (("torch", "transformers"), f"pip install '{DISTRIBUTION}[train,cpu]' (or [train,gpu] on a CUDA machine)")
+_EXPORT = (("torch", "transformers", "onnx", "onnxruntime"), _TRAIN[1])
+_SCORE = (("onnxruntime",), f"install {DISTRIBUTION}[cpu] (or [gpu] on a CUDA machine)")
+
+# command -> ("module:attribute", what it needs installed). Moving a command to another
+# module changes one string here.
+COMMANDS: dict[str, tuple[str, tuple[tuple[str, ...], str]]] = {
+    "train": ("mmsa_cli.cli:train", _TRAIN),
+    "evaluate": ("mmsa_cli.cli:evaluate", _TRAIN),
+    "predict": ("mmsa_cli.cli:predict", _TRAIN),
+    "export": ("mmsa_cli.onnx_export.cli:export", _EXPORT),
+    "score": ("mmsa_cli.scoring.cli:score", _SCORE),
+}
+
+
+def _requiring(command: click.Command, modules: tuple[str, ...], install: str) -> click.Command:
+    """The command, checking before it runs (not for --help) that its extra is installed:
+    one line and exit 2 instead of an ImportError traceback."""
+    callback = command.callback
+
+    @functools.wraps(callback)
+    def checked(*args, **kwargs):
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise CommandFailed(f"mmsa {command.name} needs {', '.join(missing)}, which this installation lacks: "
+                                f"{install}", EXIT_USAGE)
+        return callback(*args, **kwargs)
+
+    command.callback = checked
+    return command
+
+
+class LazyGroup(click.Group):
+    """click.Group whose commands are imported on first use (Click's documented LazyGroup)."""
+
+    def __init__(self, *args, lazy_commands: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+        self._loaded: dict[str, click.Command] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy_commands:
+            if name not in self._loaded:
+                self._loaded[name] = self._load(name)
+            return self._loaded[name]
+        return super().get_command(ctx, name)
+
+    def _load(self, name: str) -> click.Command:
+        target, (modules, install) = self.lazy_commands[name]
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return _requiring(command, modules, install)
 
 
 def data_options(fn):
@@ -41,15 +110,16 @@ def _load(data, label_file, text_col, image_col, id_col, label_col, image_root):
 
 
 def run_options(fn):
-    fn = click.option("--fusion", type=click.Choice(list(FUSIONS)), default=None,
+    fn = click.option("--fusion", type=click.Choice(FUSION_NAMES), default=None,
                       help="Which model of a `--fusion all` run folder.")(fn)
     fn = click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
                       help="A run folder written by `mmsa train`.")(fn)
     return fn
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="mmsa")
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mmsa", message=f"%(prog)s %(version)s ({DISTRIBUTION})")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """Multimodal (text + image) sentiment analysis of tweets: train, export, score."""
@@ -67,18 +137,18 @@ def apply_recipe(ctx: click.Context, options: dict) -> dict:
     return chosen
 
 
-@main.command()
+@click.command()
 @data_options
 @click.option("--recipe", default="paper", show_default=True, type=click.Choice(list(RECIPES)),
               help="Preset option values: `best` is the winner of the 5-fold CV comparison (README, Results); "
                    "options given explicitly override it.")
-@click.option("--fusion", default="ote", show_default=True, type=click.Choice([*FUSIONS, "all"]),
+@click.option("--fusion", default="ote", show_default=True, type=click.Choice([*FUSION_NAMES, "all"]),
               help="Model to train; `all` trains the paper's seven and writes a comparison.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
 @click.option("--text-encoder", default=ModelConfig.text_encoder, show_default=True,
-              help=f"Preset ({', '.join(TEXT_PRESETS)}) or a local Hugging Face model folder.")
+              help=f"Preset ({', '.join(TEXT_PRESET_NAMES)}) or a local Hugging Face model folder.")
 @click.option("--image-encoder", default=ModelConfig.image_encoder, show_default=True,
-              type=click.Choice(list(IMAGE_PRESETS)))
+              type=click.Choice(IMAGE_PRESET_NAMES))
 @click.option("--image-size", default=ModelConfig.image_size, show_default=True, type=click.IntRange(0, 1024),
               help="Side S images are resized and centre-cropped to; 0 = the image encoder's own (efficientnet-lite2: "
                    "260, resnet50: 224). Saved with the run, so export and score use it too.")
@@ -190,7 +260,7 @@ def train(ctx, **options):
         click.echo(f"run folder: {out}" + (" (comparison.md, comparison.png)" if len(results) > 1 else ""))
 
 
-@main.command()
+@click.command()
 @run_options
 @data_options
 @click.option("--predictions", type=click.Path(dir_okay=False), help="Also write per-row predictions (.csv/.parquet).")
@@ -217,7 +287,7 @@ def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, lab
         click.echo(f"{metrics['rows_with_errors']} rows had unusable images and are not counted")
 
 
-@main.command()
+@click.command()
 @run_options
 @data_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictions file (.csv or .parquet).")
@@ -236,13 +306,6 @@ def predict(run_dir, fusion, data, label_file, text_col, image_col, id_col, labe
     click.echo(f"wrote {len(frame)} predictions to {out}" + (f" ({errors} rows with errors, see its error column)"
                                                              if errors else ""))
 
-
-# Commands that live beside their library code.
-from .onnx_export.cli import COMMANDS as _EXPORT_COMMANDS  # noqa: E402
-from .scoring.cli import COMMANDS as _SCORE_COMMANDS  # noqa: E402
-
-for _command in (*_EXPORT_COMMANDS, *_SCORE_COMMANDS):
-    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -82,3 +82,55 @@ def test_each_extra_brings_at_most_one_onnxruntime_flavour():
             flavours = set().union(*(extras[e] for e in combo)) & ORT_FLAVOURS
             assert len(flavours) <= 1, combo
     assert others  # the loop above covered combinations with the other extras
+
+
+# ---------------------------------------------------------------------------- light imports
+
+_HELP = """
+import json, sys
+from mmsa_cli.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "heavy": sorted(m for m in %r if m in sys.modules)}))
+""" % (HEAVY,)
+
+
+@pytest.mark.parametrize("command", ["", "score", "export", "train", "evaluate", "predict"])
+def test_help_imports_no_heavy_library(command):
+    args = [*command.split(), "--help"]
+    result = _python(_HELP, *args)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report == {"code": 0, "heavy": []}, report
+    assert "Usage:" in out
+    if not command:
+        for name in ("train", "evaluate", "predict", "export", "score"):
+            assert re.search(rf"^  {name} ", out, re.M), name
+
+
+def test_version_names_the_distribution():
+    result = _python(_HELP, "--version")
+    assert result.stdout.decode().splitlines()[0] == f"mmsa {mmsa_cli.__version__} (mmsa-tweets)"
+    assert mmsa_cli.__version__ == "0.2.0"
+
+
+def test_image_worker_process_imports_no_heavy_library():
+    """A real worker (`python -m mmsa_cli.scoring.workers`) prepares an image; -X importtime
+    lists every module it imported."""
+    from mmsa_cli.scoring.preprocess import ImageSpec
+
+    image = next((SAMPLES / "mvsa" / "data").glob("*.jpg"))
+    spec = ImageSpec(64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    feed = pickle.dumps((spec, None)) + pickle.dumps(([(image.name, str(image.parent))], 1.0, 0, None))
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mmsa_cli.scoring.workers"], input=feed,
+                            capture_output=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    (status, pixels, error), = pickle.loads(result.stdout)[0]
+    assert (status, error, pixels.shape) == ("pixels", None, (64, 64, 3))
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "PIL" in imported and "mmsa_cli" in imported  # the log is real
+    assert not imported & set(HEAVY), imported & set(HEAVY)
