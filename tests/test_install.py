@@ -134,3 +134,67 @@ def test_image_worker_process_imports_no_heavy_library():
                 if line.startswith("import time:")}
     assert "PIL" in imported and "mmsa_cli" in imported  # the log is real
     assert not imported & set(HEAVY), imported & set(HEAVY)
+
+
+# ---------------------------------------------------------------------------- scoring without torch
+
+# Run `mmsa` with some top-level packages made unimportable (sys.modules[name] = None makes
+# both `import name` and importlib.util.find_spec(name) fail, as if it were not installed).
+_WITHOUT = """
+import sys
+blocked = sys.argv[1].split(",")
+for name in blocked:
+    sys.modules[name] = None
+from mmsa_cli.cli import main
+try:
+    main(sys.argv[2:])
+finally:
+    loaded = [m for m in sys.modules if m.split(".")[0] in blocked and sys.modules[m] is not None]
+    assert not loaded, loaded
+"""
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    from scoring_helpers import make_model_folder
+
+    return make_model_folder(tmp_path_factory.mktemp("install") / "ote", "ote", parity_rows=8)
+
+
+def test_scoring_needs_neither_torch_nor_transformers(model_folder, tmp_path):
+    from mmsa_cli.scoring import Scorer
+
+    out = tmp_path / "scored.parquet"
+    result = _python(_WITHOUT, "torch,torchvision,transformers", "score", str(TWEETS), "--model", str(model_folder),
+                     "--out", str(out), "--device", "cpu", "--workers", "1", "--no-progress")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    scored = pq.read_table(out)
+    expected = Scorer(model_folder, "cpu").score_batch(pq.read_table(TWEETS), image_root=TWEETS.parent)
+    assert scored.num_rows == pq.read_metadata(TWEETS).num_rows == 68
+    assert scored.column("label").to_pylist() == expected.column("label").to_pylist()
+    for column in ("prob_positive", "prob_neutral", "prob_negative"):
+        a, b = scored.column(column).to_pylist(), expected.column(column).to_pylist()
+        assert all((x is None and y is None) or abs(x - y) < 1e-5 for x, y in zip(a, b)), column
+
+
+def test_score_without_onnxruntime_says_which_extra(tmp_path):
+    result = _python(_WITHOUT, "onnxruntime", "score", str(TWEETS), "--model", str(tmp_path), "--out",
+                     str(tmp_path / "x.parquet"))
+    assert result.returncode == 2, result.stderr.decode()
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert "install mmsa-tweets[cpu] (or [gpu] on a CUDA machine)" in lines[0], lines[0]
+    assert not (tmp_path / "x.parquet").exists()
+    assert _python(_WITHOUT, "onnxruntime", "score", "--help").returncode == 0  # help needs no extra
+
+
+@pytest.mark.parametrize("command", ["train", "export"])
+def test_train_and_export_without_the_train_extra_say_which_extra(command, tmp_path):
+    args = {"train": ["--data", str(SAMPLES / "mvsa"), "--out", str(tmp_path / "run")],
+            "export": ["--run", str(tmp_path), "--out", str(tmp_path / "model")]}[command]
+    result = _python(_WITHOUT, "torch", command, *args)
+    assert result.returncode == 2, result.stderr.decode()
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert "pip install 'mmsa-tweets[train,cpu]'" in lines[0], lines[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "model").exists()

@@ -68,7 +68,7 @@ class Scorer:
         # batch then has the image shape the convolution kernels were built for.
         self.fixed_batch: int | None = self.batch_size if self.device == "cuda" else None
         self.input_names = {i.name for i in self.session.get_inputs()}
-        empty = self.tokenizer("", return_token_type_ids=False)["input_ids"]  # [CLS] [SEP]
+        empty = self.tokenizer.encode("").ids  # [CLS] [SEP]
         self._empty_ids = np.asarray(empty, np.int64)
         self._zeros: dict[int, Any] = {}
         self._gpu = None
@@ -302,12 +302,9 @@ class Scorer:
 
 
 def load_tokenizer(folder: ModelFolder):
-    """The folder's fast tokenizer straight from tokenizer.json: AutoTokenizer would import torch
-    (seconds, ~650 MB) in CPU-only scoring processes. Same ids (a test checks)."""
-    if (folder.tokenizer_path / "tokenizer.json").is_file():
-        from transformers import PreTrainedTokenizerFast
-
-        return PreTrainedTokenizerFast.from_pretrained(folder.tokenizer_path)
+    """The folder's tokenizer as a `tokenizers.Tokenizer` (ModelFolder.load_tokenizer): neither
+    transformers nor torch is imported, and the scoring install has neither. Same ids as
+    the Hugging Face tokenizer (a test checks)."""
     return folder.load_tokenizer()
 
 
