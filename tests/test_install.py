@@ -69,6 +69,7 @@ def test_each_extra_brings_at_most_one_onnxruntime_flavour():
     assert extras["cpu"] & ORT_FLAVOURS == {"onnxruntime"}
     assert extras["gpu"] & ORT_FLAVOURS == {"onnxruntime-gpu"}
     assert {"torch", "transformers", "onnx"} <= extras["train"]
+    assert "transformers" not in extras["gpu"]  # scoring never needs it, on any device
     for name in ("train", "ray", "test"):
         assert not extras[name] & ORT_FLAVOURS, name
     # Every combination a user may ask for, short of naming both [cpu] and [gpu], resolves
