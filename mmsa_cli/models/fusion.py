@@ -1,5 +1,5 @@
-"""The paper's seven models as fusion stages, an ensemble of them, and the one registry
-that names them.
+"""The paper's seven models as fusion stages, an ensemble of them, and the registry that
+implements the fusion names of mmsa_cli/registry.py (which owns them, torch-free).
 
 Every fusion takes the encoders' outputs and returns (logits [B,C], aux) where
 softmax(logits) is the prediction and aux holds unimodal logits (for auxiliary losses).
