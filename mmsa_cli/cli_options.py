@@ -172,3 +172,30 @@ def dataclass_options(classes, *, hidden_choices=(), open_choices=()):
                                   show_default=default not in ("", None))(fn)
         return fn
     return decorate
+
+
+# The rest of the shared vocabulary (README, "One vocabulary for every command").
+stats_json_option = click.option(
+    "--stats-json", type=click.Path(dir_okay=False, allow_dash=True),
+    help="Also write the command's summary as JSON to this file; `-` = standard output (the text lines go to "
+         "stderr).")
+
+
+def overwrite_option(what: str):
+    return click.option("--overwrite", is_flag=True,
+                        help=f"Replace an existing --out ({what}); without it an existing output is refused (exit 4).")
+
+
+def say_for(stats_json: str | None):
+    """click.echo, or echo to stderr when standard output carries the --stats-json document."""
+    return (lambda line: click.echo(line, err=True)) if stats_json == "-" else click.echo
+
+
+def write_stats(stats_json: str | None, stats: dict) -> None:
+    import json
+    from pathlib import Path
+
+    if stats_json == "-":
+        click.echo(json.dumps(stats, indent=2))
+    elif stats_json:
+        Path(stats_json).write_text(json.dumps(stats, indent=2) + "\n")

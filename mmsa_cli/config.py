@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from .contract.device import DEVICES  # the device rule lives there
 from .errors import ConfigError
+from .registry import FUSION_NAMES, IMAGE_PRESET_NAMES, TEXT_PRESET_NAMES
 
 FREEZE_CHOICES = ("none", "text", "image", "both")
 TEXT_NORMALIZATIONS = ("none", "tweet")
@@ -29,7 +30,7 @@ def option(default: Any, help: str, *, choices: tuple | Callable[[], tuple] | No
            min: float | None = None, max: float | None = None, min_open: bool = False, max_open: bool = False,
            path: str = "", aliases: tuple[str, ...] = (), cli: bool = True) -> Any:
     """A config field with what the command line and the checks need. choices may be a
-    function (names from mmsa_cli.models, imported only when the CLI is built); path = "file",
+    function of the registry's names (mmsa_cli/registry.py, torch-free); path = "file",
     "dir" or "any": must exist when given; aliases = hidden old spellings; cli=False: no flag."""
     meta = dict(help=help, choices=choices, min=min, max=max, min_open=min_open, max_open=max_open, path=path,
                 aliases=aliases, cli=cli)
@@ -37,27 +38,19 @@ def option(default: Any, help: str, *, choices: tuple | Callable[[], tuple] | No
 
 
 def _fusion_names() -> tuple[str, ...]:
-    from .models import FUSIONS  # imports torch: only called when the CLI is built
-
-    return (*FUSIONS, "all")
+    return (*FUSION_NAMES, "all")
 
 
 def _member_names() -> tuple[str, ...]:
-    from .models import FUSIONS
-
-    return tuple(name for name in FUSIONS if name != "ensemble")
+    return tuple(name for name in FUSION_NAMES if name != "ensemble")
 
 
 def _image_presets() -> tuple[str, ...]:
-    from .models import IMAGE_PRESETS
-
-    return tuple(IMAGE_PRESETS)
+    return IMAGE_PRESET_NAMES
 
 
 def _text_presets() -> tuple[str, ...]:
-    from .models import TEXT_PRESETS
-
-    return tuple(TEXT_PRESETS)
+    return TEXT_PRESET_NAMES
 
 
 @dataclass

@@ -151,6 +151,48 @@ class ModelFolder:
         return self.path / "tokenizer"
 
     def load_tokenizer(self):
+        """The folder's tokenizer with the `tokenizers` library alone (no transformers, no torch:
+        the scoring install has neither): a `tokenizers.Tokenizer` from tokenizer/tokenizer.json,
+        truncation off and padding set to the folder's pad token without a fixed length, which
+        is what a Hugging Face fast tokenizer's plain call does. mmsa_cli.scoring.texts.
+        BatchTokenizer truncates and pads it to max_length; the ids are the Hugging Face
+        tokenizer's (tests/test_score.py checks)."""
+        from tokenizers import Tokenizer
+
+        path = self.tokenizer_path / "tokenizer.json"
+        if not path.is_file():
+            raise ModelFolderError(f"'{self.tokenizer_path}' has no tokenizer.json (a fast tokenizer, which "
+                                   f"`mmsa export` writes): export the model folder again")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:
+            raise ModelFolderError(f"cannot read '{path}': {exc}") from None
+        pad_token = self._pad_token(tokenizer)
+        pad_id = tokenizer.token_to_id(pad_token) if pad_token is not None else None
+        if pad_id is None:
+            raise ModelFolderError(f"the tokenizer in '{self.tokenizer_path}' has no padding token"
+                                   + (f" ({pad_token!r} is not in its vocabulary)" if pad_token else ""))
+        tokenizer.no_truncation()
+        tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        return tokenizer
+
+    def _pad_token(self, tokenizer) -> str | None:
+        """The pad token as transformers reads it: special_tokens_map.json, then
+        tokenizer_config.json, then tokenizer.json's own padding settings."""
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):
+            try:
+                token = json.loads((self.tokenizer_path / name).read_text()).get("pad_token")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(token, dict):  # an AddedToken: {"content": "[PAD]", ...}
+                token = token.get("content")
+            if isinstance(token, str) and token:
+                return token
+        return (tokenizer.padding or {}).get("pad_token")
+
+    def load_hf_tokenizer(self):
+        """The folder's tokenizer through transformers (installed with mmsa-tweets[train]):
+        the reference the scoring tokenizer is checked against."""
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(self.tokenizer_path)

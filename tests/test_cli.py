@@ -68,7 +68,7 @@ def test_score_option_defaults_are_the_library_defaults():
     """`mmsa score` and ScoreOptions (the Python API) must not drift apart."""
     from mmsa_cli.scoring.pipeline import ScoreOptions
 
-    params = {p.name: p for p in main.commands["score"].params}
+    params = {p.name: p for p in main.get_command(None, "score").params}  # a lazy group: loaded on demand
     for name in ("row_group_size", "prefetch"):
         assert params[name].default == getattr(ScoreOptions(), name), name
 
@@ -102,6 +102,24 @@ def test_evaluate_json(cli_run, tmp_path):
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert sum(map(sum, metrics["confusion_matrix"])) == 300
     assert len(pd.read_parquet(preds)) == 300
+
+
+def test_evaluate_stats_json_file_and_predict_output_rule(cli_run, tmp_path):
+    """The shared vocabulary: --stats-json FILE writes what the command printed; an existing
+    --out is another job's (exit 4) unless --overwrite."""
+    out, _ = cli_run
+    stats = tmp_path / "metrics.json"
+    result = mmsa("evaluate", "--run", out, MVSA, "--device", "cpu", "--stats-json", stats)
+    assert_ok(result)
+    metrics = json.loads(stats.read_text())
+    assert f"accuracy {100 * metrics['accuracy']:.2f}" in result.stdout and metrics["n"] == 300
+    dest = tmp_path / "p.parquet"
+    dest.write_text("someone else's")
+    result = mmsa("predict", "--run", out, TWEETS, "--out", dest, "--device", "cpu")
+    assert_clean_error(result, str(dest), "--overwrite", exit_code=EXIT_OUTPUT_EXISTS)
+    assert dest.read_text() == "someone else's"
+    assert_ok(mmsa("predict", "--run", out, TWEETS, "--out", dest, "--device", "cpu", "--overwrite"))
+    assert len(pd.read_parquet(dest)) == 68
 
 
 def test_predict_keeps_every_row_and_reports_bad_ones(cli_run, tmp_path):
@@ -248,7 +266,7 @@ def test_every_config_field_is_a_train_option_with_the_declared_default():
 
     from mmsa_cli.config import CONFIG_CLASSES
 
-    params = {p.name: p for p in main.commands["train"].params}
+    params = {p.name: p for p in main.get_command(None, "train").params}
     for cls in CONFIG_CLASSES.values():
         for f in dataclasses.fields(cls):
             if not f.metadata["cli"]:

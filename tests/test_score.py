@@ -430,16 +430,20 @@ def test_tokenizer_gives_the_folder_tokenizers_ids(scorers):
                                    "\U0001F600\U0001F525 \u4e2d\u6587 na\u00efve", "", "\x00\x07ctrl", "word " * 300]))
     ours = scorer._tokenize(texts)
     assert scorer._tokenize.backend is not None  # the Rust fast path
-    folder_tok = scorer.folder.load_tokenizer()
+    assert type(scorer.tokenizer).__module__.startswith("tokenizers")  # scoring needs no transformers
+    folder_tok = scorer.folder.load_hf_tokenizer()  # the reference: transformers' own tokenizer
     ref = folder_tok(texts, truncation=True, max_length=scorer.manifest.max_length, padding="max_length",
                      return_tensors="np")
     np.testing.assert_array_equal(ours[0], ref["input_ids"])
     np.testing.assert_array_equal(ours[1], ref["attention_mask"])
+    assert scorer._empty_ids.tolist() == folder_tok("")["input_ids"]
     blocks = BatchTokenizer(folder_tok, scorer.manifest.max_length)
     blocks.BLOCK = 2  # 5 texts: blocks of 2, 2, 1 fill the same rows
     np.testing.assert_array_equal(blocks(texts)[0], ref["input_ids"])
     np.testing.assert_array_equal(tokenize(folder_tok, texts, 16)[0], folder_tok(texts, truncation=True, max_length=16,
                                   padding="max_length", return_tensors="np")["input_ids"])
+    np.testing.assert_array_equal(tokenize(scorer.tokenizer, texts, 16)[0], folder_tok(
+        texts, truncation=True, max_length=16, padding="max_length", return_tensors="np")["input_ids"])
 
 
 def test_text_edge_cases_and_non_utf8(models, scorers, tmp_path):

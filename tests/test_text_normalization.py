@@ -62,7 +62,7 @@ def test_scorer_tokenizes_the_normalized_text(tweet_model):
     _, model_dir = tweet_model
     scorer = Scorer(model_dir, "cpu")
     ids, _ = scorer._tokenize(TEXTS)
-    tok, length = scorer.folder.load_tokenizer(), scorer.manifest.max_length
+    tok, length = scorer.folder.load_hf_tokenizer(), scorer.manifest.max_length
     expected = tok([normalize_text(t, "tweet") for t in TEXTS], truncation=True, max_length=length,
                    padding="max_length", return_tensors="np")["input_ids"]
     raw = tok(TEXTS, truncation=True, max_length=length, padding="max_length", return_tensors="np")["input_ids"]

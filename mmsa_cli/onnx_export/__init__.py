@@ -1,12 +1,23 @@
 """ONNX export: one optimized, validated model folder per trained run (see export.py and
 export/README.md)."""
-from .export import PRECISIONS, TARGETS, ExportReport, export_model, export_run
-from .folder import verify_model_folder
-from .fusions import FusionCheckError
-from .graph import ExportError
-from .parity import ParityError, ParityRows, find_parity_rows
-from .spec import OPSET, ExportSpec, spec_for
+from __future__ import annotations
 
+import importlib
+
+# Names are imported lazily (as in mmsa_cli.scoring): `mmsa export --help` loads
+# onnx_export.cli without torch; the first name used imports its module.
+_EXPORTS = {
+    "PRECISIONS": "export", "TARGETS": "export", "ExportReport": "export", "export_model": "export",
+    "export_run": "export", "verify_model_folder": "folder", "FusionCheckError": "fusions",
+    "ExportError": "graph", "ParityError": "parity", "ParityRows": "parity", "find_parity_rows": "parity",
+    "OPSET": "spec", "ExportSpec": "spec", "spec_for": "spec",
+}
 __all__ = ["PRECISIONS", "TARGETS", "ExportReport", "export_model", "export_run", "verify_model_folder",
            "FusionCheckError", "ExportError", "ParityError", "ParityRows", "find_parity_rows", "OPSET",
            "ExportSpec", "spec_for"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

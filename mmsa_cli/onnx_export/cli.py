@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..cli_options import device_option, library_errors
-from ..models import FUSIONS
+from ..registry import FUSION_NAMES
 
 
 def _mb(n: int) -> str:
@@ -38,7 +38,7 @@ def describe(report) -> list[str]:
 @click.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
               help="A run folder written by `mmsa train` (of a `--folds` run: with --fold).")
-@click.option("--fusion", type=click.Choice(list(FUSIONS)), default=None,
+@click.option("--fusion", type=click.Choice(FUSION_NAMES), default=None,
               help="Which model of a `--fusion all` run folder.")
 @click.option("--fold", default=None, metavar="K|all",
               help="Which model of a `--folds` run: fold K, or all: one graph averaging every fold's "

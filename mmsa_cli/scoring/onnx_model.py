@@ -146,12 +146,9 @@ class OnnxModel:
 
 
 def load_tokenizer(folder: ModelFolder):
-    """The folder's fast tokenizer straight from tokenizer.json: AutoTokenizer would import torch
-    (seconds, ~650 MB) in CPU-only scoring processes. Same ids (a test checks)."""
-    if (folder.tokenizer_path / "tokenizer.json").is_file():
-        from transformers import PreTrainedTokenizerFast
-
-        return PreTrainedTokenizerFast.from_pretrained(folder.tokenizer_path)
+    """The folder's tokenizer as a `tokenizers.Tokenizer` (ModelFolder.load_tokenizer): neither
+    transformers nor torch is imported, and the scoring install has neither. Same ids as
+    the Hugging Face tokenizer (a test checks)."""
     return folder.load_tokenizer()
 
 

@@ -27,11 +27,36 @@ def decode_texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
     return ["" if v is None else decode_text(v) for v in column.to_pylist()]
 
 
+def fast_tokenizer(tokenizer):
+    """A `tokenizers.Tokenizer` copy (the caller's stays untouched) that knows its pad token,
+    from either kind the code base holds: a `tokenizers.Tokenizer` with padding enabled
+    (ModelFolder.load_tokenizer: scoring, no transformers) or a Hugging Face fast tokenizer
+    (training, evaluate, export: its Rust backend and pad token). None for anything else
+    (a slow tokenizer, or one without a pad token)."""
+    from tokenizers import Tokenizer
+
+    if isinstance(tokenizer, Tokenizer):
+        padding = tokenizer.padding
+        if not padding or padding.get("pad_token") is None:
+            return None
+        copy = Tokenizer.from_str(tokenizer.to_str())
+        copy.enable_padding(pad_id=padding["pad_id"], pad_token=padding["pad_token"])
+        return copy
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "pad_token_id", None) is None:
+        return None
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)
+    return copy
+
+
 class BatchTokenizer:
     """texts -> int64 ids, mask [N, max_length], truncated and padded like
     `tokenizer(texts, truncation=True, max_length=L, padding="max_length")`, but through the
     Rust backend directly (its batch call runs without the GIL, and no per-row Python dicts:
-    the other pipeline threads keep running). Slow tokenizers take the ordinary call.
+    the other pipeline threads keep running). `tokenizer` is a `tokenizers.Tokenizer` with
+    its pad token set (what ModelFolder.load_tokenizer gives scoring, without transformers)
+    or a Hugging Face tokenizer (training); slow tokenizers take their ordinary call.
     Texts are first rewritten by `normalization` (the manifest's text_normalization, so as
     the model was trained; an unknown name is a ConfigError here, before any row is read)."""
 
@@ -44,15 +69,14 @@ class BatchTokenizer:
         self.tokenizer, self.max_length, self.dtype = tokenizer, max_length, dtype
         normalizer(normalization)  # check the name now
         self.normalization = normalization
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        self.backend = None
-        if backend is not None and tokenizer.pad_token_id is not None:
-            from tokenizers import Tokenizer
-
-            self.backend = Tokenizer.from_str(backend.to_str())  # a copy: the caller's stays untouched
+        self.backend = fast_tokenizer(tokenizer)
+        if self.backend is not None:
+            pad = self.backend.padding
             self.backend.enable_truncation(max_length)
-            self.backend.enable_padding(length=max_length, pad_id=tokenizer.pad_token_id,
-                                        pad_token=tokenizer.pad_token)
+            self.backend.enable_padding(length=max_length, pad_id=pad["pad_id"], pad_token=pad["pad_token"])
+        elif not callable(tokenizer):
+            raise TypeError(f"BatchTokenizer needs a tokenizers.Tokenizer with a pad token or a Hugging Face "
+                            f"tokenizer, not {type(tokenizer).__name__}")
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         if not texts:

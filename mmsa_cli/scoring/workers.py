@@ -1,10 +1,11 @@
 """Image worker processes: `python -m mmsa_cli.scoring.workers`, fed over pipes.
 
-Not multiprocessing: its spawn/forkserver children re-import the parent's __main__ (the
-`mmsa` script imports torch and transformers: seconds and hundreds of MB per worker), and
-fork is unsafe in a process running ONNX Runtime and CUDA threads. These workers import
-only what image preparation needs, and exit when their stdin closes, so a parent killed
-with SIGKILL leaves no orphans.
+Not multiprocessing: its spawn/forkserver children re-import the parent's __main__ (a
+notebook's or an Airflow task's, which may import torch: seconds and hundreds of MB per
+worker), and fork is unsafe in a process running ONNX Runtime and CUDA threads. These
+workers import only what image preparation needs (numpy, Pillow; never torch, transformers
+or onnxruntime: tests/test_install.py), and exit when their stdin closes, so a parent
+killed with SIGKILL leaves no orphans.
 
 Protocol (pickle frames): parent -> (ImageSpec, slots layout or None), then
 (tasks, gpu_share, start, slot) per task list (see preprocess.prepare_images); worker ->

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..cli_options import data_argument, dataclass_options, library_errors
+from ..cli_options import (data_argument, dataclass_options, library_errors, overwrite_option, say_for, stats_json_option,
+                           write_stats)
 from ..config import (CONFIG_CLASSES, OPEN_CHOICES, RECIPES, TEST_ONLY_PRESETS, EncoderWeights, ModelConfig,
                       TrainConfig)
 from ..errors import ConfigError
@@ -109,9 +110,8 @@ def report_lines(stats: dict, train_cfg: TrainConfig) -> list[str]:
               help="Options from a TOML or YAML file, or a run's config.json (replays that run); flags override it.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run folder to write; an existing non-empty one is refused unless --overwrite.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out (only once training succeeded).")
-@click.option("--stats-json", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Also write the summary (validation metrics per model, run folder) as JSON; `-` = stdout.")
+@overwrite_option("only once training succeeded")
+@stats_json_option
 @dataclass_options([ModelConfig, TrainConfig, EncoderWeights], hidden_choices=TEST_ONLY_PRESETS,
                    open_choices=OPEN_CHOICES)
 @library_errors
@@ -126,7 +126,7 @@ def train(ctx, data, label_file, text_col, image_col, id_col, label_col, image_r
     from .run import TrainSource, train as train_models
 
     fusions, model_cfg, train_cfg, weights, recipe = resolve_configs(ctx, recipe, config_file, options)
-    say = (lambda line: click.echo(line, err=True)) if stats_json == "-" else click.echo  # stdout holds the JSON
+    say = say_for(stats_json)
     if recipe != "paper":
         values = dataclasses.asdict(model_cfg) | dataclasses.asdict(train_cfg) | {"fusion": fusions[0] if len(
             fusions) == 1 else "all"}
@@ -136,10 +136,7 @@ def train(ctx, data, label_file, text_col, image_col, id_col, label_col, image_r
     stats = summary(results, out, train_cfg)
     for line in report_lines(stats, train_cfg):
         say(line)
-    if stats_json == "-":
-        click.echo(json.dumps(stats, indent=2))
-    elif stats_json:
-        Path(stats_json).write_text(json.dumps(stats, indent=2) + "\n")
+    write_stats(stats_json, stats)
 
 
 COMMANDS = [train]
