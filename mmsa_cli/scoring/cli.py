@@ -149,7 +149,8 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
     """Score INPUTS (Parquet files, folders of them, or globs) into one Parquet file.
 
     Output columns: the id (or `row`), label, prob_positive, prob_neutral, prob_negative,
-    error (null when the row was fine), then any --keep-columns; rows in input order.
+    error (null when the row was fine), error_kind, predicted_from, then any --keep-columns;
+    rows in input order.
 
     \b
     Exit codes: 0 done or already complete; 2 usage or input problem; 3 model folder

@@ -11,8 +11,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..progress import progress
-from ..data.images import ImageLoadError, load_image, preprocess_image, train_augment
-from ..data.tweet_text import normalize_texts
+from ..contract.geometry import preprocess_image
+from ..data.images import ImageLoadError, load_image, train_augment
+from ..scoring.texts import BatchTokenizer
 
 
 class ImageDataset(Dataset):
@@ -63,9 +64,11 @@ def pad_tokens(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int, *, normalization: str) -> list[list[int]]:
-    """Token ids of each text after the model's text normalization (ModelConfig.text_normalization:
-    required, so no caller can tokenize differently from training)."""
-    return tokenizer(normalize_texts(texts, normalization), truncation=True, max_length=max_length)["input_ids"]
+    """Token ids of each text, unpadded, from the one tokenizer call scoring makes too
+    (scoring/texts.py BatchTokenizer: the model's text normalization, truncation to
+    max_length); training pads each batch to its longest text (pad_tokens)."""
+    ids, mask = BatchTokenizer(tokenizer, max_length, normalization)(list(texts))
+    return [row[: int(n)].tolist() for row, n in zip(ids, mask.sum(1))]
 
 
 @dataclass
