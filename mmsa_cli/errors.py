@@ -56,6 +56,7 @@ class OutputExistsError(MmsaError):
 
 
 class ResumeMismatchError(MmsaError):
+    """--resume of a run whose inputs, model folder or options were different."""
     exit_code = EXIT_RESUME_MISMATCH
 
 
@@ -70,6 +71,7 @@ class DeviceUnavailableError(MmsaError):
 
 
 def exit_code_for(exc: BaseException) -> int:
+    """The process exit code for an exception (the table above)."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     return getattr(exc, "exit_code", EXIT_OTHER)

@@ -58,6 +58,8 @@ CHUNKS_IN_FLIGHT = 2
 
 @dataclass
 class ScoreOptions:
+    """Everything about a score_files() job but its inputs, model and output: the CLI's options
+    (`mmsa score --help`), one field each, with the same defaults."""
     columns: Columns = field(default_factory=Columns)
     image_root: str | Path | None = None     # None: each input file's folder
     allow_outside_root: bool = False

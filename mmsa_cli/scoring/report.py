@@ -15,6 +15,8 @@ STAGES = ("read", "tokenize", "decode_cpu", "decode_gpu", "infer", "write", "inf
 
 @dataclass
 class ScoreSummary:
+    """What a score_files() job did: the lines `mmsa score` prints (lines()) and the JSON of
+    --stats-json (to_dict())."""
     status: str                              # "done" or "already_complete" ("failed", "interrupted": cli.py)
     output: str
     rows: int                                # rows in the output file
