@@ -142,5 +142,5 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     save_json(out / "metrics.json", result)
     title = f"{name}: validation accuracy {best['metrics']['accuracy']:.3f} (epoch {best['epoch']})"
     plot_confusion_matrix(best["metrics"]["confusion_matrix"], out / "confusion_matrix.png", title)
-    plot_training_curves(history, out / "curves.png", name)
+    plot_training_curves(history, out / "curves.png", name, best_epoch=best["epoch"])
     return result
