@@ -85,8 +85,9 @@ BAR_METRICS = (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"))
 
 
 def plot_comparison(rows: list[dict], path: Path, title: str, reference: dict[str, float] | None = None,
-                    goals: dict[str, float] | None = None) -> None:
-    """Bar chart of accuracy and weighted F1 per model (rows: name, accuracy, weighted_f1, and
+                    goals: dict[str, float] | None = None,
+                    metrics: tuple[tuple[str, str], ...] = BAR_METRICS) -> None:
+    """Bar chart of `metrics` per model (by default accuracy and weighted F1; rows: name, the metrics, and
     for cross-validation `<metric>_std`, drawn as error bars). `reference`: a mark per model
     (the paper's accuracy); `goals`: a horizontal line per metric label, e.g. {"accuracy": 78}.
     Many rows (an ideas table) are drawn as horizontal bars, so long labels stay readable."""
@@ -94,24 +95,25 @@ def plot_comparison(rows: list[dict], path: Path, title: str, reference: dict[st
     names = [r["name"] for r in rows]
     horizontal = len(rows) > 8
     x = np.arange(len(rows))
-    size = (9, 1.5 + 0.42 * len(rows)) if horizontal else (max(6.5, 1.1 * len(rows)), 4.4)
+    size = (9, 1.5 + 0.2 * len(metrics) * len(rows)) if horizontal else (max(6.5, 1.1 * len(rows)), 4.4)
     fig, ax = plt.subplots(figsize=size)
     bar = ax.barh if horizontal else ax.bar
-    for k, (key, label) in enumerate(BAR_METRICS):
+    width = 0.8 / len(metrics)
+    for k, (key, label) in enumerate(metrics):
         values = [100 * r[key] for r in rows]
         spread = [100 * r[f"{key}_std"] for r in rows] if all(f"{key}_std" in r for r in rows) else None
-        offset = (k - 0.5) * 0.4
+        offset = (k - (len(metrics) - 1) / 2) * width
         errors = {"xerr" if horizontal else "yerr": spread} if spread else {}
-        bar(x + offset, values, 0.4, label=label + (" (± std)" if spread else ""), capsize=3, **errors)
+        bar(x + offset, values, width, label=label + (" (± std)" if spread else ""), capsize=3, **errors)
     if reference:
-        ref = [(xi - 0.2, reference[n]) for xi, n in zip(x, names) if reference.get(n) is not None]
+        ref = [(xi - 0.4 + width / 2, reference[n]) for xi, n in zip(x, names) if reference.get(n) is not None]
         pos, val = zip(*ref) if ref else ((), ())
         ax.scatter(val if horizontal else pos, pos if horizontal else val, marker="|" if horizontal else "_",
                    s=400, color="black", label="paper accuracy", zorder=3)
     line = ax.axvline if horizontal else ax.axhline
     for (label, value), style in zip((goals or {}).items(), ("-", "--", ":")):
         line(value, color="crimson", linestyle=style, linewidth=1.2, label=f"goal: {value:g} {label}")
-    lo = min(100 * min(r["weighted_f1"], r["accuracy"]) for r in rows)
+    lo = min(100 * r[key] for r in rows for key, _ in metrics)
     limits = (max(0, lo - 10), 100)
     if horizontal:
         ax.set_yticks(x, names, fontsize=8)
