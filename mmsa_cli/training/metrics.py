@@ -61,6 +61,12 @@ def plot_confusion_matrix(matrix: list[list[int]], path: Path, title: str) -> No
 
 def plot_training_curves(history: list[dict], path: Path, title: str, best_epoch: int | None = None) -> None:
     """Loss and accuracy per epoch; the kept (best validation) epoch is marked on both."""
+    fig = training_curves_figure(history, title, best_epoch)
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+
+
+def training_curves_figure(history: list[dict], title: str, best_epoch: int | None = None):
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
@@ -77,8 +83,7 @@ def plot_training_curves(history: list[dict], path: Path, title: str, best_epoch
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 BAR_METRICS = (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"))
