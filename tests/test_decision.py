@@ -167,3 +167,20 @@ def test_cv_training_fits_the_rule_on_out_of_fold_predictions(tmp_path):
     assert rule["nested_cv"] == json.loads(json.dumps(nested_cv(probs, labels, rows, "macro_f1")))
     assert "Decision rule" in (tmp_path / "cv.md").read_text()
     assert TorchModel.from_run(load_run(folds[0]), "cpu").decision_offsets == rule["offsets"]
+
+
+def test_a_fold_without_out_of_fold_predictions_leaves_the_rule_out(tmp_path):
+    """--fold K into a CV folder whose other folds an older mmsa trained (no
+    validation_predictions.csv): the fold and cv.md are written, no rule is fitted."""
+    import dataclasses
+
+    from mmsa_cli.config import ModelConfig, TrainConfig
+    from mmsa_cli.training.run import TrainSource, train
+    from test_train import FAST, MVSA, RANDOM, TINY
+
+    cfg = TrainConfig(epochs=1, folds=2, decision_rule="offsets", **(FAST | {"freeze": "both"}))
+    model = ModelConfig(fusion="text-only", **TINY)
+    train(TrainSource(str(MVSA)), tmp_path, ["text-only"], model, dataclasses.replace(cfg, fold=1), weights=RANDOM)
+    (tmp_path / "fold-1" / "validation_predictions.csv").unlink()  # as an older mmsa left it
+    train(TrainSource(str(MVSA)), tmp_path, ["text-only"], model, dataclasses.replace(cfg, fold=2), weights=RANDOM)
+    assert (tmp_path / "cv.md").is_file() and not (tmp_path / "decision_rule.json").exists()

@@ -22,7 +22,7 @@ from ..models import FUSIONS, create_model
 from .loop import fit, seed_everything
 from .output import refuse_existing, staged_folder
 from .prepared import image_weights_id, prepare, with_split, write_skipped
-from .decision_rule import RULE_FILE, write_decision_rule
+from .decision_rule import PREDICTIONS, RULE_FILE, write_decision_rule
 from .reports import write_comparison, write_cv_summary
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ def check_options(fusions: Sequence[str], model_cfg: ModelConfig, cfg: TrainConf
                           f"but --freeze {cfg.freeze} keeps it fixed: use --freeze none or --freeze text")
 
 
-# Options that may differ between folds trained one by one (machines differ, not the experiment).
-PER_MACHINE = ("fold", "device", "workers", "feature_cache")
+# Options that may differ between folds trained one by one (machines differ, not the experiment;
+# the decision rule is fitted after the last fold, by that fold's options, and changes no model).
+PER_MACHINE = ("fold", "device", "workers", "feature_cache", "decision_rule", "decision_metric")
 
 
 def check_same_options_as_other_folds(out: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
@@ -184,6 +185,11 @@ def _fit_decision_rule(out: Path, fold_dirs: list[Path], fusions: Sequence[str],
     if len(fusions) > 1:  # a rule belongs to one model's probabilities
         log.warning("--decision-rule %s is fitted for one fusion; this run trained %d: none fitted",
                     cfg.decision_rule, len(fusions))
+        return
+    missing = [str(f) for f in fold_dirs if not (f / PREDICTIONS).is_file()]
+    if missing:  # folds trained by an mmsa before the rule: the run stays good, the rule is left out
+        log.warning("no decision rule fitted: %s lack %s (trained by an older mmsa); benchmarks/decision_rule.py "
+                    "--save-rule fits it from the fold models", ", ".join(missing), PREDICTIONS)
         return
     rule = write_decision_rule(out, fold_dirs, cfg.decision_metric)
     before, after = rule["nested_cv"]["before"], rule["nested_cv"]["after"]
