@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import torch  # noqa: E402  (before onnxruntime)
 
 from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files  # noqa: E402
-from mmsa_cli.scoring.scorer import CUDA_OPTIONS  # noqa: E402
+from mmsa_cli.scoring.onnx_model import CUDA_OPTIONS  # noqa: E402
 
 SIZES = [(600, 450), (600, 450), (450, 600), (640, 480), (500, 500), (600, 400)]
 WORDS = ("love great amazing proud happy sunny day city meeting report update station news game team win "
@@ -74,14 +74,56 @@ def make_images(work: Path, count: int, workers: int) -> list[str]:
 
 
 def real_images(images_dir: Path, work: Path, count: int) -> list[str]:
-    """JPEGs of a folder (e.g. MVSA's data/), linked into --work so paths stay relative."""
+    """JPEGs of a folder (e.g. MVSA's data/), copied into --work/img so every path stays inside
+    the scoring root (a symlinked folder made every row `outside_root`, and a figure over
+    error rows is not a figure)."""
+    import shutil
+
     files = sorted(images_dir.glob("*.jpg"))[:count]
     if not files:
-        sys.exit(f"no *.jpg in {images_dir}")
-    link = work / "img"
-    if not link.exists():
-        link.symlink_to(images_dir.resolve())
+        sys.exit(f"bench_score: no *.jpg in {images_dir}")
+    folder = work / "img"
+    if folder.is_symlink():  # left by an older version of this script
+        folder.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        if not (folder / f.name).exists():
+            shutil.copyfile(f, folder / f.name)
     return [f"img/{f.name}" for f in files]
+
+
+# ------------------------------------------------------------------------------ refusals
+# A benchmark must not print a figure that is not real. Two ways it did: every row of the timed
+# input was an error row (scored from the text alone, fast), and "label agreement 100%" from a
+# model with random weights, which predicts one label everywhere whatever the pixels.
+
+# The agreement check needs predictions that vary: at least two labels, none on more than this
+# share of the agreement rows (MVSA-Single's largest class is 59% of its rows).
+MAX_ONE_LABEL_SHARE = 0.95
+
+
+def refuse_row_errors(what: str, rows: int, errors_by_kind: dict) -> None:
+    """Exit non-zero with one line when any row of `what` has an error."""
+    bad = sum(errors_by_kind.values())
+    if bad:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(errors_by_kind.items()))
+        sys.exit(f"bench_score: refused: {bad:,} of {rows:,} rows of {what} have errors ({kinds}); a figure over "
+                 f"them would not be real: fix the input (images, --images-dir)")
+
+
+def refuse_constant_predictions(what: str, labels) -> dict:
+    """Exit non-zero with one line unless the labels vary (MAX_ONE_LABEL_SHARE); returns the
+    label counts for the report."""
+    from collections import Counter
+
+    counts = Counter(label for label in labels if label is not None)
+    total = sum(counts.values())
+    label, top = counts.most_common(1)[0] if counts else (None, 0)
+    if len(counts) < 2 or top > MAX_ONE_LABEL_SHARE * total:
+        share = top / total if total else 0.0
+        sys.exit(f"bench_score: refused: the model predicts {label!r} for {share:.1%} of the {total:,} rows of {what}; "
+                 f"label agreement over it would be meaningless: use a trained model (--run DIR from `mmsa train`)")
+    return dict(counts)
 
 
 def make_input(path: Path, rows: int, images: list[str], seed: int = 0) -> None:
@@ -97,9 +139,24 @@ def make_input(path: Path, rows: int, images: list[str], seed: int = 0) -> None:
 
 
 def export(args, work: Path):
-    """Model folder + the PyTorch state it was exported from (the baseline loads the same weights)."""
+    """Model folder + the PyTorch state it was exported from (the baseline loads the same weights).
+    With --run, the run's trained model (exported with `mmsa export`'s checks); else a model
+    built by the test helpers (--random-weights: random encoders, for speed only)."""
     from scoring_helpers import build_model, make_model_folder
 
+    if args.run:
+        from mmsa_cli.onnx_export.export import export_run
+        from mmsa_cli.runs import load_run
+
+        folder = work / f"model-{args.run.name}-{args.precision}"
+        state_path = folder.with_suffix(".pt")
+        if not folder.exists() or not state_path.exists():
+            torch.save(load_run(args.run).model.state_dict(), state_path)
+            t0 = time.perf_counter()
+            export_run(args.run, folder, precision=args.precision, target="cuda" if args.device == "cuda" else "cpu",
+                       device=args.device)
+            print(f"exported {args.run} in {time.perf_counter() - t0:.0f}s", flush=True)
+        return folder, state_path
     names = "-".join(Path(n).name for n in (args.fusion, args.text_encoder, args.image_encoder, args.precision))
     folder = work / f"model-{names}"
     state_path = folder.with_suffix(".pt")
@@ -126,10 +183,16 @@ def run_mmsa(args, model_dir: Path, data: Path, out_for) -> list[dict]:
     load = time.perf_counter() - t0
     if scorer.warnings:
         print("\n".join(f"WARNING: {w}" for w in scorer.warnings), file=sys.stderr)
-    if args.warmup:  # cuDNN algorithm choice and CUDA context, not part of a nightly job's steady state
-        score_files(data.with_name("warmup.parquet"), model_dir, data.with_name("warmup-out.parquet"),
-                    ScoreOptions(device=args.device, batch_size=args.batch_size, workers=args.workers,
-                                 overwrite=True, progress=False, gpu_decode_share=args.shares[0]), scorer=scorer)
+    # The warm-up (cuDNN algorithm choice and CUDA context, not part of a nightly job's steady
+    # state) also checks, before anything is timed, that the input has no error rows and that the
+    # model's predictions vary.
+    warm_out = data.with_name("warmup-out.parquet")
+    warm = score_files(data.with_name("warmup.parquet"), model_dir, warm_out,
+                       ScoreOptions(device=args.device, batch_size=args.batch_size, workers=args.workers,
+                                    overwrite=True, progress=False, gpu_decode_share=args.shares[0]), scorer=scorer)
+    refuse_row_errors("the warm-up input", warm.rows, warm.errors_by_kind)
+    if args.agreement:
+        refuse_constant_predictions("the warm-up input", _labels(warm_out))
     runs: list[dict] = []
     t_sweep = time.perf_counter()
     for share, prep in [(s, p) for p in args.prep_threads for s in args.shares]:
@@ -144,6 +207,7 @@ def run_mmsa(args, model_dir: Path, data: Path, out_for) -> list[dict]:
                             prefetch=args.prefetch, overwrite=True, row_group_size=args.row_group_size,
                             progress=True, log_every_s=10, gpu_decode_share=share, prep_threads=prep)
         summary = score_files(data, model_dir, out_for(share, prep), opts, scorer=scorer).to_dict()
+        refuse_row_errors("the timed input", summary["rows"], summary["errors_by_kind"])
         summary["gpu_decode_share"], summary["prep_threads"] = share, prep
         summary["model_load_seconds"] = round(load, 2)
         print("  " + "\n  ".join(_summary_lines(summary)), flush=True)
@@ -214,13 +278,18 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
     from mmsa_cli.config import ModelConfig
     from mmsa_cli.data.text import clean_text
     from mmsa_cli.models import create_model
-    from mmsa_cli.scoring.results import decide, result_table
+    from mmsa_cli.contract.rows import decide, result_table
 
     dev = torch.device(args.device)
     t_start = time.perf_counter()
-    model = create_model(ModelConfig(fusion=args.fusion, text_encoder=args.text_encoder,
-                                     image_encoder=args.image_encoder, max_length=args.max_length), pretrained=False)
-    model.load_state_dict(torch.load(state_path, weights_only=True))
+    if args.run:  # the run's own architecture (its text encoder folder, image size)
+        from mmsa_cli.runs import load_run
+
+        model = load_run(args.run).model
+    else:
+        model = create_model(ModelConfig(fusion=args.fusion, text_encoder=args.text_encoder,
+                                         image_encoder=args.image_encoder, max_length=args.max_length), pretrained=False)
+        model.load_state_dict(torch.load(state_path, weights_only=True))
     model.eval().to(dev)
     model.image_encoder.to(memory_format=torch.channels_last)  # PyTorch's fast CNN layout, CPU and GPU
     enc = model.image_encoder
@@ -239,6 +308,7 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
                                          pin_memory=args.device == "cuda", prefetch_factor=4 if workers else None)
     probs = np.zeros((len(paths), 3), np.float32)
     errors: list = [None] * len(paths)
+    sources: list = [None] * len(paths)
     wait = infer = 0.0
     t_run = time.perf_counter()
     t0 = time.perf_counter()
@@ -249,16 +319,19 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
             logits = model(ids.to(dev, non_blocking=True), mask.to(dev, non_blocking=True),
                            pixels.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last))
         p = logits.float().softmax(-1).cpu().numpy()
-        keep, msgs = decide(np.array([not texts[i] for i in idx.tolist()]), errs, uses_text=model.uses_text,
-                            uses_image=model.uses_image)
-        p[~keep] = np.nan
+        outcomes = decide(np.array([not texts[i] for i in idx.tolist()]), errs, uses_text=model.uses_text,
+                          uses_image=model.uses_image)
+        p[~outcomes.keep] = np.nan
         probs[idx.numpy()] = p
-        for i, m in zip(idx.tolist(), msgs):
-            errors[i] = m
+        for i, m, src in zip(idx.tolist(), outcomes.errors, outcomes.predicted_from):
+            errors[i], sources[i] = m, src
         infer += time.perf_counter() - t1
         t0 = time.perf_counter()
+    from mmsa_cli.contract.rows import count_kinds
+
+    refuse_row_errors("the PyTorch baseline's input", len(paths), dict(count_kinds(errors)))
     t0 = time.perf_counter()
-    pq.write_table(result_table(table.column("guid"), "guid", probs, errors), out)
+    pq.write_table(result_table(table.column("guid"), "guid", probs, errors, sources), out)
     write = time.perf_counter() - t0
     seconds = time.perf_counter() - t_run
     return {"rows": len(paths), "seconds": round(seconds, 2), "rows_per_second": round(len(paths) / seconds, 1),
@@ -269,14 +342,31 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
 
 # ------------------------------------------------------------------------------ report
 
+def _labels(path: Path) -> list:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["label"]).column("label").to_pylist()
+
+
 def compare(a: Path, b: Path, rows: int) -> dict:
+    """Label agreement and the largest probability difference of `a` against the reference `b`
+    on their first `rows` rows; refused when b's labels do not vary."""
     import pyarrow.parquet as pq
 
     x, y = pq.read_table(a).slice(0, rows), pq.read_table(b).slice(0, rows)
+    reference_labels = refuse_constant_predictions("the agreement rows", y.column("label").to_pylist())
     px = np.stack([x.column(c).to_numpy(zero_copy_only=False) for c in ("prob_positive", "prob_neutral", "prob_negative")], 1)
     py = np.stack([y.column(c).to_numpy(zero_copy_only=False) for c in ("prob_positive", "prob_neutral", "prob_negative")], 1)
     same = np.mean(np.array(x.column("label").to_pylist()) == np.array(y.column("label").to_pylist()))
-    return {"label_agreement": round(float(same), 4), "max_abs_diff_probs": float(np.nanmax(np.abs(px - py)))}
+    return {"label_agreement": round(float(same), 4), "max_abs_diff_probs": float(np.nanmax(np.abs(px - py))),
+            "rows": x.num_rows, "reference_labels": reference_labels}
+
+
+def _agreement_text(agreement: dict | None) -> str:
+    if not agreement:
+        return "not measured (--no-agreement)"
+    return (f"{agreement['label_agreement']:.2%} of {agreement['rows']:,} rows, max |delta prob| "
+            f"{agreement['max_abs_diff_probs']:.2e}")
 
 
 def markdown(result: dict) -> str:
@@ -294,7 +384,7 @@ def markdown(result: dict) -> str:
                     if im.get("gpu_decode_share") is not None else "(CPU run: none)")
             share_rows.append(f"| {r['gpu_decode_share']}, {r.get('prep_threads') or 'default'} | {used} | {im.get('nvjpeg', 0):,} / {im.get('cpu', 0):,} "
                               f"| {r['rows_per_second']:,.1f} | " + " | ".join(f"{st.get(k, 0.0):.1f}" for k in keys)
-                              + f" | {r['agreement']['label_agreement']:.1%} |")
+                              + f" | {_agreement_text(r.get('agreement'))} |")
         share_rows += [f"| {r['gpu_decode_share']}, {r.get('prep_threads') or 'default'} | skipped (--sweep-budget) | | | "
                        + "| " * len(keys) + "|"
                        for r in result["sweep"] if r.get("skipped")]
@@ -307,8 +397,8 @@ def markdown(result: dict) -> str:
         f"| {t['rows_per_second']:,.1f} | {stages(t['stage_seconds'])} |",
         "",
         f"speed-up: **{result['speedup']:.2f}x**; model-only ceiling (ONNX Runtime, one batch repeated): "
-        f"{m['model_only_rows_per_s']:,.1f} rows/s; label agreement {result['agreement']['label_agreement']:.1%}, "
-        f"max |delta prob| {result['agreement']['max_abs_diff_probs']:.2e}",
+        f"{m['model_only_rows_per_s']:,.1f} rows/s; label agreement with PyTorch on the CPU path's pixels: "
+        f"{_agreement_text(result['agreement'])}",
         *share_rows,
     ]
     return "\n".join(lines)
@@ -325,6 +415,11 @@ def main() -> None:
     ap.add_argument("--text-encoder", default="minilm-l6")
     ap.add_argument("--image-encoder", default="efficientnet-lite2")
     ap.add_argument("--random-weights", action="store_true", help="random encoders (no pretrained weights needed)")
+    ap.add_argument("--run", type=Path, default=None,
+                    help="a trained run folder (`mmsa train`) to export and score instead of building a model: the "
+                         "agreement check needs predictions that vary, which random weights do not give")
+    ap.add_argument("--no-agreement", dest="agreement", action="store_false",
+                    help="speed only: no label agreement (for models whose predictions do not vary)")
     ap.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=None)
@@ -338,7 +433,6 @@ def main() -> None:
     ap.add_argument("--prep-threads", default="",
                     help="comma-separated pixel-batch thread counts, each run with every share [mmsa's default]")
     ap.add_argument("--row-group-size", type=int, default=ScoreOptions.row_group_size, help="[mmsa's default]")
-    ap.add_argument("--no-warmup", dest="warmup", action="store_false")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (kept between runs) [a temp dir]")
     ap.add_argument("--out", type=Path, default=None, help="JSON results")
@@ -378,7 +472,7 @@ def main() -> None:
     print(f"PyTorch baseline: {args.baseline_rows} rows ...", flush=True)
     base = run_torch(args, state, data, work / "torch-out.parquet", args.baseline_rows)
     for r in runs:
-        if not r.get("skipped"):
+        if not r.get("skipped") and args.agreement:
             r["agreement"] = compare(out_for(r["gpu_decode_share"], r.get("prep_threads")), work / "torch-out.parquet",
                                      args.baseline_rows)
     result = {
@@ -392,7 +486,7 @@ def main() -> None:
         "cuda_options": dict(CUDA_OPTIONS) if cuda else None,
         "mmsa": mmsa, "pytorch": base,
         "speedup": round(mmsa["rows_per_second"] / base["rows_per_second"], 2),
-        "agreement": mmsa["agreement"],
+        "agreement": mmsa.get("agreement"),
         "sweep": [{k: v for k, v in r.items() if k != "model"} for r in runs],
         "total_seconds": round(time.perf_counter() - t_all, 1),
     }
