@@ -77,6 +77,11 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
                    "fastest on a 16-core H100 machine). Try lower values where the GPU is slow and "
                    "cores are many. auto: balanced after every batch by the two paths' "
                    "busy times. No effect on CPU runs.")
+# The choices repeat dali_images.DECODERS (not imported here: it imports torch); a test keeps them equal.
+@click.option("--image-decoder", type=click.Choice(["auto", "dali", "nvjpeg", "cpu"]), default="auto", show_default=True,
+              help="CUDA: who decodes and resizes the JPEGs. dali: NVIDIA DALI on the GPU's JPEG engines (pip install "
+                   "mmsa[gpu]); nvjpeg: torchvision's nvJPEG; cpu: the image workers, pixels uploaded; auto: dali "
+                   "when installed, else nvjpeg. No effect on CPU runs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (or an interrupted run's parts).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run; starts fresh if there is none, "
                                              "does nothing if the output is complete.")
@@ -87,8 +92,8 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @library_errors
 @_exit_codes
 def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, image_root, allow_outside_root, device,
-          batch_size, row_group_size, workers, prefetch, gpu_decode_share, overwrite, resume, stats_json, no_progress,
-          log_every):
+          batch_size, row_group_size, workers, prefetch, gpu_decode_share, image_decoder, overwrite, resume, stats_json,
+          no_progress, log_every):
     """Score INPUTS (Parquet files, folders of them, or globs) into one Parquet file.
 
     Output columns: the id (or `row`), label, prob_positive, prob_neutral, prob_negative,
@@ -107,6 +112,7 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
         columns=Columns(text=text_col, image=image_col, id=id_col, keep=_split(keep_columns)),
         image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,
         row_group_size=row_group_size, workers=workers, prefetch=prefetch, gpu_decode_share=gpu_decode_share,
+        image_decoder=image_decoder,
         overwrite=overwrite, resume=resume, progress=not no_progress, log_every_s=log_every)
     summary = score_files(list(inputs), model_dir, out, opts)
     for line in summary.lines():

@@ -66,6 +66,7 @@ class ScoreOptions:
     prefetch: int = 4                         # batches prepared ahead of the model
     prep_threads: int | None = None           # pixel-batch threads; None: 2 on CUDA, 1 on the CPU
     gpu_decode_share: float | str = 1.0       # CUDA: share of plain JPEGs nvJPEG decodes ("auto": GpuDecodeShare)
+    image_decoder: str = "auto"               # CUDA: auto (DALI if installed, else nvjpeg), dali, nvjpeg, cpu
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
@@ -170,6 +171,9 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
     if opts.row_group_size < 1 or (opts.batch_size is not None and opts.batch_size < 1) or opts.prefetch < 1:
         raise InputError("row_group_size, batch_size and prefetch must be >= 1")
     check_share(opts.gpu_decode_share)
+    from .dali_images import check_decoder
+
+    check_decoder(opts.image_decoder)
     wall = time.perf_counter()
     source = open_inputs(inputs, opts.image_root)
     folder = scorer.folder if scorer is not None else load_model_folder(model_dir)
@@ -185,11 +189,15 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
         return ScoreSummary("already_complete", str(out), source.total_rows, 0, 0, 0, {}, 0,
                             round(time.perf_counter() - wall, 3), 0.0, {}, "", "",
                             {"path": str(folder.path), "model_sha256": m.model_sha256})
+    load_seconds = 0.0  # model load + warm-up, when this call loads the model (inside the wall time)
     try:
         if scorer is None:
             from .scorer import Scorer
 
-            scorer = Scorer(model_dir, opts.device, batch_size=opts.batch_size, verify_checksum=False)
+            load = time.perf_counter()
+            scorer = Scorer(model_dir, opts.device, batch_size=opts.batch_size, verify_checksum=False,
+                            image_decoder=opts.image_decoder)
+            load_seconds = time.perf_counter() - load
         schema = _output_schema(source, cols)
         workers = opts.workers if opts.workers is not None else default_workers(scorer.device)
         progress = RowProgress(source.total_rows, writer.start_row, enabled=opts.progress, every_s=opts.log_every_s)
@@ -213,7 +221,8 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
         "done", str(out), cp.rows_done, done, start_row, sum(cp.errors_by_kind.values()), dict(cp.errors_by_kind),
         cp.no_prediction, round(seconds, 3), round(done / seconds, 1) if seconds > 0 else 0.0,
         {k: round(v, 3) for k, v in run.stages.items()}, scorer.device, scorer.provider, scorer.describe(),
-        workers, opts.batch_size or scorer.batch_size, list(scorer.warnings), run.image_summary())
+        workers, opts.batch_size or scorer.batch_size, list(scorer.warnings), run.image_summary(),
+        model_load_seconds=round(load_seconds, 3))
 
 
 def _output_schema(source: InputSet, cols: ResolvedColumns) -> pa.Schema:
@@ -257,7 +266,8 @@ class _Run:
         self._stage_lock = threading.Lock()
         self.prep_threads = prep_threads
         self.share = share or GpuDecodeShare(1.0, workers, prep_threads)
-        self.images = {"nvjpeg": 0, "cpu": 0, "nvjpeg_rejected": 0}  # how each image was prepared
+        gpu = getattr(scorer, "_gpu", None)  # how each image was prepared: the GPU path's counts
+        self.images = dict.fromkeys(gpu.counts if gpu is not None else ("nvjpeg", "cpu", "nvjpeg_rejected"), 0)
         self.plans: queue.Queue = queue.Queue(maxsize=1)
         self.batches: queue.Queue = queue.Queue(maxsize=prefetch)
         self.ready: queue.Queue = queue.Queue(maxsize=2)
@@ -290,6 +300,7 @@ class _Run:
             return {}
         out = dict(self.images)
         out.update(self.share.summary() if self.spec.gpu_jpeg else {"gpu_decode_share": None})
+        out["decoder"] = getattr(self.scorer, "image_decoder", None) or "cpu"
         return out
 
     def _start(self) -> None:
