@@ -114,9 +114,15 @@ class DaliPipeline:
 
         # Synchronous execution: each call feeds one batch and takes its result (no prefetch
         # across calls); overlap comes from the two prep threads and the model's own stream.
-        self.pipe = pipeline_def(graph, batch_size=max_batch, num_threads=threads, device_id=device_id,
-                                 prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)()
-        self.pipe.build()
+        # Should a DALI build refuse the synchronous executor, its default one with a queue of
+        # one batch does the same here.
+        common = dict(batch_size=max_batch, num_threads=threads, device_id=device_id, prefetch_queue_depth=1)
+        try:
+            self.pipe = pipeline_def(graph, exec_async=False, exec_pipelined=False, **common)()
+            self.pipe.build()
+        except Exception:  # noqa: BLE001
+            self.pipe = pipeline_def(graph, **common)()
+            self.pipe.build()
 
     def __call__(self, blobs: Sequence[np.ndarray], windows: np.ndarray):
         self.pipe.feed_input("jpegs", list(blobs))
