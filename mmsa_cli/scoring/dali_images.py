@@ -236,7 +236,8 @@ class DaliImages(GpuImages):
             for i in rejected:  # DALI said no: the CPU path decodes it or names the error
                 results[i] = prepare_image(results[i].payload, "", replace(spec, gpu_jpeg=False))
                 errors[i] = results[i].error
-            good = [i for i in jpeg if i not in set(rejected)]
+            refused = set(rejected)
+            good = [i for i in jpeg if i not in refused]
             if good:
                 out[to_device(good, self.dev)] = pixels
             cpu = [i for i, r in enumerate(results) if r.status == "pixels"]
