@@ -204,7 +204,7 @@ def run_mmsa(args, model_dir: Path, data: Path, out_for) -> tuple[list[dict], Sc
                   f"{spent:.0f}s + {slowest:.0f}s > --sweep-budget {args.sweep_budget:.0f}s)", flush=True)
             runs.append({"image_decoder": decoder, "gpu_decode_share": share, "prep_threads": prep, "skipped": True})
             continue
-        used = scorer.use_image_decoder(decoder) or "cpu"
+        used = use_decoder(scorer, decoder)
         print(f"mmsa score, image decoder {decoder} ({used}), gpu decode share {share}, prep threads "
               f"{prep or 'default'}: {args.rows} rows ...", flush=True)
         opts = ScoreOptions(columns=Columns(), device=args.device, batch_size=args.batch_size, workers=args.workers,
@@ -220,6 +220,23 @@ def run_mmsa(args, model_dir: Path, data: Path, out_for) -> tuple[list[dict], Sc
     for r in runs:
         r["model_only_rows_per_s"] = ceiling
     return runs, scorer
+
+
+def use_decoder(scorer: Scorer, decoder: str) -> str:
+    """scorer.use_image_decoder(decoder); "dali@0.9" is DALI with hw_decoder_load 0.9 (the
+    share of JPEGs on the hardware engines; the rest CUDA), to compare values in one run."""
+    from mmsa_cli.scoring import dali_images
+
+    name, _, load = decoder.partition("@")
+    default = dali_images.HW_DECODER_LOAD
+    if load:
+        dali_images.HW_DECODER_LOAD = float(load)
+    try:
+        used = scorer.use_image_decoder(name) or "cpu"
+    finally:
+        dali_images.HW_DECODER_LOAD = default
+    gpu = getattr(scorer, "_gpu", None)
+    return f"{used} (hw_decoder_load {gpu.hw_decoder_load})" if used == "dali" else used
 
 
 def cpu_path_reference(args, scorer: Scorer, model_dir: Path, data: Path, work: Path, rows: int) -> dict:
@@ -500,8 +517,8 @@ def main() -> None:
                     help="a trained run folder (`mmsa train`) to export and score instead of building a model: the "
                          "agreement check needs predictions that vary, which random weights do not give")
     ap.add_argument("--image-decoder", default="auto",
-                    help="comma-separated image paths (auto, dali, nvjpeg, cpu), one mmsa run each on CUDA; the first "
-                         "is the cold CLI's [auto]")
+                    help="comma-separated image paths (auto, dali, nvjpeg, cpu; dali@0.9: DALI with hw_decoder_load "
+                         "0.9), one mmsa run each on CUDA; the first, without @, is the cold CLI's [auto]")
     ap.add_argument("--cold-cli", action="store_true",
                     help="also run `mmsa score` as a fresh process on the same input (load and warm-up reported apart)")
     ap.add_argument("--md", type=Path, default=None, help="also write the Markdown report here")
@@ -533,6 +550,8 @@ def main() -> None:
         ap.error(str(exc))
     args.prep_threads = [int(v) for v in args.prep_threads.split(",") if v.strip()] or [None]
     args.decoders = [v.strip() for v in args.image_decoder.split(",") if v.strip()] or ["auto"]
+    if "@" in args.decoders[0]:
+        ap.error("--image-decoder: the first value is the cold CLI's: give it without @")
     if not args.shares:
         ap.error("--gpu-decode-share needs at least one value")
     cuda = args.device == "cuda"

@@ -18,12 +18,13 @@
 #    table), bench.log, train.log, env.txt. A second call on the same warm machine skips the
 #    install and reuses the trained run and the export (/tmp/run-ote, /tmp/bw).
 # Knobs (environment): DEV=cpu with TEXT=tiny-bert IMAGE=tiny-cnn ROWS=64 BASELINE=32 IMAGES=32
-# EPOCHS=1 is a dry run on a CPU machine; DECODERS (default dali,nvjpeg), HW (DALI's
-# hw_decoder_load is in mmsa_cli/scoring/dali_images.py: HW_DECODER_LOAD).
+# EPOCHS=1 is a dry run on a CPU machine; DECODERS: the mmsa runs (default dali,nvjpeg,dali@0.9,
+# dali@1.0: DALI at its default hw_decoder_load, HW_DECODER_LOAD in dali_images.py, then at 0.9
+# and 1.0, to tune it; the first is also the cold CLI's).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 DEV=${DEV:-cuda}; TEXT=${TEXT:-bert-base-uncased}; IMAGE=${IMAGE:-resnet50}; EPOCHS=${EPOCHS:-5}
-ROWS=${ROWS:-60000}; BASELINE=${BASELINE:-20000}; IMAGES=${IMAGES:-1000}; DECODERS=${DECODERS:-dali,nvjpeg}
+ROWS=${ROWS:-60000}; BASELINE=${BASELINE:-20000}; IMAGES=${IMAGES:-1000}; DECODERS=${DECODERS:-dali,nvjpeg,dali@0.9,dali@1.0}
 PRECISION=${PRECISION:-fp16}; BUDGET_S=${BUDGET_S:-470}
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD/.gpu/site:$PWD
 [ -d .gpu/mvsa ] || { echo "no .gpu/mvsa: run benchmarks/gpu_dali_pack.sh here and carry .gpu"; exit 2; }

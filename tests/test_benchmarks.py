@@ -68,3 +68,19 @@ def test_benchmark_exits_non_zero_when_the_timed_input_has_an_error_row(tmp_path
     assert last.startswith("bench_score: refused:") and "of the warm-up input have errors" in last, done.stderr[-2000:]
     assert "not_image" in last or "corrupt" in last
     assert "Traceback" not in done.stderr
+
+
+def test_decoder_spec_sets_dalis_hw_decoder_load_for_one_run_only():
+    """`--image-decoder dali@0.9` builds DALI with hw_decoder_load 0.9 and leaves the default alone."""
+    from mmsa_cli.scoring import dali_images
+
+    class RecordingScorer:  # stands in for Scorer.use_image_decoder on a CUDA machine
+        def use_image_decoder(self, name):
+            self._gpu = type("Gpu", (), {"hw_decoder_load": dali_images.HW_DECODER_LOAD})()
+            return name
+
+    default = dali_images.HW_DECODER_LOAD
+    assert bench_score.use_decoder(RecordingScorer(), "dali@0.9") == "dali (hw_decoder_load 0.9)"
+    assert dali_images.HW_DECODER_LOAD == default
+    assert bench_score.use_decoder(RecordingScorer(), "dali") == f"dali (hw_decoder_load {default})"
+    assert bench_score.use_decoder(RecordingScorer(), "nvjpeg") == "nvjpeg"

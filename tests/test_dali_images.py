@@ -251,3 +251,4 @@ def test_image_decoder_option_and_choice(model, scorer, monkeypatch, tmp_path):
 def test_auto_picks_dali_where_it_runs(scorer):
     name, path = gpu_image_path("auto", scorer.manifest, torch.device("cpu"), 8, print)
     assert name == "dali" and isinstance(path, DaliImages) and len(path._pool) == 2  # built and warmed up
+    assert path.hw_decoder_load == dali_images.HW_DECODER_LOAD == 0.65

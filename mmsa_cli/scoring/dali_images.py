@@ -142,9 +142,11 @@ class DaliImages(GpuImages):
     name = "dali"
 
     def __init__(self, manifest, device: torch.device, max_batch: int = 256,
-                 hw_decoder_load: float = HW_DECODER_LOAD, threads: int = DALI_THREADS):
+                 hw_decoder_load: float | None = None, threads: int = DALI_THREADS):
         super().__init__(manifest, device)
-        self.max_batch, self.hw_decoder_load, self.threads = max_batch, hw_decoder_load, threads
+        self.max_batch, self.threads = max_batch, threads
+        # None: the module's HW_DECODER_LOAD when built (benchmarks set it to compare values)
+        self.hw_decoder_load = HW_DECODER_LOAD if hw_decoder_load is None else hw_decoder_load
         self.seconds = {"dali": 0.0, "rest": 0.0}
         self.counts = {"dali": 0, "cpu": 0, "dali_rejected": 0}
         self._pool: list[DaliPipeline] = []
