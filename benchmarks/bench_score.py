@@ -24,8 +24,23 @@ sweep's time so far plus its slowest run would pass --sweep-budget seconds, so a
 outrun a device lease.
 
 Images are synthetic MVSA-like JPEGs (about 600x450, 40 KB: gradient, shapes, noise), made
-once in --work and reused by path; or real ones from --images-dir (never commit images).
-Prints a Markdown table and writes JSON to --out.
+once in --work and reused by path; or real ones from --images-dir, copied into --work (never
+commit images). Prints a Markdown table and writes JSON to --out (and the Markdown to --md).
+
+It refuses to report a figure that is not real, with a one-line reason and a non-zero exit:
+when any row of the warm-up, timed, agreement or baseline input has an error (error kinds and
+counts printed), and when the model's labels do not vary (fewer than two labels, or one on
+more than 95% of the rows: random weights predict one label everywhere, so agreement would be
+100% whatever the pixels). For agreement, score a trained model: --run DIR (a `mmsa train` run
+folder, exported here); --no-agreement measures speed only.
+
+--image-decoder dali,nvjpeg,dali@0.9 runs mmsa once per image path on one loaded model (CUDA;
+dali@X: DALI with hw_decoder_load X). On CUDA the first --baseline-rows rows are also scored
+with every image prepared by the CPU path (same ONNX model) for the agreement with the CPU
+path, and with every image blanked (the share of labels the image decides). --cold-cli runs
+`mmsa score` as a fresh process on the same input (start, model load + warm-up and scoring
+reported apart). The JSON's `goal` judges issue 19's targets. The whole GPU run, prepared:
+benchmarks/gpu_dali_checks.sh.
 """
 from __future__ import annotations
 
@@ -146,17 +161,14 @@ def export(args, work: Path):
 
     if args.run:
         from mmsa_cli.onnx_export.export import export_run
-        from mmsa_cli.runs import load_run
 
         folder = work / f"model-{args.run.name}-{args.precision}"
-        state_path = folder.with_suffix(".pt")
-        if not folder.exists() or not state_path.exists():
-            torch.save(load_run(args.run).model.state_dict(), state_path)
+        if not folder.exists():  # the PyTorch baseline loads the run itself (no state file)
             t0 = time.perf_counter()
             export_run(args.run, folder, precision=args.precision, target="cuda" if args.device == "cuda" else "cpu",
                        device=args.device)
             print(f"exported {args.run} in {time.perf_counter() - t0:.0f}s", flush=True)
-        return folder, state_path
+        return folder, None
     names = "-".join(Path(n).name for n in (args.fusion, args.text_encoder, args.image_encoder, args.precision))
     folder = work / f"model-{names}"
     state_path = folder.with_suffix(".pt")
