@@ -11,6 +11,7 @@ import click
 from ..cli_options import CommandFailed, device_option, library_errors
 from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
 from .errors import InputError
+from .preprocess import DECODERS
 
 
 def _exit_codes(fn):
@@ -134,6 +135,10 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--on-bad-input", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="An input file or row group that cannot be read: fail (exit 2), or skip it and list it "
                    "with its reason (summary, --stats-json, stderr).")
+@click.option("--image-decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
+              help="CUDA: who decodes and resizes the JPEGs. dali: NVIDIA DALI on the GPU's JPEG engines (pip install "
+                   "mmsa-tweets[gpu]); nvjpeg: torchvision's nvJPEG; cpu: the image workers, pixels uploaded; auto: dali "
+                   "when installed, else nvjpeg. No effect on CPU runs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (or an interrupted run's parts).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run; starts fresh if there is none, "
                                              "does nothing if the output is complete.")
@@ -144,8 +149,8 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @library_errors
 @_exit_codes
 def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, image_root, allow_outside_root, device,
-          batch_size, row_group_size, workers, prefetch, gpu_decode_share, max_image_bytes, on_bad_input, overwrite,
-          resume, stats_json, no_progress, log_every):
+          batch_size, row_group_size, workers, prefetch, gpu_decode_share, max_image_bytes, on_bad_input,
+          image_decoder, overwrite, resume, stats_json, no_progress, log_every):
     """Score INPUTS (Parquet files, folders of them, or globs) into one Parquet file.
 
     Output columns: the id (or `row`), label, prob_positive, prob_neutral, prob_negative,
@@ -168,7 +173,7 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
         image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,
         row_group_size=row_group_size, workers=workers, prefetch=prefetch, gpu_decode_share=gpu_decode_share,
         overwrite=overwrite, resume=resume, progress=not no_progress, log_every_s=log_every,
-        max_image_bytes=max_image_bytes, on_bad_input=on_bad_input)
+        max_image_bytes=max_image_bytes, on_bad_input=on_bad_input, image_decoder=image_decoder)
     summary = score_files(list(inputs), model_dir, out, opts)
     for line in summary.lines():
         click.echo(line)
