@@ -856,7 +856,8 @@ def test_cli_exit_codes_and_summary(messy, models, tmp_path):
     assert "images: 0 decoded by nvJPEG, 13 on the CPU" in ok.output
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["status"] == "done" and set(stats["stage_seconds"]) >= {"read", "tokenize", "infer", "write"}
-    assert stats["images"] == {"nvjpeg": 0, "cpu": 13, "nvjpeg_rejected": 0, "gpu_decode_share": None}
+    assert stats["images"] == {"nvjpeg": 0, "cpu": 13, "nvjpeg_rejected": 0, "gpu_decode_share": None,
+                              "decoder": "cpu"}
     assert runner.invoke(main, [*base, "--out", str(out)]).exit_code == 0  # no-op
 
     def code(args):

@@ -199,6 +199,15 @@ class GpuImages:
             self._local.pixels = buf
         return buf[:n]
 
+    def _upload(self, results: list[ImageResult], cpu: list[int], out: torch.Tensor, n: int) -> None:
+        """CPU-prepared pixels of rows `cpu` -> normalised into `out` (on the current stream)."""
+        host = self._host_pixels(len(cpu), n)
+        view = host.numpy()
+        for j, i in enumerate(cpu):
+            view[j] = results[i].payload
+        raw = host.to(self.dev, non_blocking=True) if self.dev.type == "cuda" else host
+        out[to_device(cpu, self.dev)] = self.normalise(raw.permute(0, 3, 1, 2))
+
     def __call__(self, results: Sequence[ImageResult], spec: ImageSpec):
         s, n = self.m.image_size, len(results)
         results = list(results)
@@ -220,12 +229,7 @@ class GpuImages:
                 out[to_device([i for i, _ in good], self.dev)] = self.normalise(resized)
             cpu = [i for i, r in enumerate(results) if r.status == "pixels"]
             if cpu:
-                host = self._host_pixels(len(cpu), n)
-                view = host.numpy()
-                for j, i in enumerate(cpu):
-                    view[j] = results[i].payload
-                raw = host.to(self.dev, non_blocking=True) if self.dev.type == "cuda" else host
-                out[to_device(cpu, self.dev)] = self.normalise(raw.permute(0, 3, 1, 2))
+                self._upload(results, cpu, out, n)
         if stream is not None:
             stream.synchronize()  # ORT reads `out` on its own stream; the staging buffer is free again
         with self._lock:

@@ -70,6 +70,7 @@ class ScoreOptions:
     prefetch: int = 4                         # batches prepared ahead of the model
     prep_threads: int | None = None           # pixel-batch threads; None: 2 on CUDA, 1 on the CPU
     gpu_decode_share: float | str = 1.0       # CUDA: share of plain JPEGs nvJPEG decodes ("auto": GpuDecodeShare)
+    image_decoder: str = "auto"               # CUDA: auto (DALI if installed, else nvjpeg), dali, nvjpeg, cpu
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
@@ -182,6 +183,9 @@ def check_options(opts: ScoreOptions) -> None:
     if opts.on_bad_input not in BAD_INPUT_CHOICES:
         raise InputError(f"on_bad_input must be one of {', '.join(BAD_INPUT_CHOICES)}, not {opts.on_bad_input!r}")
     check_share(opts.gpu_decode_share)
+    from .preprocess import check_decoder
+
+    check_decoder(opts.image_decoder)
 
 
 def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path, out: str | Path,
@@ -208,12 +212,15 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
                             round(time.perf_counter() - wall, 3), 0.0, {}, "", "",
                             {"path": str(folder.path), "model_sha256": m.model_sha256,
                              "model_folder_sha256": folder.digest})
+    load_seconds = 0.0  # model load + warm-up, when this call loads the model (inside the wall time)
     try:
         if scorer is None:
             from .scorer import Scorer
 
+            load = time.perf_counter()
             scorer = Scorer(model_dir, opts.device, batch_size=opts.batch_size, verify_checksum=False,
-                            decision_rule=opts.decision_rule)
+                            image_decoder=opts.image_decoder, decision_rule=opts.decision_rule)
+            load_seconds = time.perf_counter() - load
         schema = _output_schema(source, cols)
         workers = opts.workers if opts.workers is not None else default_workers(scorer.device)
         progress = RowProgress(source.total_rows, writer.start_row, enabled=opts.progress, every_s=opts.log_every_s)
@@ -242,7 +249,8 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
         {k: round(v, 3) for k, v in run.stages.items()}, scorer.device, scorer.provider,
         {**scorer.describe(), "model_folder_sha256": folder.digest},
         workers, opts.batch_size or scorer.batch_size, list(scorer.warnings), run.image_summary(),
-        skipped_inputs=skipped, rows_skipped=sum(s["rows"] or 0 for s in skipped))
+        skipped_inputs=skipped, rows_skipped=sum(s["rows"] or 0 for s in skipped),
+        model_load_seconds=round(load_seconds, 3))
 
 
 def _output_schema(source: InputSet, cols: ResolvedColumns) -> pa.Schema:
@@ -287,7 +295,8 @@ class _Run:
         self._stage_lock = threading.Lock()
         self.prep_threads = prep_threads
         self.share = share or GpuDecodeShare(1.0, workers, prep_threads)
-        self.images = {"nvjpeg": 0, "cpu": 0, "nvjpeg_rejected": 0}  # how each image was prepared
+        gpu = getattr(scorer, "_gpu", None)  # how each image was prepared: the GPU path's counts
+        self.images = dict.fromkeys(gpu.counts if gpu is not None else ("nvjpeg", "cpu", "nvjpeg_rejected"), 0)
         self.plans: queue.Queue = queue.Queue(maxsize=1)
         self.batches: queue.Queue = queue.Queue(maxsize=prefetch)
         self.ready: queue.Queue = queue.Queue(maxsize=2)
@@ -321,6 +330,7 @@ class _Run:
             return {}
         out = dict(self.images)
         out.update(self.share.summary() if self.spec.gpu_jpeg else {"gpu_decode_share": None})
+        out["decoder"] = getattr(self.scorer, "image_decoder", None) or "cpu"
         return out
 
     def _start(self) -> None:

@@ -38,6 +38,20 @@ class ImageSpec:
     gpu_jpeg: bool = False                      # hand plain JPEGs to the GPU decoder as bytes
 
 
+# Who decodes and resizes JPEGs on a CUDA run (dali_images.gpu_image_path); `--image-decoder`.
+DECODERS = ("auto", "dali", "nvjpeg", "cpu")
+
+
+def check_decoder(requested: str) -> str:
+    """One of DECODERS (ConfigError otherwise); torch-free, so any install checks the option."""
+    from ..errors import ConfigError
+
+    value = str(requested).strip().lower()
+    if value not in DECODERS:
+        raise ConfigError(f"image_decoder must be one of {', '.join(DECODERS)}, not {requested!r}")
+    return value
+
+
 class ImageResult(NamedTuple):
     status: str                                 # "pixels", "jpeg" or "error"
     payload: object                             # uint8 [S,S,3], bytes, or None

@@ -42,6 +42,9 @@ class ScoreSummary:
     # the whole file), "rows" (None: unknown, the footer is unreadable), "reason"}
     skipped_inputs: list[dict] = field(default_factory=list)
     rows_skipped: int = 0
+    # seconds this call spent loading the model and warming it up (part of `seconds`; 0 when
+    # the caller passed a loaded scorer)
+    model_load_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,11 +60,13 @@ class ScoreSummary:
         stages = "  ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
         out = [f"scored {self.rows_this_run} rows in {self.seconds:.1f}s ({self.rows_per_second:,.0f} rows/s) on "
                f"{self.provider} -> {self.output} ({self.rows} rows"
-               + (f", resumed at row {self.resumed_from_row}" if self.resumed_from_row else "") + ")",
+               + (f", resumed at row {self.resumed_from_row}" if self.resumed_from_row else "") + ")"
+               + (f"; model load + warm-up {self.model_load_seconds:.1f}s of it" if self.model_load_seconds else ""),
                f"rows with errors: {self.rows_with_errors} ({kinds}); without prediction: {self.rows_without_prediction}",
                f"stage busy time: {stages}"]
         if self.images:
-            line = f"images: {self.images.get('nvjpeg', 0):,} decoded by nvJPEG, {self.images.get('cpu', 0):,} on the CPU"
+            gpu = ("DALI", "dali") if "dali" in self.images else ("nvJPEG", "nvjpeg")
+            line = f"images: {self.images.get(gpu[1], 0):,} decoded by {gpu[0]}, {self.images.get('cpu', 0):,} on the CPU"
             if self.images.get("gpu_decode_share") is not None:
                 line += (f" (gpu decode share {self.images['gpu_decode_share']}: mean {self.images['share_mean']:.2f},"
                          f" last {self.images['share_last']:.2f})")

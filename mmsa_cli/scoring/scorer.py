@@ -48,7 +48,11 @@ class Scorer:
     run folder) unless decision_rule=False, which restores the arg-max."""
 
     def __init__(self, model, device: str = "auto", *, batch_size: int | None = None,
-                 verify_checksum: bool = True, threads: int | None = None, decision_rule: bool = True):
+                 verify_checksum: bool = True, threads: int | None = None, image_decoder: str = "auto",
+                 decision_rule: bool = True):
+        from .preprocess import check_decoder
+
+        check_decoder(image_decoder)  # a typo fails on any device
         if isinstance(model, (str, Path)):
             model = OnnxModel(model, device, batch_size=batch_size, verify_checksum=verify_checksum, threads=threads)
         self.model = model
@@ -63,11 +67,11 @@ class Scorer:
         self._empty_ids = ids[0, : int(mask[0].sum())].astype(np.int64)
         self._rows_scored = 0
         self._gpu = None
+        # Who prepares the images on CUDA: "dali", "nvjpeg" or "cpu" (dali_images.gpu_image_path);
+        # None on a CPU run, which prepares every image on the CPU whatever was asked.
+        self.image_decoder: str | None = None
         if self.device == "cuda":
-            from .gpu_images import GpuImages
-            import torch
-
-            self._gpu = GpuImages(self.inputs, torch.device("cuda", torch.cuda.current_device()))
+            self.use_image_decoder(image_decoder)
             self.warm_up()
 
     # ------------------------------------------------------------------ the backend's facts
@@ -87,7 +91,21 @@ class Scorer:
     def image_spec(self, allow_outside_root: bool = False) -> ImageSpec:
         i = self.inputs
         return ImageSpec(i.image_size, i.image_mean, i.image_std, allow_outside_root=allow_outside_root,
-                         gpu_jpeg=self._gpu is not None)
+                         gpu_jpeg=self._gpu is not None and self.image_decoder != "cpu")
+
+    def use_image_decoder(self, requested: str) -> str | None:
+        """Choose the CUDA image path (auto, dali, nvjpeg, cpu; benchmarks switch it on one loaded
+        model); returns the one in use, None on a CPU run."""
+        from .dali_images import check_decoder, gpu_image_path
+
+        check_decoder(requested)
+        if self.device == "cuda":
+            import torch
+
+            self.image_decoder, self._gpu = gpu_image_path(
+                requested, self.inputs, torch.device("cuda", torch.cuda.current_device()), self.batch_size,
+                self.model.warnings.append)
+        return self.image_decoder
 
     def warm_up(self) -> float:
         """One blank batch of the fixed shape: cuDNN picks and compiles its kernels now, once,
