@@ -22,6 +22,8 @@ FREEZE_CHOICES = ("none", "text", "image", "both")
 TEXT_NORMALIZATIONS = ("none", "tweet")
 TEXT_POOLINGS = ("", "cls", "pooler", "mean")
 CLASS_WEIGHTINGS = ("none", "balanced")
+DECISION_RULES = ("none", "offsets")                         # mmsa_cli/training/decision_rule.py
+DECISION_METRICS = ("accuracy", "weighted_f1", "macro_f1")  # mmsa_cli/contract/decision.py
 # Presets that exist for the test suite (random, a few kB): usable, but never shown in --help.
 TEST_ONLY_PRESETS = ("tiny-bert", "tiny-cnn")
 
@@ -127,6 +129,12 @@ class TrainConfig:
     workers: int = option(0, "Image-decoding worker processes.", min=0, aliases=("--num-workers",))
     strict: bool = option(False, "Fail on unreadable images instead of skipping those rows.")
     max_train_examples: int = option(0, "Cap on training rows (quick runs); 0 = all.", min=0)
+    decision_rule: str = option("none", "With --folds: `offsets` fits per-class log-prior offsets (label = argmax(log p "
+                                        "+ b)) on the out-of-fold predictions, reports them in cv.md (nested CV, "
+                                        "before/after) and saves decision_rule.json, which `mmsa export` carries into "
+                                        "the model; `none`: the arg-max.", choices=DECISION_RULES)
+    decision_metric: str = option("macro_f1", "What the decision offsets maximise on the out-of-fold predictions.",
+                                  choices=DECISION_METRICS)
 
 
 @dataclass

@@ -6,7 +6,8 @@
                                 pixel_values [B,3,S,S] float32 (normalised, see manifest)
                        outputs: probs [B,C] float32 (softmax, LABELS order), logits [B,C] float32
       tokenizer/       Hugging Face tokenizer files
-      manifest.json    see Manifest below; also mirrored in model.onnx metadata_props
+      manifest.json    see Manifest below; also mirrored in model.onnx metadata_props; its
+                       decision_offsets choose the label from probs (contract/decision.py)
       fused_operators.json   operator counts before/after optimisation
       checksums.sha256 sha256 of every file that decides a prediction (`sha256sum -c` format):
                        model.onnx, manifest.json, every file under tokenizer/ (and
@@ -65,6 +66,11 @@ class Manifest:
     # default keeps folders exported before the field existed loading as they were trained.
     text_normalization: str = "none"
     ensemble_members: list[str] = field(default_factory=list)  # fusion "ensemble": the averaged fusions
+    # The decision rule (mmsa_cli/contract/decision.py): label = argmax(log probs + offsets); [] = the
+    # arg-max. Applied to the label only: the graph's probs stay the model's. decision_metric: what
+    # the offsets were fitted to maximise on the training run's out-of-fold predictions.
+    decision_offsets: list[float] = field(default_factory=list)
+    decision_metric: str = ""
     versions: dict = field(default_factory=dict)     # mmsa, torch, transformers, onnx, onnxruntime
     source_run: dict = field(default_factory=dict)   # path, validation metrics
     parity: dict = field(default_factory=dict)       # max |delta prob| etc. measured at export

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import LABELS
+from .decision import decide_labels
 
 PROB_COLUMNS = tuple(f"prob_{name}" for name in LABELS)
 # error_kind: the part of `error` before ":" (IMAGE_ERROR_KINDS or "empty_text"), for SQL users;
@@ -80,11 +81,13 @@ def output_schema(id_field: pa.Field, keep_fields: Sequence[pa.Field]) -> pa.Sch
 
 def result_table(ids: pa.Array, id_name: str, probs: np.ndarray, errors: Sequence[str | None],
                  predicted_from: Sequence[str | None], keep: dict[str, pa.Array] | None = None,
-                 schema: pa.Schema | None = None) -> pa.Table:
+                 schema: pa.Schema | None = None, decision_offsets: Sequence[float] = ()) -> pa.Table:
     """probs [N,3] float32 with NaN rows for 'no prediction' -> the output columns (RESULT_COLUMNS
-    after the id), then the kept input columns."""
+    after the id), then the kept input columns. The label is the model's decision rule
+    (contract/decision.py: the arg-max unless decision_offsets); the probabilities are as given."""
     missing = np.isnan(probs).any(axis=1)
-    label_idx = np.where(missing, 0, probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64))
+    chosen = decide_labels(probs, decision_offsets) if len(probs) else np.zeros(0, np.int64)
+    label_idx = np.where(missing, 0, chosen)
     labels = pa.DictionaryArray.from_arrays(pa.array(label_idx, pa.int32(), mask=missing),
                                             pa.array(LABELS, pa.string())).cast(pa.string())
     columns = {id_name: ids, "label": labels}

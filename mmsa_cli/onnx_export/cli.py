@@ -30,6 +30,8 @@ def describe(report) -> list[str]:
         f"{p.padded_batches} padded) tolerance {p.tolerance}",
         f"  files: model.onnx {_mb(report.sizes['model.onnx'])} (raw export {_mb(report.sizes['raw_export'])}), "
         f"tokenizer {_mb(report.sizes['tokenizer'])}",
+        *([f"  decision rule: label = argmax(log p + b), b = {m.decision_offsets} (fitted for {m.decision_metric})"]
+          if m.decision_offsets else []),
         "  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()),
     ]
     return lines
@@ -52,15 +54,20 @@ def describe(report) -> list[str]:
               help="Rows to check parity on [default: the run's validation rows; required when its data "
                    "is not reachable from here].")
 @click.option("--parity-rows", default=512, show_default=True, type=click.IntRange(1), help="Cap on parity rows.")
+@click.option("--no-decision-rule", is_flag=True,
+              help="Leave out the CV run's decision rule (decision_rule.json from `mmsa train --decision-rule "
+                   "offsets`): the model's labels are then the arg-max of its probabilities.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out (only by an export that passed its checks).")
 @device_option
 @library_errors
-def export(run_dir, fusion, fold, out, precision, target, parity_data, parity_rows, overwrite, device):
+def export(run_dir, fusion, fold, out, precision, target, parity_data, parity_rows, no_decision_rule, overwrite,
+           device):
     """Export a trained model to one optimized ONNX graph (fused, validated against PyTorch)."""
     from .export import export_run
 
     report = export_run(run_dir, out, fusion=fusion, fold=fold, precision=precision, target=target, device=device,
-                        parity_data=parity_data, max_parity_rows=parity_rows, overwrite=overwrite)
+                        parity_data=parity_data, max_parity_rows=parity_rows, overwrite=overwrite,
+                        decision_rule=not no_decision_rule)
     for line in describe(report):
         click.echo(line)
 

@@ -28,6 +28,7 @@ from ..errors import ConfigError, OutputExistsError
 from ..model_folder import Manifest, write_checksums
 from ..models import ExportableModel, ModelBag
 from ..runs import load_run, select_folds
+from ..training.decision_rule import load_decision_rule
 from . import fusions as fz
 from .folder import replace_folder, save_onnx, write_manifest
 from .graph import EXPORTER, add_unused_inputs, export_onnx
@@ -86,11 +87,13 @@ def _folder_bytes(path: Path) -> int:
 
 def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: ParityRows, *, precision: str = "fp32",
                  target: str = "cpu", device: str = "auto", source_run: dict | None = None,
-                 spec: ExportSpec | None = None, overwrite: bool = False) -> ExportReport:
+                 spec: ExportSpec | None = None, overwrite: bool = False,
+                 decision_rule: dict | None = None) -> ExportReport:
     """Export `model` to the model folder `out` and validate it; raises ExportError (an
     MmsaError) listing every failed check. `device` is where the PyTorch reference and the
     ORT parity session run ('auto': CUDA when usable). An existing `out` is refused unless
-    `overwrite`, and then replaced only by an export that passed every check."""
+    `overwrite`, and then replaced only by an export that passed every check. `decision_rule`
+    (a CV run's decision_rule.json) goes into the manifest: scoring labels by its offsets."""
     _check_choices(precision, target)
     out = Path(out)
     refuse_existing_output(out, overwrite)
@@ -141,7 +144,9 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
         if ep_provider != PROVIDERS[target]:
             report.ep["note"] = f"{PROVIDERS[target]} is not usable here; counted for {ep_provider}"
         session = make_session(tmp / "model.onnx", provider, provider_options=parity_provider_options(provider))
-        parity = check_parity(session, batches, references, spec, precision, data=rows.source, skipped=rows.skipped)
+        offsets = list(decision_rule["offsets"]) if decision_rule else []
+        parity = check_parity(session, batches, references, spec, precision, data=rows.source, skipped=rows.skipped,
+                              offsets=offsets)
         del session
         lap("checks")
 
@@ -152,6 +157,7 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
             opset=spec.opset, model_sha256="", uses_text=model.uses_text, uses_image=model.uses_image,
             text_normalization=model.cfg.text_normalization,
             ensemble_members=list(model.cfg.ensemble_members) if model.cfg.fusion == "ensemble" else [],
+            decision_offsets=offsets, decision_metric=decision_rule["metric"] if decision_rule else "",
             versions=library_versions(), source_run=source_run or {}, parity=parity.to_dict())
         write_manifest(tmp, graph, manifest)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
@@ -189,9 +195,11 @@ def _source(folder: Path, meta: dict) -> dict:
 def export_run(run_dir: str | Path, out: str | Path, *, fusion: str | None = None, fold: str | None = None,
                precision: str = "fp32", target: str = "cpu", device: str = "auto",
                parity_data: str | Path | None = None, max_parity_rows: int = 512,
-               overwrite: bool = False) -> ExportReport:
+               overwrite: bool = False, decision_rule: bool = True) -> ExportReport:
     """Export one trained model of a run folder (`fusion` picks one of a `--fusion all` run;
-    `fold` one fold of a cross-validation run, or "all": the mean of every fold's model)."""
+    `fold` one fold of a cross-validation run, or "all": the mean of every fold's model).
+    A CV run's decision rule (decision_rule.json, `mmsa train --decision-rule offsets`) goes
+    into the manifest unless `decision_rule` is False."""
     _check_choices(precision, target)
     refuse_existing_output(Path(out), overwrite)
     runs = [load_run(folder, fusion) for folder in select_folds(run_dir, fold)]
@@ -200,11 +208,13 @@ def export_run(run_dir: str | Path, out: str | Path, *, fusion: str | None = Non
         raise ConfigError(f"'{run_dir}' holds {len(runs)} of its {run.train_cfg.folds} folds: train the others "
                           f"(mmsa train --fold K) or export one with --fold K")
     rows = find_parity_rows(run.folder, run.meta.get("data"), parity_data=parity_data, max_rows=max_parity_rows)
+    rule = load_decision_rule(Path(run_dir)) if decision_rule else None
     if len(runs) == 1:
         return export_model(run.model, run.model.text_encoder.tokenizer, out, rows, precision=precision,
-                            target=target, device=device, source_run=_source(run.folder, run.meta), overwrite=overwrite)
+                            target=target, device=device, source_run=_source(run.folder, run.meta), overwrite=overwrite,
+                            decision_rule=rule)
     model = ModelBag([r.model for r in runs])
     source = {"path": str(run_dir), "bag": "mean of the probabilities of these models",
               "members": [_source(r.folder, r.meta) for r in runs]}
     return export_model(model, model.text_encoder.tokenizer, out, rows, precision=precision, target=target,
-                        device=device, source_run=source, overwrite=overwrite)
+                        device=device, source_run=source, overwrite=overwrite, decision_rule=rule)

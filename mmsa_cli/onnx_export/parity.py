@@ -26,6 +26,7 @@ import torch
 
 from ..contract.geometry import normalise
 from ..data import Example, load_examples, read_split
+from ..contract.decision import decide_labels
 from ..errors import DataError, MmsaError
 from ..model_folder import INPUT_NAMES, OUTPUT_NAMES
 from ..scoring.preprocess import ImageSpec, prepare_image
@@ -154,8 +155,10 @@ class ParityReport:
 
 
 def check_parity(session, batches: list[ParityBatch], references: list[tuple[np.ndarray, np.ndarray]],
-                 spec: ExportSpec, precision: str, *, data: str = "", skipped: int = 0) -> ParityReport:
-    """Run every batch and compare; every failure is collected, none stops the check."""
+                 spec: ExportSpec, precision: str, *, data: str = "", skipped: int = 0,
+                 offsets: list[float] | None = None) -> ParityReport:
+    """Run every batch and compare; every failure is collected, none stops the check. Labels
+    are compared as scoring chooses them: by the decision rule's offsets, if any."""
     failures: list[str] = []
     inputs = tuple(i.name for i in session.get_inputs())
     outputs = tuple(o.name for o in session.get_outputs())
@@ -185,7 +188,7 @@ def check_parity(session, batches: list[ParityBatch], references: list[tuple[np.
             continue
         dp, dl = float(np.abs(probs - ref_p).max()), float(np.abs(logits - ref_l).max())
         d_probs, d_logits = max(d_probs, dp), max(d_logits, dl)
-        agree += int((probs.argmax(-1) == ref_p.argmax(-1)).sum())
+        agree += int((decide_labels(probs, offsets) == decide_labels(ref_p, offsets)).sum())
         total += n
         if dp > tolerance["probs_atol"]:
             failures.append(f"batch {i} (size {n}): max |delta prob| {dp:.2e} > {tolerance['probs_atol']:.0e}")

@@ -139,6 +139,9 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
               help="CUDA: who decodes and resizes the JPEGs. dali: NVIDIA DALI on the GPU's JPEG engines (pip install "
                    "mmsa-tweets[gpu]); nvjpeg: torchvision's nvJPEG; cpu: the image workers, pixels uploaded; auto: dali "
                    "when installed, else nvjpeg. No effect on CPU runs.")
+@click.option("--no-decision-rule", is_flag=True,
+              help="Label each row by the arg-max of its probabilities, ignoring the model's decision rule "
+                   "(the manifest's decision_offsets).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (or an interrupted run's parts).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run; starts fresh if there is none, "
                                              "does nothing if the output is complete.")
@@ -150,7 +153,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @_exit_codes
 def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, image_root, allow_outside_root, device,
           batch_size, row_group_size, workers, prefetch, gpu_decode_share, max_image_bytes, on_bad_input,
-          image_decoder, overwrite, resume, stats_json, no_progress, log_every):
+          image_decoder, no_decision_rule, overwrite, resume, stats_json, no_progress, log_every):
     """Score INPUTS (Parquet files, folders of them, or globs) into one Parquet file.
 
     Output columns: the id (or `row`), label, prob_positive, prob_neutral, prob_negative,
@@ -173,7 +176,8 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
         image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,
         row_group_size=row_group_size, workers=workers, prefetch=prefetch, gpu_decode_share=gpu_decode_share,
         overwrite=overwrite, resume=resume, progress=not no_progress, log_every_s=log_every,
-        max_image_bytes=max_image_bytes, on_bad_input=on_bad_input, image_decoder=image_decoder)
+        max_image_bytes=max_image_bytes, on_bad_input=on_bad_input, image_decoder=image_decoder,
+        decision_rule=not no_decision_rule)
     summary = score_files(list(inputs), model_dir, out, opts)
     for line in summary.lines():
         click.echo(line)

@@ -36,6 +36,7 @@ class OnnxModel:
                  verify_checksum: bool = True, threads: int | None = None):
         self.folder: ModelFolder = load_model_folder(model_dir, verify_checksum=verify_checksum)
         self.manifest = self.folder.manifest
+        self.decision_offsets = list(self.manifest.decision_offsets)  # the label rule (contract/decision.py)
         self.inputs = ModelInputs.from_manifest(self.manifest)
         self.tokenizer = load_tokenizer(self.folder)
         self.warnings: list[str] = []

@@ -77,6 +77,7 @@ class ScoreOptions:
     log_every_s: float = 30.0
     max_image_bytes: int = MAX_IMAGE_BYTES    # larger image files are error rows, refused before reading
     on_bad_input: str = "fail"                # "skip": an unreadable file or row group is skipped and listed
+    decision_rule: bool = True                # False: labels by arg-max, ignoring the manifest's decision_offsets
 
 
 def default_workers(device: str) -> int:
@@ -170,7 +171,7 @@ def job_fingerprint(inputs: InputSet, folder, opts: ScoreOptions, batch_size: in
             "image_root": str(Path(opts.image_root).resolve()) if opts.image_root is not None else None,
             "allow_outside_root": opts.allow_outside_root, "batch_size": batch_size,
             "row_group_size": opts.row_group_size, "max_image_bytes": opts.max_image_bytes,
-            "on_bad_input": opts.on_bad_input}
+            "on_bad_input": opts.on_bad_input, "decision_rule": opts.decision_rule}
 
 
 def check_options(opts: ScoreOptions) -> None:
@@ -218,7 +219,7 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
 
             load = time.perf_counter()
             scorer = Scorer(model_dir, opts.device, batch_size=opts.batch_size, verify_checksum=False,
-                            image_decoder=opts.image_decoder)
+                            image_decoder=opts.image_decoder, decision_rule=opts.decision_rule)
             load_seconds = time.perf_counter() - load
         schema = _output_schema(source, cols)
         workers = opts.workers if opts.workers is not None else default_workers(scorer.device)
@@ -517,7 +518,8 @@ class _Run:
         ids = (chunk.table.column(self.cols.id) if self.cols.id
                else pa.array(np.arange(chunk.start, chunk.start + chunk.num_rows, dtype=np.int64)))
         keep = {c: chunk.table.column(c) for c in self.cols.keep}
-        table = result_table(ids, self.cols.id_name, state.probs, state.errors, state.predicted_from, keep, self.schema)
+        table = result_table(ids, self.cols.id_name, state.probs, state.errors, state.predicted_from, keep, self.schema,
+                             decision_offsets=self.scorer.decision_offsets)
         kinds = count_kinds(state.errors)
         no_prediction = int(np.isnan(state.probs).any(axis=1).sum())
         self.writer.write_part(table, dict(kinds), no_prediction)

@@ -43,16 +43,20 @@ class ChunkPlan:
 class Scorer:
     """The table scorer. `model` is a model folder path (loaded as OnnxModel(model, device, ...))
     or a loaded backend (OnnxModel, TorchModel): anything with `inputs`, `tokenizer`, `device`,
-    `batch_size`, `fixed_batch`, `blank_pixels(n)` and `__call__(batch) -> {"probs"}`."""
+    `batch_size`, `fixed_batch`, `blank_pixels(n)` and `__call__(batch) -> {"probs"}`.
+    Labels follow the model's decision rule (its `decision_offsets`, from the manifest or the
+    run folder) unless decision_rule=False, which restores the arg-max."""
 
     def __init__(self, model, device: str = "auto", *, batch_size: int | None = None,
-                 verify_checksum: bool = True, threads: int | None = None, image_decoder: str = "auto"):
+                 verify_checksum: bool = True, threads: int | None = None, image_decoder: str = "auto",
+                 decision_rule: bool = True):
         from .preprocess import check_decoder
 
         check_decoder(image_decoder)  # a typo fails on any device
         if isinstance(model, (str, Path)):
             model = OnnxModel(model, device, batch_size=batch_size, verify_checksum=verify_checksum, threads=threads)
         self.model = model
+        self.decision_offsets = list(getattr(model, "decision_offsets", ()) or ()) if decision_rule else []
         self.inputs = model.inputs
         self.tokenizer = model.tokenizer
         # int32 while a chunk waits: half the memory of a row group's tokens (__call__ makes
@@ -236,7 +240,8 @@ class Scorer:
         start = self._rows_scored if row_offset is None else row_offset
         self._rows_scored = start + table.num_rows
         ids = table.column(cols.id) if cols.id else pa.array(np.arange(start, start + table.num_rows))
-        return result_table(ids, cols.id_name, probs, errors, sources, {c: table.column(c) for c in cols.keep})
+        return result_table(ids, cols.id_name, probs, errors, sources, {c: table.column(c) for c in cols.keep},
+                            decision_offsets=self.decision_offsets)
 
 
 def score_table(data, model_dir: str | Path, columns: Columns = Columns(), *, device: str = "auto",

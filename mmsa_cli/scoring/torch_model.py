@@ -4,6 +4,7 @@ geometry and bad-row policy), and export parity compares the two backends on the
 Needs the [train] extra (torch); imported only by those commands."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,8 @@ class TorchModel:
     parity is measured against)."""
 
     def __init__(self, model, inputs: ModelInputs, tokenizer, device: str = "auto", *,
-                 batch_size: int | None = None, description: dict | None = None):
+                 batch_size: int | None = None, description: dict | None = None,
+                 decision_offsets: list[float] | None = None):
         import torch
 
         chosen = resolve_device(device, torch_cuda_check)  # cuda unusable: DeviceUnavailableError
@@ -33,10 +35,18 @@ class TorchModel:
         self.batch_size = batch_size or DEFAULT_BATCH
         self.fixed_batch: int | None = None
         self._description = description or {}
+        self.decision_offsets = list(decision_offsets or [])  # the label rule (contract/decision.py)
 
     @classmethod
     def from_run(cls, run, device: str = "auto", **kwargs) -> "TorchModel":
-        """A run folder's model (mmsa_cli.runs.load_run) with the inputs it was trained on."""
+        """A run folder's model (mmsa_cli.runs.load_run) with the inputs it was trained on, and
+        the decision rule of the CV run it is a fold of (decision_rule.json), as export carries it."""
+        from ..training.decision_rule import load_decision_rule
+
+        folder = Path(run.folder)
+        rule = load_decision_rule(folder) or (load_decision_rule(folder.parent) if folder.name.startswith("fold-")
+                                              else None)
+        kwargs.setdefault("decision_offsets", rule["offsets"] if rule else None)
         cfg = run.model_cfg
         inputs = ModelInputs(run.image_size, tuple(run.mean), tuple(run.std), cfg.max_length, cfg.text_normalization,
                              run.model.uses_text, run.model.uses_image)

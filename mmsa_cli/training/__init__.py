@@ -9,6 +9,7 @@
     objectives.py        losses, R-Drop, EMA, optimizer groups (layer-wise learning rates)
     metrics.py           accuracy/F1/confusion and the PNG plots
     reports.py           comparison.md and cv.md over several models
+    decision_rule.py     --decision-rule offsets: fitted on out-of-fold predictions, nested CV
     config_file.py       --config FILE (TOML/YAML, or a run's config.json) and the precedence
     cli.py               the `mmsa train` command, generated from the config dataclasses
 

@@ -76,7 +76,10 @@ def summary(results: list[dict], out: str, train_cfg: TrainConfig) -> dict:
               for r in results]
     cv_path = Path(out, "cv.json")
     cv = json.loads(cv_path.read_text())["rows"] if train_cfg.folds > 1 and cv_path.is_file() else None
-    return {"run_folder": str(out), "models": models, "skipped_rows": results[0]["skipped_rows"], "cv": cv}
+    rule_path = Path(out, "decision_rule.json")
+    rule = json.loads(rule_path.read_text()) if cv is not None and rule_path.is_file() else None
+    return {"run_folder": str(out), "models": models, "skipped_rows": results[0]["skipped_rows"], "cv": cv,
+            "decision_rule": rule}
 
 
 def report_lines(stats: dict, train_cfg: TrainConfig) -> list[str]:
@@ -96,6 +99,14 @@ def report_lines(stats: dict, train_cfg: TrainConfig) -> list[str]:
             lines.append(f"{folds}-fold CV {row['fusion']:>13}: accuracy {100 * row['accuracy']:.2f} ± "
                          f"{100 * row['accuracy_std']:.2f}  weighted F1 {100 * row['weighted_f1']:.2f} ± "
                          f"{100 * row['weighted_f1_std']:.2f}")
+        if stats.get("decision_rule"):
+            rule = stats["decision_rule"]
+            before, after = rule["nested_cv"]["before"], rule["nested_cv"]["after"]
+            lines.append(f"decision rule (offsets {', '.join(f'{b:+.2f}' for b in rule['offsets'])}, for "
+                         f"{rule['metric']}), nested CV: " + ", ".join(
+                             f"{name} {100 * before[m]:.2f} -> {100 * after[m]:.2f}"
+                             for m, name in (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"),
+                                             ("macro_f1", "macro F1"))) + " (per class: cv.md)")
         lines.append(f"run folder: {out} (cv.md, cv.png; one folder per fold; `mmsa export --run {out} --fold all` "
                      f"makes one model of all the folds)")
     else:

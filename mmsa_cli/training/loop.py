@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..models import MultimodalModel
 from ..progress import progress
 from ..runs import save_weights, write_run_config
+from .decision_rule import PREDICTIONS, write_validation_predictions
 from .metrics import classification_metrics, plot_confusion_matrix, plot_training_curves
 from .modality_dropout import draw_dropped
 from .objectives import class_weights, optimizer, rdrop_penalty, training_loss, update_ema, warmup_then_linear_decay
@@ -130,7 +131,7 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
                   f"val loss {val_loss:.4f} acc {val['accuracy']:.4f} weighted F1 {val['weighted_f1']:.4f} | "
                   f"{record['samples_per_s']:.0f} samples/s", file=sys.stderr, flush=True)
         if best is None or (val["accuracy"], -val_loss) > (best["metrics"]["accuracy"], -best["val_loss"]):
-            best, bad_epochs = {"epoch": epoch, "metrics": val, "val_loss": val_loss}, 0
+            best, bad_epochs = {"epoch": epoch, "metrics": val, "val_loss": val_loss, "probs": probs}, 0
             save_weights(out, evaluated)
         else:
             bad_epochs += 1
@@ -140,7 +141,9 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
               "validation": best["metrics"], "history": history,
               "train_rows": len(data.train_idx), "val_rows": len(data.val_idx), "skipped_rows": len(data.skipped)}
     save_json(out / "metrics.json", result)
+    write_validation_predictions(out / PREDICTIONS, [data.examples[i].guid for i in data.val_idx], val_y.tolist(),
+                                 best["probs"].numpy())
     title = f"{name}: validation accuracy {best['metrics']['accuracy']:.3f} (epoch {best['epoch']})"
     plot_confusion_matrix(best["metrics"]["confusion_matrix"], out / "confusion_matrix.png", title)
-    plot_training_curves(history, out / "curves.png", name)
+    plot_training_curves(history, out / "curves.png", name, best_epoch=best["epoch"])
     return result

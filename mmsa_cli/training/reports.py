@@ -59,5 +59,5 @@ def write_cv_summary(out: Path, results: list[dict]) -> None:
         cells = " | ".join(f"{100 * r[m]:.2f} ± {100 * r[m + '_std']:.2f}" for m in METRICS_REPORTED)
         lines.append(f"| {r['name']} | {r['fusion']} | {r['folds']} | {cells} | {PAPER_ACCURACY.get(r['name'], '')} |")
     (out / "cv.md").write_text("\n".join(lines) + "\n")
-    plot_comparison(rows, out / "cv.png", f"{rows[0]['folds']}-fold cross-validation (mean; ± std in cv.md)",
+    plot_comparison(rows, out / "cv.png", f"{rows[0]['folds']}-fold cross-validation (mean ± std)",
                     reference=PAPER_ACCURACY)

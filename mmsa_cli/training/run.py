@@ -22,6 +22,7 @@ from ..models import FUSIONS, create_model
 from .loop import fit, seed_everything
 from .output import refuse_existing, staged_folder
 from .prepared import image_weights_id, prepare, with_split, write_skipped
+from .decision_rule import PREDICTIONS, RULE_FILE, write_decision_rule
 from .reports import write_comparison, write_cv_summary
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ def check_options(fusions: Sequence[str], model_cfg: ModelConfig, cfg: TrainConf
                           f"but --freeze {cfg.freeze} keeps it fixed: use --freeze none or --freeze text")
 
 
-# Options that may differ between folds trained one by one (machines differ, not the experiment).
-PER_MACHINE = ("fold", "device", "workers", "feature_cache")
+# Options that may differ between folds trained one by one (machines differ, not the experiment;
+# the decision rule is fitted after the last fold, by that fold's options, and changes no model).
+PER_MACHINE = ("fold", "device", "workers", "feature_cache", "decision_rule", "decision_metric")
 
 
 def check_same_options_as_other_folds(out: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
@@ -117,6 +119,7 @@ def train(source: TrainSource, out: str | Path, fusions: Sequence[str], model_cf
         results = _train_folds(staging, source, labelled, fusions, model_cfg, cfg, weights, device)
         if cfg.folds > 1 and not cfg.fold:
             write_cv_summary(staging, results)
+            _fit_decision_rule(staging, [staging / f"fold-{k}" for k in range(1, cfg.folds + 1)], fusions, cfg)
     if cfg.folds > 1 and cfg.fold:
         _summarise_if_complete(out, cfg, fusions)
     return results
@@ -167,11 +170,32 @@ def _summarise_if_complete(out: Path, cfg: TrainConfig, fusions: Sequence[str]) 
     every_fold = finished_folds([out / f"fold-{k}" for k in range(1, cfg.folds + 1)], fusions)
     if every_fold:
         write_cv_summary(out, every_fold)
+        _fit_decision_rule(out, [out / f"fold-{k}" for k in range(1, cfg.folds + 1)], fusions, cfg)
         return
-    for name in ("cv.json", "cv.md", "cv.png"):  # a summary of other folds must never pass for this one's
+    for name in ("cv.json", "cv.md", "cv.png", RULE_FILE):  # a summary of other folds must never pass for this one's
         (out / name).unlink(missing_ok=True)
     log.warning("trained fold %d of %d; cv.md is written when every fold folder has its metrics.json",
                 cfg.fold, cfg.folds)
+
+
+def _fit_decision_rule(out: Path, fold_dirs: list[Path], fusions: Sequence[str], cfg: TrainConfig) -> None:
+    """--decision-rule offsets: fitted on the folds' out-of-fold predictions (decision_rule.py)."""
+    if cfg.decision_rule == "none":
+        return
+    if len(fusions) > 1:  # a rule belongs to one model's probabilities
+        log.warning("--decision-rule %s is fitted for one fusion; this run trained %d: none fitted",
+                    cfg.decision_rule, len(fusions))
+        return
+    missing = [str(f) for f in fold_dirs if not (f / PREDICTIONS).is_file()]
+    if missing:  # folds trained by an mmsa before the rule: the run stays good, the rule is left out
+        log.warning("no decision rule fitted: %s lack %s (trained by an older mmsa); benchmarks/decision_rule.py "
+                    "--save-rule fits it from the fold models", ", ".join(missing), PREDICTIONS)
+        return
+    rule = write_decision_rule(out, fold_dirs, cfg.decision_metric)
+    before, after = rule["nested_cv"]["before"], rule["nested_cv"]["after"]
+    log.info("decision rule: offsets %s; nested CV %s %.4f -> %.4f (accuracy %.4f -> %.4f)", rule["offsets"],
+             cfg.decision_metric, before[cfg.decision_metric], after[cfg.decision_metric],
+             before["accuracy"], after["accuracy"])
 
 
 def finished_folds(fold_dirs: Sequence[Path], fusions: Sequence[str]) -> list[dict] | None:
