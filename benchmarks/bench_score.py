@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import torch  # noqa: E402  (before onnxruntime)
 
 from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files  # noqa: E402
-from mmsa_cli.scoring.scorer import CUDA_OPTIONS  # noqa: E402
+from mmsa_cli.scoring.onnx_model import CUDA_OPTIONS  # noqa: E402
 
 SIZES = [(600, 450), (600, 450), (450, 600), (640, 480), (500, 500), (600, 400)]
 WORDS = ("love great amazing proud happy sunny day city meeting report update station news game team win "

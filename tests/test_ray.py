@@ -22,7 +22,7 @@ import pytest
 import ray
 
 from mmsa_cli.scoring import Columns, ScoreOptions, score_files
-from mmsa_cli.scoring.ray_engine import ScoreActor, score_dataset
+from mmsa_cli.scoring.ray_engine import INSTALL_HINT, ScoreActor, score_dataset
 from mmsa_cli.scoring.ray_job import MANIFEST_FILE, RayOptions, score_files_ray
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -289,7 +289,7 @@ def test_bad_model_missing_ray_and_unreachable_cluster_fail_before_any_work(data
 
     no_ray = run(sys.executable, "-c", "import sys; sys.modules['ray'] = None; from mmsa_cli.cli import main; "
                  "main()", "score", *files, *_ray_args(model, tmp_path / "b"))
-    assert no_ray.returncode == 2 and "pip install 'mmsa[ray]'" in _one_line_error(no_ray)
+    assert no_ray.returncode == 2 and INSTALL_HINT in _one_line_error(no_ray) and "pip install" in INSTALL_HINT
 
     start = time.time()
     unreachable = run(*_cli(*files, *_ray_args(model, tmp_path / "c"), "--ray-address", "127.0.0.1:9"))
@@ -342,3 +342,33 @@ def test_inputs_images_and_output_on_s3(cluster, s3, data, model, tmp_path):
         for r in rows.values():
             r["error"] = r["error"] and r["error"].split(":", 1)[0]
     assert_same_rows(got, want)
+
+
+def test_output_directory_refuses_other_jobs_and_changed_resumes(tmp_path):
+    """Decided before any cluster starts: a file in the way (4), an interrupted run without
+    --resume (4), a --resume with other options (5, naming them), another job's finished
+    output (4), both flags (2); the same finished job is complete (exit 0 upstream)."""
+    from mmsa_cli.errors import OutputExistsError, ResumeMismatchError
+    from mmsa_cli.scoring.errors import InputError
+    from mmsa_cli.scoring.ray_job import OutputDir
+
+    job = {"inputs": [["a.parquet", 1, 2]], "model_sha256": "x", "columns": {"keep": []}}
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputExistsError, match="is a file"):
+        OutputDir(tmp_path / "file", job, overwrite=False, resume=False)
+    out = tmp_path / "out"
+    OutputDir(out, job, overwrite=False, resume=False).prepare()
+    with pytest.raises(OutputExistsError, match="--resume"):
+        OutputDir(out, job, overwrite=False, resume=False)
+    with pytest.raises(ResumeMismatchError, match="columns"):
+        OutputDir(out, {**job, "columns": {"keep": ["user"]}}, overwrite=False, resume=True)
+    assert not OutputDir(out, job, overwrite=False, resume=True).complete
+    OutputDir(out, job, overwrite=False, resume=True).finalize({"job": job})
+    assert OutputDir(out, job, overwrite=False, resume=True).complete
+    with pytest.raises(OutputExistsError, match="another job"):
+        OutputDir(out, {**job, "model_sha256": "y"}, overwrite=False, resume=True)
+    with pytest.raises(InputError, match="exclude"):
+        OutputDir(out, job, overwrite=True, resume=True)
+    fresh = OutputDir(out, {**job, "model_sha256": "y"}, overwrite=True, resume=False)
+    fresh.prepare()
+    assert sorted(p.name for p in out.iterdir()) == ["_job.json"]

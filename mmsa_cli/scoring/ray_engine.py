@@ -22,6 +22,7 @@ Ray is imported lazily; without it the entry points raise RayUnavailableError (e
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -268,8 +269,12 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
     root = _root_string(image_root)
     if cols.image:
         spec = ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std), allow_outside_root=allow_outside_root)
+        # ray_remote_args_fn keeps this stage apart: with equal CPU requests Ray would fuse it
+        # into the actors, which would then decode between model calls instead of receiving
+        # pixels from as many CPU tasks as the cluster has room for.
         ds = ds.map_batches(prepare_image_columns, batch_format="pyarrow", batch_size=rows_per_call,
                             num_cpus=image_cpus, zero_copy_batch=True,
+                            ray_remote_args_fn=functools.partial(_image_task_args, image_cpus),
                             fn_kwargs=dict(image_col=cols.image, spec=spec, image_root=root,
                                            roots_from_paths=roots_from_paths, keep_image=cols.image in cols.keep))
     gpu = {"num_gpus": gpus_per_actor} if gpus_per_actor else {}
@@ -280,6 +285,10 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
                                    else device, columns=columns, image_root=root, roots_from_paths=roots_from_paths,
                                    allow_outside_root=allow_outside_root, batch_size=batch_size, threads=threads,
                                    **(actor_kwargs or {})))
+
+
+def _image_task_args(image_cpus: float) -> dict:
+    return {"num_cpus": image_cpus}
 
 
 def dataset_schema(ds) -> pa.Schema:

@@ -1,0 +1,59 @@
+"""`--engine ray` on a multi-node cluster simulated on one machine (ray.cluster_utils.Cluster:
+a head and two worker nodes); a worker node is removed mid-job and every row still comes
+back exactly once (Ray re-runs the lost tasks; a re-run batch rewrites its own part file)."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from ray.cluster_utils import Cluster
+
+from mmsa_cli.scoring import Columns, ScoreOptions
+from mmsa_cli.scoring.output import PAUSE_ENV
+from mmsa_cli.scoring.ray_job import MANIFEST_FILE, RayOptions, score_files_ray
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_ray import data, model  # noqa: E402,F401  (module fixtures)
+from test_ray import assert_same_rows, by_id, local_reference, read_dir  # noqa: E402
+
+NODE = {"num_cpus": 2, "object_store_memory": 80 * 1024 ** 2}
+
+
+def test_a_node_removed_mid_job_loses_no_row(data, model, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(PAUSE_ENV, "0.3")  # the nodes inherit it: parts are written slowly enough to interrupt
+    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
+    workers = [cluster.add_node(**NODE) for _ in range(2)]
+    out, result = tmp_path / "scored", {}
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+
+        def job():
+            try:
+                result["summary"] = score_files_ray(
+                    data["files"], model, out, ScoreOptions(columns=Columns(keep=("user",)), device="cpu",
+                                                            row_group_size=100),
+                    RayOptions(actors=(2, 3), rows_per_call=100, rows_per_file=100), progress=False)
+            except BaseException as exc:  # reported by the assertion below
+                result["error"] = exc
+
+        thread = threading.Thread(target=job)
+        thread.start()
+        deadline = time.time() + 240
+        while time.time() < deadline and thread.is_alive() and len(list(out.glob("part-*.parquet"))) < 3:
+            time.sleep(0.1)
+        assert thread.is_alive(), result
+        cluster.remove_node(workers[0])
+        thread.join(600)
+        assert not thread.is_alive() and "error" not in result, result
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert (out / MANIFEST_FILE).exists() and result["summary"].rows == data["rows"]
+    assert_same_rows(by_id(read_dir(out)), local_reference(data, model, tmp_path))
