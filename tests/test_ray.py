@@ -162,7 +162,9 @@ def test_score_dataset_is_dataset_in_dataset_out(cluster, data, model):
     ds = ray.data.from_arrow(messy).repartition(5)
     scored = score_dataset(ds, model, columns=Columns(keep=("user",)), image_root=data["folder"], device="cpu",
                            actors=(1, 2), rows_per_call=8)
-    got = by_id(scored.to_arrow_refs() and pa.concat_tables(ray.get(scored.to_arrow_refs())))
+    got = by_id(pa.concat_tables(ray.get(scored.to_arrow_refs())))
+    stats = scored.stats()
+    assert "MapBatches(prepare_image_columns)" in stats and "prepare_image_columns)->" not in stats  # not fused
     from mmsa_cli.scoring import Scorer
 
     want = by_id(Scorer(model, "cpu").score_batch(messy, Columns(keep=("user",)), image_root=data["folder"]))

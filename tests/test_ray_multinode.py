@@ -3,14 +3,11 @@ a head and two worker nodes); a worker node is removed mid-job and every row sti
 back exactly once (Ray re-runs the lost tasks; a re-run batch rewrites its own part file)."""
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 from ray.cluster_utils import Cluster
 
@@ -46,10 +43,13 @@ def test_a_node_removed_mid_job_loses_no_row(data, model, tmp_path, monkeypatch)
         thread = threading.Thread(target=job)
         thread.start()
         deadline = time.time() + 240
-        while time.time() < deadline and thread.is_alive() and len(list(out.glob("part-*.parquet"))) < 3:
+        busy = None
+        while time.time() < deadline and thread.is_alive() and busy is None:
+            if len(list(out.glob("part-*.parquet"))) >= 3:
+                busy = _busy_node(workers)
             time.sleep(0.1)
-        assert thread.is_alive(), result
-        cluster.remove_node(workers[0])
+        assert thread.is_alive() and busy is not None, result
+        cluster.remove_node(busy)  # a node with work on it (an actor or tasks holding its CPUs)
         thread.join(600)
         assert not thread.is_alive() and "error" not in result, result
     finally:
@@ -57,3 +57,14 @@ def test_a_node_removed_mid_job_loses_no_row(data, model, tmp_path, monkeypatch)
         cluster.shutdown()
     assert (out / MANIFEST_FILE).exists() and result["summary"].rows == data["rows"]
     assert_same_rows(by_id(read_dir(out)), local_reference(data, model, tmp_path))
+
+
+def _busy_node(nodes):
+    """One of `nodes` whose CPUs are in use now, or None."""
+    from ray._private.state import available_resources_per_node
+
+    free = available_resources_per_node()
+    for node in nodes:
+        if free.get(node.node_id, {}).get("CPU", NODE["num_cpus"]) < NODE["num_cpus"]:
+            return node
+    return None

@@ -22,7 +22,6 @@ Ray is imported lazily; without it the entry points raise RayUnavailableError (e
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..contract.rows import RESULT_COLUMNS, result_table
+from ..contract.rows import result_table
 from ..errors import ConfigError
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
@@ -46,6 +45,7 @@ PIXELS = "_mmsa_pixels"            # uint8 [S,S,3] as bytes; null when the image
 IMAGE_ERROR = "_mmsa_image_error"  # "<kind>: <message>"; null when the pixels are fine
 PATH_COLUMN = "path"               # what read_parquet(include_paths=True) adds: the row's input file
 INTERNAL = "internal"              # error kind of a row whose scoring raised (never expected)
+IMAGE_TASK_MEMORY = 64 << 20       # bytes an image task needs beyond its pixels (decoder, Arrow)
 
 
 class RayUnavailableError(ConfigError):
@@ -269,12 +269,13 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
     root = _root_string(image_root)
     if cols.image:
         spec = ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std), allow_outside_root=allow_outside_root)
-        # ray_remote_args_fn keeps this stage apart: with equal CPU requests Ray would fuse it
-        # into the actors, which would then decode between model calls instead of receiving
-        # pixels from as many CPU tasks as the cluster has room for.
+        # The memory request sizes the task (its pixels plus one decoded image at a time) and
+        # keeps this stage apart: with identical requests Ray fuses it into the actors, which
+        # would then decode between model calls instead of receiving pixels from as many CPU
+        # tasks as the cluster has room for.
         ds = ds.map_batches(prepare_image_columns, batch_format="pyarrow", batch_size=rows_per_call,
-                            num_cpus=image_cpus, zero_copy_batch=True,
-                            ray_remote_args_fn=functools.partial(_image_task_args, image_cpus),
+                            num_cpus=image_cpus, memory=rows_per_call * m.image_size ** 2 * 3 + IMAGE_TASK_MEMORY,
+                            zero_copy_batch=True,
                             fn_kwargs=dict(image_col=cols.image, spec=spec, image_root=root,
                                            roots_from_paths=roots_from_paths, keep_image=cols.image in cols.keep))
     gpu = {"num_gpus": gpus_per_actor} if gpus_per_actor else {}
@@ -287,10 +288,6 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
                                    **(actor_kwargs or {})))
 
 
-def _image_task_args(image_cpus: float) -> dict:
-    return {"num_cpus": image_cpus}
-
-
 def dataset_schema(ds) -> pa.Schema:
     """A Dataset's schema as pyarrow (Ray's Schema wraps it, or lists names and types)."""
     schema = ds.schema()
@@ -299,6 +296,3 @@ def dataset_schema(ds) -> pa.Schema:
         return base
     return pa.schema([pa.field(n, t if isinstance(t, pa.DataType) else pa.string())
                       for n, t in zip(schema.names, schema.types)])
-
-
-OUTPUT_COLUMNS = RESULT_COLUMNS  # re-exported for users building their own writers
