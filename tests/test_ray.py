@@ -374,3 +374,26 @@ def test_output_directory_refuses_other_jobs_and_changed_resumes(tmp_path):
     fresh = OutputDir(out, {**job, "model_sha256": "y"}, overwrite=True, resume=False)
     fresh.prepare()
     assert sorted(p.name for p in out.iterdir()) == ["_job.json"]
+
+
+def test_an_unexpected_exception_marks_only_its_row(data, model, monkeypatch):
+    """A batch whose scoring raises is scored again row by row: the one row that fails again
+    gets `internal: ...` and no prediction, the others their normal result (no Ray needed:
+    the actor class is plain Python)."""
+    messy = pq.read_table(data["messy"])
+    actor = ScoreActor(str(model), "cpu", columns=Columns(keep=("user",)), image_root=str(data["folder"]))
+    want = by_id(actor(messy))
+    plan = actor.scorer.plan
+
+    def fragile_plan(table, *args, **kwargs):
+        if "g-emoji" in table.column("guid").to_pylist():
+            raise ValueError("tokenizer exploded")
+        return plan(table, *args, **kwargs)
+
+    monkeypatch.setattr(actor.scorer, "plan", fragile_plan)
+    got = by_id(actor(messy))
+    bad = got.pop("g-emoji")
+    assert bad["error"] == "internal: ValueError: tokenizer exploded" and bad["error_kind"] == "internal"
+    assert bad["label"] is None and bad["prob_positive"] is None and bad["user"] == want["g-emoji"]["user"]
+    want.pop("g-emoji")
+    assert_same_rows(got, want)
