@@ -25,3 +25,16 @@ class DiesOnceActor(ScoreActor):
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
         os._exit(1)
+
+
+class ReportsGpuActor(ScoreActor):
+    """Writes which GPUs Ray gave it (ids, CUDA_VISIBLE_DEVICES) to report_dir/<pid>.json."""
+
+    def __init__(self, *args, report_dir: str, **kwargs):
+        import json
+
+        import ray
+
+        super().__init__(*args, **kwargs)
+        Path(report_dir, f"{os.getpid()}.json").write_text(json.dumps(
+            {"gpu_ids": [str(i) for i in ray.get_gpu_ids()], "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES")}))

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from mmsa_cli.errors import ConfigError
 from mmsa_cli.scoring import Columns, ScoreOptions, score_files
 from mmsa_cli.scoring.ray_engine import INSTALL_HINT, ScoreActor, score_dataset
 from mmsa_cli.scoring.ray_job import MANIFEST_FILE, RayOptions, score_files_ray
@@ -83,10 +84,11 @@ def s3():
 
 @pytest.fixture(scope="module")
 def cluster(s3):
-    """One local cluster for the in-process tests: 4 logical CPUs, a 200 MiB object store;
-    this folder on the workers' path (ray_helpers)."""
+    """One local cluster for the in-process tests: 4 logical CPUs, one logical GPU (Ray
+    schedules it on a CPU-only machine: placement and fractions are testable), a 200 MiB
+    object store; this folder on the workers' path (ray_helpers)."""
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPO), os.environ.get("PYTHONPATH", "")])
-    ray.init(address="local", num_cpus=4, object_store_memory=200 * 1024 ** 2, include_dashboard=False,
+    ray.init(address="local", num_cpus=4, num_gpus=1, object_store_memory=200 * 1024 ** 2, include_dashboard=False,
              log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
@@ -397,3 +399,25 @@ def test_an_unexpected_exception_marks_only_its_row(data, model, monkeypatch):
     assert bad["label"] is None and bad["prob_positive"] is None and bad["user"] == want["g-emoji"]["user"]
     want.pop("g-emoji")
     assert_same_rows(got, want)
+
+
+def test_half_a_gpu_per_actor_puts_two_actors_on_one_gpu(cluster, data, model, tmp_path):
+    """--gpus-per-actor 0.5 on a cluster with one (logical) GPU: both actors get GPU 0, and
+    Ray remaps CUDA_VISIBLE_DEVICES inside each to it (the Scorer then uses device 0). The
+    model runs on the CPU here (device="cpu"): only the placement is under test."""
+    from ray_helpers import ReportsGpuActor
+
+    ctx = ray.data.DataContext.get_current()
+    saved, ctx.wait_for_min_actors_s = ctx.wait_for_min_actors_s, 120  # both actors up before any work
+    try:
+        ds = ray.data.from_arrow(pq.read_table(data["files"][0])).repartition(10)
+        scored = score_dataset(ds, model, device="cpu", image_root=data["folder"], actors=(2, 2), gpus_per_actor=0.5,
+                               rows_per_call=50, actor_class=ReportsGpuActor, actor_kwargs={"report_dir": str(tmp_path)})
+        table = pa.concat_tables(ray.get(scored.to_arrow_refs()))
+    finally:
+        ctx.wait_for_min_actors_s = saved
+    assert table.num_rows == 500 and len(set(table.column("guid").to_pylist())) == 500
+    reports = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert reports == [{"gpu_ids": ["0"], "cuda_visible": "0"}] * 2  # two actors shared the one GPU
+    with pytest.raises(ConfigError, match="--gpus-per-actor"):
+        score_dataset(ds, model, device="cuda")

@@ -45,7 +45,9 @@ PIXELS = "_mmsa_pixels"            # uint8 [S,S,3] as bytes; null when the image
 IMAGE_ERROR = "_mmsa_image_error"  # "<kind>: <message>"; null when the pixels are fine
 PATH_COLUMN = "path"               # what read_parquet(include_paths=True) adds: the row's input file
 INTERNAL = "internal"              # error kind of a row whose scoring raised (never expected)
-IMAGE_TASK_MEMORY = 64 << 20       # bytes an image task needs beyond its pixels (decoder, Arrow)
+# Bytes an image task needs beyond its pixels: the worker process, the decoder, Arrow. Ray's
+# memory monitor saw 117.5 MiB for a task of 50 small images (tests/test_ray.py).
+IMAGE_TASK_MEMORY = 160 << 20
 
 
 class RayUnavailableError(ConfigError):
@@ -266,6 +268,7 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
     low, high = actors
     if not 1 <= low <= high:
         raise ConfigError(f"actors must be 1 <= min <= max, not {low},{high}")
+    actor_device = actor_device_for(device, gpus_per_actor)
     root = _root_string(image_root)
     if cols.image:
         spec = ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std), allow_outside_root=allow_outside_root)
@@ -282,10 +285,18 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
     return ds.map_batches(
         actor_class or ScoreActor, batch_format="pyarrow", batch_size=rows_per_call, zero_copy_batch=True,
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high), num_cpus=cpus_per_actor, **gpu,
-        fn_constructor_kwargs=dict(model_dir=str(folder.path), device="cuda" if gpus_per_actor and device == "auto"
-                                   else device, columns=columns, image_root=root, roots_from_paths=roots_from_paths,
+        fn_constructor_kwargs=dict(model_dir=str(folder.path), device=actor_device, columns=columns,
+                                   image_root=root, roots_from_paths=roots_from_paths,
                                    allow_outside_root=allow_outside_root, batch_size=batch_size, threads=threads,
                                    **(actor_kwargs or {})))
+
+
+def actor_device_for(device: str, gpus_per_actor: float) -> str:
+    """An actor uses a GPU only when Ray reserved one for it: "auto" follows the reservation,
+    "cuda" without one is refused (ConfigError, exit 2)."""
+    if device == "cuda" and not gpus_per_actor:
+        raise ConfigError("device cuda needs GPUs for the actors: give --gpus-per-actor (gpus_per_actor) > 0")
+    return device if device != "auto" else ("cuda" if gpus_per_actor else "cpu")
 
 
 def dataset_schema(ds) -> pa.Schema:

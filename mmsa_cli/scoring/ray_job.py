@@ -35,7 +35,7 @@ from ..errors import OutputExistsError, PipelineError, ResumeMismatchError
 from .errors import InputError
 from .inputs import PARQUET_SUFFIXES, Columns, find_inputs, resolve_columns
 from .output import PAUSE_ENV
-from .ray_engine import _NEED_ID, PATH_COLUMN, RayUnavailableError, require_ray, score_dataset
+from .ray_engine import _NEED_ID, PATH_COLUMN, RayUnavailableError, actor_device_for, require_ray, score_dataset
 from .storage import is_uri, open_fs, scheme_of
 
 JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"
@@ -169,7 +169,7 @@ class OutputDir:
 
     def _decide_existing(self, names: set[str], resume: bool) -> None:
         if MANIFEST_FILE in names:
-            if self._read(MANIFEST_FILE).get("job") == self.job:
+            if self.read_json(MANIFEST_FILE).get("job") == self.job:
                 self.complete = True
                 return
             raise OutputExistsError(f"{self.uri} holds the finished output of another job (other inputs, model or "
@@ -179,13 +179,13 @@ class OutputDir:
                                     f"another --out")
         if not resume:
             raise OutputExistsError(f"{self.uri} holds an interrupted run: rerun with --resume (or --overwrite)")
-        before = self._read(JOB_FILE)
+        before = self.read_json(JOB_FILE)
         changed = sorted(k for k in set(before) | set(self.job) if before.get(k) != self.job.get(k))
         if changed:
             raise ResumeMismatchError(f"--resume refused: the interrupted run in {self.uri} used other "
                                       f"{', '.join(changed)}; use --overwrite")
 
-    def _read(self, name: str) -> dict:
+    def read_json(self, name: str) -> dict:
         with self.fs.open_input_stream(f"{self.path}/{name}") as f:
             return json.loads(f.read())
 
@@ -299,6 +299,7 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
     m = folder.manifest
     in_fs, paths, scheme = list_inputs(inputs)                # exit 2
     cols, total_rows, prints, schema = _input_facts(in_fs, paths, scheme, opts.columns, m.uses_text, m.uses_image)
+    actor_device_for(opts.device, ropts.gpus_per_actor)      # exit 2: cuda without GPUs
     image_root = opts.image_root
     if image_root is not None and not is_uri(image_root) and not Path(image_root).is_dir():
         raise InputError(f"--image-root {image_root} is not a folder")
@@ -311,7 +312,7 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
     model = {"path": str(folder.path), "model_sha256": m.model_sha256, "fusion": m.fusion}
     target = OutputDir(out, job, overwrite=opts.overwrite, resume=opts.resume)   # exit 4 / 5
     if target.complete:
-        done = target._read(MANIFEST_FILE)
+        done = target.read_json(MANIFEST_FILE)
         return RaySummary("already_complete", str(out), done["rows"], 0, done["rows"], done["rows_with_errors"],
                           done["errors_by_kind"], done["rows_without_prediction"], len(done["files"]),
                           round(time.perf_counter() - wall, 3), 0.0, model=model)
