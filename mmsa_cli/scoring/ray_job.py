@@ -40,6 +40,7 @@ from .storage import is_uri, open_fs, scheme_of
 
 JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"
 PART_PREFIX = "part-"
+ACTOR_INIT_DEATHS = 3  # actors that may die while starting, in a row, before the job fails
 
 
 @dataclass
@@ -321,6 +322,11 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
         target.prepare()
         ctx = ray.data.DataContext.get_current()
         ctx.max_errored_blocks = 0   # > 0 drops whole blocks; rows carry their errors instead
+        # An actor still starting on a node that is lost dies "in __init__", which Ray Data
+        # does not retry by default and fails the job (seen in test_ray_multinode.py). The
+        # model folder was checked here, so a few such deaths are the cluster, not the model;
+        # the count resets whenever an actor starts.
+        ctx.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
         if progress is not None:
             ctx.enable_progress_bars = bool(progress)
         before = target.read_parts([cols.id])
