@@ -421,3 +421,23 @@ def test_half_a_gpu_per_actor_puts_two_actors_on_one_gpu(cluster, data, model, t
     assert reports == [{"gpu_ids": ["0"], "cuda_visible": "0"}] * 2  # two actors shared the one GPU
     with pytest.raises(ConfigError, match="--gpus-per-actor"):
         score_dataset(ds, model, device="cuda")
+
+
+def test_jpegs_passed_to_the_actors_undecoded_give_the_same_rows(data, model):
+    """gpu_decode_share: the image stage hands plain JPEGs to the actors as bytes (for nvJPEG
+    on GPU actors); here the actor decodes them on the CPU, so the rows equal the local
+    engine's. Plain Python: the stage function and the actor class, no cluster."""
+    from mmsa_cli.scoring import Scorer
+    from mmsa_cli.scoring.preprocess import ImageSpec
+    from mmsa_cli.scoring.ray_engine import IS_JPEG, prepare_image_columns
+
+    messy = pq.read_table(data["messy"])
+    actor = ScoreActor(str(model), "cpu", columns=Columns(keep=("user",)))
+    i = actor.scorer.inputs
+    spec = ImageSpec(i.image_size, i.image_mean, i.image_std)
+    want = by_id(Scorer(model, "cpu").score_batch(messy, Columns(keep=("user",)), image_root=data["folder"]))
+    for share, jpegs in ((1.0, True), (0.0, False)):
+        prepared = prepare_image_columns(messy, image_col="image", spec=spec, image_root=str(data["folder"]),
+                                         gpu_share=share)
+        assert any(prepared.column(IS_JPEG).to_pylist()) is jpegs
+        assert_same_rows(by_id(actor(prepared)), want)

@@ -10,7 +10,8 @@
 Two stages, each with its own resource budget:
   prepare_image_columns   Ray tasks (`image_cpus` CPUs each): read + decode + resize + crop each
                           image (the local engine's code, preprocess.py) into uint8 pixels, or
-                          the row's image error
+                          the row's image error; for GPU actors, plain JPEGs stay bytes
+                          (`gpu_decode_share`) and nvJPEG decodes them in the actor
   ScoreActor              an actor pool (`actors` = min, max; `gpus_per_actor` may be a fraction):
                           loads the model folder once, tokenizes, runs ONNX Runtime, applies the
                           bad-row policy (contract/rows.py)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from ..contract.rows import result_table
 from ..errors import ConfigError
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
-from .preprocess import ImageResult, ImageSpec, prepare_image
+from .preprocess import GpuSplit, ImageResult, ImageSpec, prepare_image
 from .storage import RemoteImages, is_uri
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ INSTALL_HINT = "pip install 'mmsa[ray]'"
 # Columns the image stage adds for the actors (dropped from the output).
 PIXELS = "_mmsa_pixels"            # uint8 [S,S,3] as bytes; null when the image is unusable
 IMAGE_ERROR = "_mmsa_image_error"  # "<kind>: <message>"; null when the pixels are fine
+IS_JPEG = "_mmsa_is_jpeg"          # PIXELS holds the file's JPEG bytes, for the GPU actor's nvJPEG
 PATH_COLUMN = "path"               # what read_parquet(include_paths=True) adds: the row's input file
 INTERNAL = "internal"              # error kind of a row whose scoring raised (never expected)
 # Bytes an image task needs beyond its pixels: the worker process, the decoder, Arrow. Ray's
@@ -67,8 +70,10 @@ def require_ray():
 # ----------------------------------------------------------------------------- image stage
 
 def read_image_results(table: pa.Table, image_col: str, spec: ImageSpec, image_root: str | None,
-                       roots_from_paths: str | None = None) -> list[ImageResult]:
-    """One ImageResult per row (pixels or error), never an exception. image_root: a local
+                       roots_from_paths: str | None = None, gpu_share: float = 0.0) -> list[ImageResult]:
+    """One ImageResult per row (pixels, JPEG bytes or error), never an exception. gpu_share:
+    the fraction of plain JPEGs left as bytes for nvJPEG (GpuSplit, as in the local
+    pipeline); the rest are decoded here. image_root: a local
     folder or a URI prefix; None: each row's input file's folder when roots_from_paths is a
     scheme ('' for local files, 's3://'...) and the table has PATH_COLUMN, else only absolute
     paths and image bytes are accepted."""
@@ -80,14 +85,14 @@ def read_image_results(table: pa.Table, image_col: str, spec: ImageSpec, image_r
         roots = [roots_from_paths + os.path.dirname(p) for p in table.column(PATH_COLUMN).to_pylist()]
     else:
         roots = [image_root] * len(values)
+    if gpu_share > 0:
+        spec = replace(spec, gpu_jpeg=True)
+    split = GpuSplit(gpu_share) if gpu_share > 0 else None
     remote: dict[str, RemoteImages] = {}
-    results = []
-    for value, root in zip(values, roots):
-        results.append(_one_image(value, root, spec, remote))
-    return results
+    return [_one_image(value, root, spec, remote, split) for value, root in zip(values, roots)]
 
 
-def _one_image(value: Any, root: str | None, spec: ImageSpec, remote: dict) -> ImageResult:
+def _one_image(value: Any, root: str | None, spec: ImageSpec, remote: dict, split: GpuSplit | None) -> ImageResult:
     if isinstance(value, str) and value.strip() and root is not None and is_uri(root):
         store = remote.get(root) or remote.setdefault(root, RemoteImages(root))
         try:
@@ -95,24 +100,26 @@ def _one_image(value: Any, root: str | None, spec: ImageSpec, remote: dict) -> I
         except Exception as exc:  # ImageLoadError, or the store failing for this one object
             kind = getattr(exc, "kind", "missing")
             return ImageResult("error", None, f"{kind}: {exc}")
-        result = prepare_image(data, "", spec)
+        result = prepare_image(data, "", spec, split)
         if result.error:  # name the object, not "<image bytes>"
             result = result._replace(error=result.error.replace("<image bytes>", repr(value)))
         return result
     if isinstance(value, str) and value.strip() and root is None and not Path(value.strip()).is_absolute():
         return ImageResult("error", None, f"missing: image path {value!r} is relative and no image root was given")
-    return prepare_image(value, root or "/", spec)
+    return prepare_image(value, root or "/", spec, split)
 
 
 def prepare_image_columns(table: pa.Table, *, image_col: str, spec: ImageSpec, image_root: str | None = None,
-                          roots_from_paths: str | None = None, keep_image: bool = False) -> pa.Table:
-    """The image stage (Ray tasks): the image column becomes PIXELS and IMAGE_ERROR."""
-    results = read_image_results(table, image_col, spec, image_root, roots_from_paths)
-    pixels = [r.payload.tobytes() if r.status == "pixels" else None for r in results]
-    errors = [r.error for r in results]
+                          roots_from_paths: str | None = None, keep_image: bool = False,
+                          gpu_share: float = 0.0) -> pa.Table:
+    """The image stage (Ray tasks): the image column becomes PIXELS, IS_JPEG and IMAGE_ERROR."""
+    results = read_image_results(table, image_col, spec, image_root, roots_from_paths, gpu_share)
+    payload = [r.payload.tobytes() if r.status == "pixels" else r.payload if r.status == "jpeg" else None
+               for r in results]
     drop = [c for c in (PATH_COLUMN, None if keep_image else image_col) if c and c in table.column_names]
-    return table.drop_columns(drop).append_column(PIXELS, pa.array(pixels, pa.binary())) \
-                .append_column(IMAGE_ERROR, pa.array(errors, pa.string()))
+    return (table.drop_columns(drop).append_column(PIXELS, pa.array(payload, pa.binary()))
+            .append_column(IS_JPEG, pa.array([r.status == "jpeg" for r in results], pa.bool_()))
+            .append_column(IMAGE_ERROR, pa.array([r.error for r in results], pa.string())))
 
 
 # ----------------------------------------------------------------------------- scoring actor
@@ -204,9 +211,12 @@ _NEED_ID = ("the Ray engine needs an id column (a 'guid' column or --id-col): Ra
 
 def _prepared_results(table: pa.Table, size: int) -> list[ImageResult]:
     results = []
-    for data, error in zip(table.column(PIXELS).to_pylist(), table.column(IMAGE_ERROR).to_pylist()):
+    jpeg = table.column(IS_JPEG).to_pylist()
+    for data, error, is_jpeg in zip(table.column(PIXELS).to_pylist(), table.column(IMAGE_ERROR).to_pylist(), jpeg):
         if error or data is None:
             results.append(ImageResult("error", None, error or "missing: no image"))
+        elif is_jpeg:  # nvJPEG decodes it in pixel_batch (the CPU path would decode it there too)
+            results.append(ImageResult("jpeg", data, None))
         else:
             results.append(ImageResult("pixels", np.frombuffer(data, np.uint8).reshape(size, size, 3), None))
     return results
@@ -245,7 +255,8 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
                   gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0, image_cpus: float = 1.0,
                   batch_size: int | None = None, rows_per_call: int = 1024, threads: int | None = None,
                   roots_from_paths: str | None = None, actor_class: type | None = None,
-                  actor_kwargs: dict | None = None, schema: pa.Schema | None = None):
+                  actor_kwargs: dict | None = None, schema: pa.Schema | None = None,
+                  gpu_decode_share: float | None = None):
     """`ds` with mmsa's result columns: the id column, label, prob_positive, prob_neutral,
     prob_negative, error, error_kind, predicted_from, then `columns.keep`. Lazy, like every
     Dataset transformation; one row out per row in, in no particular order (join on the id).
@@ -255,7 +266,9 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
     URI prefix (`s3://bucket/images`); None accepts absolute paths and image bytes only.
     actor_class: a ScoreActor subclass (extra columns, instrumentation), given actor_kwargs too.
     schema: the input columns' types when the caller knows them; otherwise ds.schema(), which
-    may run the pipeline on a first block to find out."""
+    may run the pipeline on a first block to find out. gpu_decode_share: the fraction of plain
+    JPEGs the image tasks pass to the actors undecoded, for nvJPEG on their GPU (default: 1 for
+    GPU actors, 0 otherwise: CPU actors would decode them between model calls)."""
     ray = require_ray()
     from ..model_folder import load_model_folder
 
@@ -269,6 +282,7 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
     if not 1 <= low <= high:
         raise ConfigError(f"actors must be 1 <= min <= max, not {low},{high}")
     actor_device = actor_device_for(device, gpus_per_actor)
+    share = gpu_decode_share if gpu_decode_share is not None else (1.0 if actor_device == "cuda" else 0.0)
     root = _root_string(image_root)
     if cols.image:
         spec = ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std), allow_outside_root=allow_outside_root)
@@ -280,7 +294,8 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
                             num_cpus=image_cpus, memory=rows_per_call * m.image_size ** 2 * 3 + IMAGE_TASK_MEMORY,
                             zero_copy_batch=True,
                             fn_kwargs=dict(image_col=cols.image, spec=spec, image_root=root,
-                                           roots_from_paths=roots_from_paths, keep_image=cols.image in cols.keep))
+                                           roots_from_paths=roots_from_paths, keep_image=cols.image in cols.keep,
+                                           gpu_share=share))
     gpu = {"num_gpus": gpus_per_actor} if gpus_per_actor else {}
     return ds.map_batches(
         actor_class or ScoreActor, batch_format="pyarrow", batch_size=rows_per_call, zero_copy_batch=True,

@@ -344,7 +344,8 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
                                allow_outside_root=opts.allow_outside_root, device=opts.device,
                                actors=ropts.actors, gpus_per_actor=ropts.gpus_per_actor, image_cpus=ropts.image_cpus,
                                batch_size=opts.batch_size, rows_per_call=ropts.rows_per_call,
-                               roots_from_paths=scheme, schema=schema)
+                               roots_from_paths=scheme, schema=schema,
+                               gpu_decode_share=_ray_share(opts.gpu_decode_share, ropts.gpus_per_actor))
         written = scored.map_batches(write_part, batch_format="pyarrow", batch_size=ropts.rows_per_file,
                                      fn_kwargs={"fs": target.fs, "path": target.path, "id_col": cols.id})
         this_run = 0
@@ -359,6 +360,14 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
         if started:
             ray.shutdown()
     return _finalize(target, cols.id, total_rows, this_run, resumed, job, model, ropts, wall)
+
+
+def _ray_share(setting, gpus_per_actor: float) -> float:
+    """--gpu-decode-share for GPU actors ("auto", which balances the local pipeline's two
+    decoders, is 1 here: the image tasks run elsewhere); CPU actors get pixels."""
+    if not gpus_per_actor:
+        return 0.0
+    return 1.0 if setting == "auto" else float(setting)
 
 
 def _finalize(target: OutputDir, id_col: str, total_rows: int, this_run: int, resumed: int, job: dict,
