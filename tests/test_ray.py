@@ -441,3 +441,18 @@ def test_jpegs_passed_to_the_actors_undecoded_give_the_same_rows(data, model):
                                          gpu_share=share)
         assert any(prepared.column(IS_JPEG).to_pylist()) is jpegs
         assert_same_rows(by_id(actor(prepared)), want)
+
+
+def test_local_engine_refuses_object_storage_paths(model, tmp_path):
+    """Object storage is the Ray engine's: the local engine says so (exit 2) instead of
+    writing a local file named 's3:/...'."""
+    from click.testing import CliRunner
+
+    from mmsa_cli.cli import main
+
+    for args in (["in.parquet", "--out", "s3://bucket/out.parquet"], ["s3://bucket/in/", "--out", "o.parquet"],
+                 ["in.parquet", "--out", "o.parquet", "--image-root", "gs://bucket/images"]):
+        with CliRunner().isolated_filesystem(temp_dir=tmp_path):
+            result = CliRunner().invoke(main, ["score", *args, "--model", str(model)])
+            assert result.exit_code == 2 and "needs --engine ray" in result.output, result.output
+            assert not Path("s3:").exists()

@@ -9,6 +9,7 @@ import click
 
 from ..cli_options import CommandFailed, device_option, library_errors
 from ..errors import MmsaError, exit_code_for
+from .ray_cli import local_paths_only, ray_options, score_with_ray  # imports neither Ray nor numpy
 
 
 def _exit_codes(fn):
@@ -45,9 +46,6 @@ class _Share(click.ParamType):
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c.strip() for v in values for c in v.split(",") if c.strip())
-
-
-from .ray_cli import ray_options, score_with_ray  # noqa: E402  (imports neither Ray nor numpy)
 
 
 @click.command()
@@ -108,8 +106,8 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
     from .inputs import Columns
     from .pipeline import ScoreOptions, score_files
 
-    if engine["engine"] == "local" and Path(out).is_dir():
-        raise click.BadParameter(f"{out} is a directory (the local engine writes one Parquet file)", param_hint="--out")
+    if engine["engine"] == "local":
+        local_paths_only(inputs, out, image_root)
     opts = ScoreOptions(
         columns=Columns(text=text_col, image=image_col, id=id_col, keep=_split(keep_columns)),
         image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,

@@ -3,6 +3,8 @@ Imports neither Ray nor numpy: `mmsa --help` stays fast, and a missing Ray is re
 when `--engine ray` is asked for."""
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -46,6 +48,17 @@ _OPTIONS = [
     click.option("--ray-object-store-mb", type=click.IntRange(75), default=None,
                  help="Ray engine, local cluster only: object store size [default: Ray's]."),
 ]
+
+
+def local_paths_only(inputs, out, image_root) -> None:
+    """The local engine reads and writes local paths: a URI is a usage error (exit 2), never
+    a local file named 's3:/bucket/...'."""
+    for option, value in [("INPUTS", v) for v in inputs] + [("--out", out), ("--image-root", image_root)]:
+        if value is not None and "://" in str(value):
+            raise click.BadParameter(f"{value}: the local engine reads and writes local paths; object storage "
+                                     f"needs --engine ray", param_hint=option)
+    if os.path.isdir(out):
+        raise click.BadParameter(f"{out} is a directory (the local engine writes one Parquet file)", param_hint="--out")
 
 
 def ray_options(fn):
