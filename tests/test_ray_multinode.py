@@ -1,6 +1,7 @@
 """`--engine ray` on a multi-node cluster simulated on one machine (ray.cluster_utils.Cluster:
-a head and two worker nodes); a worker node is removed mid-job and every row still comes
-back exactly once (Ray re-runs the lost tasks; a re-run batch rewrites its own part file)."""
+a head and two worker nodes); a worker node with work on it is removed mid-job and every row
+still comes back exactly once (Ray re-runs the lost tasks; a re-run batch rewrites its own
+part file), directly or, when Ray Data gives up on the job, after one --resume."""
 from __future__ import annotations
 
 import sys
@@ -31,11 +32,11 @@ def test_a_node_removed_mid_job_loses_no_row(data, model, tmp_path, monkeypatch)
         ray.init(address=cluster.address, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
 
-        def job():
+        def job(resume: bool = False):
             try:
                 result["summary"] = score_files_ray(
                     data["files"], model, out, ScoreOptions(columns=Columns(keep=("user",)), device="cpu",
-                                                            row_group_size=100),
+                                                            row_group_size=100, resume=resume),
                     RayOptions(actors=(2, 3), rows_per_call=100, rows_per_file=100), progress=False)
             except BaseException as exc:  # reported by the assertion below
                 result["error"] = exc
@@ -51,7 +52,17 @@ def test_a_node_removed_mid_job_loses_no_row(data, model, tmp_path, monkeypatch)
         assert thread.is_alive() and busy is not None, result
         cluster.remove_node(busy)  # a node with work on it (an actor or tasks holding its CPUs)
         thread.join(600)
-        assert not thread.is_alive() and "error" not in result, result
+        assert not thread.is_alive(), result
+        if "error" in result:
+            # Seen in full-suite runs (never alone): after the node loss Ray Data's pool kept
+            # starting replacement actors that were cancelled before they ran, until its
+            # max_consecutive_actor_init_deaths budget ran out. The job then fails with exit
+            # 6 and keeps its parts; the documented recovery, --resume, must finish the job
+            # without losing or doubling a row.
+            assert getattr(result["error"], "exit_code", None) == 6, result
+            print(f"job failed after the node loss ({result['error']}); resuming")
+            job(resume=True)
+            assert "summary" in result, result
     finally:
         ray.shutdown()
         cluster.shutdown()
