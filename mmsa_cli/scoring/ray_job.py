@@ -40,10 +40,11 @@ from .storage import is_uri, open_fs, scheme_of
 
 JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"
 PART_PREFIX = "part-"
-# Actors that may die while starting, in a row, before the job fails. A lost node took 4
-# within 2 s in test_ray_multinode.py (its pending actors, then replacements placed on it
-# before Ray noticed it was gone), so 3 was too few; a start that always fails (no CUDA on
-# a node) still ends the job after this many tries.
+# Actors that may die while starting, in a row, before the job fails (Ray Data's default is
+# 0: the first one fails the job). Deaths at start were seen in the multi-node test when it
+# ran in the same process after another cluster (actors cancelled before they ran, dozens a
+# second: no budget helps there, hence its fresh interpreter); a budget covers the few a
+# lost node can cause, and a start that always fails (no CUDA on a node) still ends the job.
 ACTOR_INIT_DEATHS = 20
 
 
@@ -327,9 +328,8 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
         ctx = ray.data.DataContext.get_current()
         ctx.max_errored_blocks = 0   # > 0 drops whole blocks; rows carry their errors instead
         # An actor still starting on a node that is lost dies "in __init__", which Ray Data
-        # does not retry by default and fails the job (seen in test_ray_multinode.py). The
-        # model folder was checked here, so such deaths are the cluster, not the model; the
-        # count resets whenever an actor starts.
+        # does not retry by default. The model folder was checked here, so such deaths are
+        # the cluster, not the model; the count resets whenever an actor starts.
         ctx.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
         if progress is not None:
             ctx.enable_progress_bars = bool(progress)
