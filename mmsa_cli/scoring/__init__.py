@@ -11,6 +11,8 @@
     score_files   Parquet files -> one Parquet file, pipelined, resumable (ScoreOptions)
     score_table   load a model and score one table
     Columns       input column names; PROB_COLUMNS / RESULT_COLUMNS: the output's
+    score_dataset a ray.data.Dataset in, the Dataset with the result columns out (ScoreActor:
+                  its callable class); `mmsa score --engine ray` is ray_job.score_files_ray
 
 Names are imported lazily: worker processes import mmsa_cli.scoring.preprocess without
 paying for onnxruntime or pyarrow.
@@ -28,6 +30,7 @@ _EXPORTS = {
     "ResumeMismatchError": ".errors", "PipelineError": ".errors", "ModelLoadError": ".errors",
     "exit_code_for": ".errors",
     "PROB_COLUMNS": "..contract.rows", "RESULT_COLUMNS": "..contract.rows",
+    "score_dataset": ".ray_engine", "ScoreActor": ".ray_engine",   # Ray Data (the [ray] extra)
 }
 __all__ = sorted(_EXPORTS)
 

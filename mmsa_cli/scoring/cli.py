@@ -12,6 +12,7 @@ from ..cli_options import CommandFailed, device_option, library_errors
 from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
 from .errors import InputError
 from .preprocess import DECODERS
+from .ray_cli import local_paths_only, ray_options, score_with_ray  # imports neither Ray nor numpy
 
 
 def _exit_codes(fn):
@@ -104,7 +105,8 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model_dir", required=True, type=click.Path(),
               help="Model folder written by `mmsa export` (model.onnx, tokenizer/, manifest.json).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
+@click.option("--out", required=True, type=click.Path(),
+              help="Output Parquet file; with --engine ray a directory (local or s3://, gs://...).")
 @click.option("--text-col", default="text", show_default=True, help="Text column.")
 @click.option("--image-col", default="image", show_default=True,
               help="Image column: paths (relative to --image-root) or encoded image bytes.")
@@ -149,11 +151,12 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--no-progress", is_flag=True, help="No progress bar or periodic progress lines.")
 @click.option("--log-every", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between progress lines when stderr is not a terminal.")
+@ray_options
 @library_errors
 @_exit_codes
 def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, image_root, allow_outside_root, device,
           batch_size, row_group_size, workers, prefetch, gpu_decode_share, max_image_bytes, on_bad_input,
-          image_decoder, no_decision_rule, overwrite, resume, stats_json, no_progress, log_every):
+          image_decoder, no_decision_rule, overwrite, resume, stats_json, no_progress, log_every, **engine):
     """Score INPUTS (Parquet files, folders of them, or globs) into one Parquet file.
 
     Output columns: the id (or `row`), label, prob_positive, prob_neutral, prob_negative,
@@ -171,6 +174,8 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
     from .pipeline import ScoreOptions, score_files
 
     check_stats_path(stats_json)
+    if engine["engine"] == "local":
+        local_paths_only(inputs, out, image_root)
     opts = ScoreOptions(
         columns=Columns(text=text_col, image=image_col, id=id_col, keep=_split(keep_columns)),
         image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,
@@ -178,7 +183,10 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
         overwrite=overwrite, resume=resume, progress=not no_progress, log_every_s=log_every,
         max_image_bytes=max_image_bytes, on_bad_input=on_bad_input, image_decoder=image_decoder,
         decision_rule=not no_decision_rule)
-    summary = score_files(list(inputs), model_dir, out, opts)
+    if engine["engine"] == "ray":
+        summary = score_with_ray(list(inputs), model_dir, out, opts, engine)
+    else:
+        summary = score_files(list(inputs), model_dir, out, opts)
     for line in summary.lines():
         click.echo(line)
     for warning in summary.warnings:

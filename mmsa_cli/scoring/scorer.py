@@ -12,7 +12,7 @@ pixel_batch, infer), with the image work in worker processes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -168,7 +168,7 @@ class Scorer:
         s = self.inputs.image_size
         errors: list[str | None] = []
         raw = np.zeros((len(results), s, s, 3), np.uint8)
-        cpu_spec = ImageSpec(spec.size, spec.mean, spec.std, spec.max_pixels, spec.allow_outside_root)
+        cpu_spec = replace(spec, gpu_jpeg=False)
         for i, r in enumerate(results):
             if r.status == "jpeg":  # from a GPU-minded worker: decode here
                 r = prepare_image(r.payload, "", cpu_spec)

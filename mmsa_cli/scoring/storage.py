@@ -1,0 +1,77 @@
+"""Paths that may live on object storage: `s3://bucket/key`, `gs://...`, or anything
+`pyarrow.fs.FileSystem.from_uri` opens; plain paths stay on the local disk.
+
+Used by the Ray engine for its inputs, its output directory and images under a bucket
+prefix (`--image-root s3://bucket/images`). The same bad-row policy applies to images read
+this way: a missing object is `missing`, a key escaping the root prefix is `outside_root`.
+"""
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+from ..data.images import ImageLoadError
+from .errors import InputError
+
+
+def is_uri(path: str | Path) -> bool:
+    return "://" in str(path)
+
+
+def open_fs(location: str | Path):
+    """(pyarrow FileSystem, path within it) for a URI or a local path (made absolute)."""
+    from pyarrow import fs as pafs
+
+    if not is_uri(location):
+        return pafs.LocalFileSystem(), str(Path(location).resolve())
+    try:
+        return pafs.FileSystem.from_uri(str(location))
+    except Exception as exc:  # unknown scheme, bad bucket name, missing credentials
+        raise InputError(f"cannot open {location}: {exc}") from None
+
+
+def scheme_of(location: str | Path) -> str:
+    """'s3://' for 's3://bucket/x', '' for a local path."""
+    text = str(location)
+    return text.split("://", 1)[0] + "://" if is_uri(text) else ""
+
+
+class RemoteImages:
+    """Reads image bytes under a root prefix of one object store (the root is a URI)."""
+
+    def __init__(self, root: str):
+        self.root_uri = root.rstrip("/")
+        self.scheme = scheme_of(root)
+        self.fs, path = open_fs(root)
+        self.root = path.rstrip("/")
+
+    def resolve(self, value: str, allow_outside: bool) -> str:
+        """The object's path in the store; ImageLoadError for empty or root-escaping keys."""
+        value = value.strip()
+        if not value:
+            raise ImageLoadError("missing", f"empty image path (relative to {self.root_uri})")
+        if is_uri(value):
+            if scheme_of(value) != self.scheme:
+                raise ImageLoadError("outside_root", f"image path {value!r} is not on {self.scheme} "
+                                                     f"(the image root is {self.root_uri})")
+            path = posixpath.normpath(value.split("://", 1)[1])
+        else:
+            path = posixpath.normpath(posixpath.join(self.root, value))
+        if not allow_outside and not (path + "/").startswith(self.root + "/"):
+            raise ImageLoadError("outside_root", f"image path {value!r} resolves to {self.scheme}{path}, "
+                                                 f"outside the image root {self.root_uri}")
+        return path
+
+    def read(self, value: str, allow_outside: bool) -> bytes:
+        path = self.resolve(value, allow_outside)
+        name = f"{self.scheme}{path}"
+        try:
+            with self.fs.open_input_file(path) as f:
+                data = f.readall()
+        except FileNotFoundError:
+            raise ImageLoadError("missing", f"image {name} does not exist") from None
+        except OSError as exc:
+            raise ImageLoadError("missing", f"image {name} cannot be read: {exc}") from None
+        if not data:
+            raise ImageLoadError("empty", f"image {name} is empty (0 bytes)")
+        return data
