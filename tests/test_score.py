@@ -844,6 +844,18 @@ def _interrupt_after_first_part(path, models, scorers, out):
 
 # ----------------------------------------------------------------------------------- CLI
 
+def test_cli_stats_json_dash_is_standard_output(messy, models, tmp_path):
+    """The shared vocabulary: `--stats-json -` puts the JSON on stdout, the summary lines on stderr."""
+    path, _ = messy
+    result = CliRunner().invoke(main, ["score", str(path), "--model", str(models["ote"]), "--workers", "0",
+                                       "--device", "cpu", "--out", str(tmp_path / "o.parquet"), "--no-progress",
+                                       "--stats-json", "-"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["status"] == "done" and stats["rows"] == pq.read_metadata(tmp_path / "o.parquet").num_rows
+    assert "rows with errors" in result.stderr and not (tmp_path / "-").exists()
+
+
 def test_cli_exit_codes_and_summary(messy, models, tmp_path):
     path, _ = messy
     runner = CliRunner()

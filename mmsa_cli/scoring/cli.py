@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import CommandFailed, device_option, library_errors
+from ..cli_options import CommandFailed, device_option, library_errors, say_for, stats_json_option
 from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
 from .errors import InputError
 from .preprocess import DECODERS
@@ -55,6 +55,9 @@ def _interrupted_message(out: str | None) -> str:
 
 
 def _write_json(path: str, data: dict) -> None:
+    if path == "-":  # the shared vocabulary: `-` is standard output (the summary lines went to stderr)
+        click.echo(json.dumps(data, indent=2))
+        return
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -71,7 +74,7 @@ def _write_stats(path: str | None, data: dict) -> None:
 def check_stats_path(path: str | None) -> None:
     """--stats-json is checked before any work, like --out: a missing or unwritable folder
     (or a folder given as the file) would otherwise fail after the whole job."""
-    if not path:
+    if not path or path == "-":
         return
     target = Path(path)
     if target.is_dir():
@@ -147,7 +150,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (or an interrupted run's parts).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run; starts fresh if there is none, "
                                              "does nothing if the output is complete.")
-@click.option("--stats-json", type=click.Path(dir_okay=False), default=None, help="Also write the summary as JSON.")
+@stats_json_option
 @click.option("--no-progress", is_flag=True, help="No progress bar or periodic progress lines.")
 @click.option("--log-every", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between progress lines when stderr is not a terminal.")
@@ -187,8 +190,9 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
         summary = score_with_ray(list(inputs), model_dir, out, opts, engine)
     else:
         summary = score_files(list(inputs), model_dir, out, opts)
+    say = say_for(stats_json)
     for line in summary.lines():
-        click.echo(line)
+        say(line)
     for warning in summary.warnings:
         click.echo(f"WARNING: {warning}", err=True)
     for line in summary.skipped_lines():
