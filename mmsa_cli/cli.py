@@ -148,12 +148,11 @@ def predict(run_dir, fusion, data, label_file, text_col, image_col, id_col, labe
             device):
     """Per-row predictions for DATA with a trained run: the columns of `mmsa score` (guid, label, prob_*,
     error, error_kind, predicted_from)."""
-    from .errors import OutputExistsError
+    from .outputs import refuse_existing
     from .runs import load_run
     from .scoring.evaluate import predict_examples, table_image_root, write_predictions
 
-    if Path(out).exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists: choose another --out, or --overwrite to replace it")
+    refuse_existing(out, overwrite)
     run = load_run(run_dir, fusion)
     frame = predict_examples(run, _load(data, label_file, text_col, image_col, id_col, label_col, image_root),
                              device=device, image_root=table_image_root(data, image_root))

@@ -24,7 +24,8 @@ import onnx
 import torch
 
 from .. import LABELS, __version__
-from ..errors import ConfigError, OutputExistsError
+from ..errors import ConfigError
+from ..outputs import refuse_existing
 from ..model_folder import Manifest, write_checksums
 from ..models import ExportableModel, ModelBag
 from ..runs import load_run, select_folds
@@ -67,13 +68,6 @@ def _check_choices(precision: str, target: str) -> None:
         raise ConfigError(f"target '{target}' is not one of {', '.join(TARGETS)}")
 
 
-def refuse_existing_output(out: Path, overwrite: bool) -> None:
-    """The CLI's one rule for --out: what exists is another job's, unless --overwrite."""
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise OutputExistsError(f"{out} exists: choose another --out, or --overwrite to replace it "
-                                f"(only once the new export passed its checks)")
-
-
 def current_umask() -> int:
     """The process umask (reading it means setting it: put straight back)."""
     mask = os.umask(0o022)
@@ -96,7 +90,7 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
     (a CV run's decision_rule.json) goes into the manifest: scoring labels by its offsets."""
     _check_choices(precision, target)
     out = Path(out)
-    refuse_existing_output(out, overwrite)
+    refuse_existing(out, overwrite)
     spec = spec or spec_for(model)
     seconds: dict[str, float] = {}
     start = tick = time.perf_counter()
@@ -201,7 +195,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, fusion: str | None = Non
     A CV run's decision rule (decision_rule.json, `mmsa train --decision-rule offsets`) goes
     into the manifest unless `decision_rule` is False."""
     _check_choices(precision, target)
-    refuse_existing_output(Path(out), overwrite)
+    refuse_existing(Path(out), overwrite)
     runs = [load_run(folder, fusion) for folder in select_folds(run_dir, fold)]
     run = runs[0]
     if fold == "all" and len(runs) != run.train_cfg.folds:

@@ -9,13 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import OutputExistsError
-
-
-def refuse_existing(folder: Path, overwrite: bool, what: str = "--out") -> None:
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
-        raise OutputExistsError(f"{what} '{folder}' already exists and is not empty: choose another folder, "
-                                f"or add --overwrite to replace it once training succeeds")
+from ..outputs import refuse_existing
 
 
 def _missing_ancestors(folder: Path) -> list[Path]:
@@ -32,7 +26,7 @@ def _missing_ancestors(folder: Path) -> list[Path]:
 def staged_folder(final: Path, overwrite: bool) -> Iterator[Path]:
     """Yield an empty staging folder beside `final`; on success it becomes `final` (an old
     `final` is removed only then); on any failure it is removed, with the parents it created."""
-    refuse_existing(final, overwrite)
+    refuse_existing(final, overwrite, when="once training succeeds")
     created = _missing_ancestors(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f".{final.name}.partial-{os.getpid()}"
