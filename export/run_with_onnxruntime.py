@@ -14,14 +14,13 @@ import onnxruntime as ort
 from mmsa_cli.contract.geometry import preprocess_image   # resize shorter side, centre crop, normalise
 from mmsa_cli.data.images import load_image                # any format -> RGB, EXIF applied, JPEG drafted
 from mmsa_cli.model_folder import load_model_folder         # checks the folder's checksums
-from mmsa_cli.scoring.onnx_model import load_tokenizer
 from mmsa_cli.scoring.texts import BatchTokenizer           # text normalization + tokenizer, as trained
 
 
 def main(folder: str, text: str, image: str) -> None:
     model = load_model_folder(folder)
     m = model.manifest
-    ids, mask = BatchTokenizer(load_tokenizer(model), m.max_length, m.text_normalization)([text])
+    ids, mask = BatchTokenizer(model.load_tokenizer(), m.max_length, m.text_normalization)([text])
     width = int(mask.sum())
     pixels = preprocess_image(load_image(image, draft_size=m.image_size), m.image_size, m.image_mean, m.image_std)
     # onnxruntime-gpu lists CUDA even where it cannot load it (no GPU): ORT then logs an error

@@ -71,8 +71,8 @@ def data_argument(fn):
 # --------------------------------------------------------------------------- options from config dataclasses
 
 class LazyChoices:
-    """Choices given as a function are looked up when first needed (--help, a value to check),
-    so building the command imports nothing heavy (the model registry imports torch)."""
+    """Choices given as a function (config.py: the registry's names, which check_config leaves
+    to the model code that uses them) are looked up when first needed."""
 
     def __init__(self, choices):
         self._choices = choices

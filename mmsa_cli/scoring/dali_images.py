@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import struct
 import time
-from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -34,7 +33,7 @@ import torch
 
 from ..contract.geometry import plan_resize
 from .gpu_images import GpuImages, to_device
-from .preprocess import DECODERS, ImageResult, ImageSpec, check_decoder, prepare_image  # noqa: F401 (DECODERS: re-exported)
+from .preprocess import DECODERS, ImageResult, ImageSpec, check_decoder, decode_on_cpu  # noqa: F401 (re-exported)
 
 # Share of the JPEGs DALI sends to the hardware JPEG engines (the rest: CUDA decode). On the
 # H200, bytes in through external_source: 0.65 gave 23,490 images/s, 1.0 24,230 vs 27,178 with
@@ -232,7 +231,7 @@ class DaliImages(GpuImages):
             t1 = time.perf_counter()
             rejected += [jpeg[j] for j in failed]
             for i in rejected:  # DALI said no: the CPU path decodes it or names the error
-                results[i] = prepare_image(results[i].payload, "", replace(spec, gpu_jpeg=False))
+                results[i] = decode_on_cpu(results[i].payload, spec)
                 errors[i] = results[i].error
             refused = set(rejected)
             good = [i for i in jpeg if i not in refused]

@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..contract.geometry import plan_resize
-from .preprocess import ImageResult, ImageSpec, prepare_image
+from .preprocess import ImageResult, ImageSpec, decode_on_cpu
 
 _GROUP_ELEMENTS = 1 << 26  # padded pixels x channels per group: 256 MiB of float32
 
@@ -221,7 +220,7 @@ class GpuImages:
             t1 = time.perf_counter()
             for j in failed:  # nvJPEG said no: the CPU path decodes it or names the error
                 i = jpeg[j]
-                results[i] = prepare_image(results[i].payload, "", replace(spec, gpu_jpeg=False))
+                results[i] = decode_on_cpu(results[i].payload, spec)
                 errors[i] = results[i].error
             good = [(jpeg[j], img) for j, img in enumerate(decoded) if img is not None]
             if good:

@@ -38,7 +38,7 @@ class OnnxModel:
         self.manifest = self.folder.manifest
         self.decision_offsets = list(self.manifest.decision_offsets)  # the label rule (contract/decision.py)
         self.inputs = ModelInputs.from_manifest(self.manifest)
-        self.tokenizer = load_tokenizer(self.folder)
+        self.tokenizer = self.folder.load_tokenizer()  # tokenizers alone: no transformers, no torch
         self.warnings: list[str] = []
         self.session = self._open_session(device, threads)
         self.provider = self.session.get_providers()[0]
@@ -144,13 +144,6 @@ class OnnxModel:
             else:
                 self._zeros[n] = np.zeros((n, 3, s, s), np.float32)
         return self._zeros[n]
-
-
-def load_tokenizer(folder: ModelFolder):
-    """The folder's tokenizer as a `tokenizers.Tokenizer` (ModelFolder.load_tokenizer): neither
-    transformers nor torch is imported, and the scoring install has neither. Same ids as
-    the Hugging Face tokenizer (a test checks)."""
-    return folder.load_tokenizer()
 
 
 def is_torch(x) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -129,6 +129,12 @@ def _name_source(message: str, value: object) -> str:
     if isinstance(value, str) and "<image bytes>" in message:
         return message.replace("<image bytes>", repr(value))
     return message
+
+
+def decode_on_cpu(data: bytes, spec: ImageSpec) -> ImageResult:
+    """JPEG bytes a worker meant for a GPU decoder, prepared on the CPU instead (a CPU run, or
+    a file nvJPEG/DALI refused): pixels, or the error that names why not."""
+    return prepare_image(data, "", replace(spec, gpu_jpeg=False))
 
 
 def prepare_images(tasks: Sequence[ImageTask], spec: ImageSpec, gpu_share: float = 1.0,

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from ..contract.rows import result_table
 from ..errors import ConfigError
+from ..model_folder import ModelFolder
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
 from .preprocess import GpuSplit, ImageResult, ImageSpec, prepare_image
@@ -250,7 +251,7 @@ def _root_string(root: str | Path | None) -> str | None:
 
 # ----------------------------------------------------------------------------- Dataset in, Dataset out
 
-def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), image_root: str | Path | None = None,
+def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns = Columns(), image_root: str | Path | None = None,
                   allow_outside_root: bool = False, device: str = "auto", actors: tuple[int, int] = (1, 1),
                   gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0, image_cpus: float = 1.0,
                   batch_size: int | None = None, rows_per_call: int = 1024, threads: int | None = None,
@@ -272,7 +273,8 @@ def score_dataset(ds, model_dir: str | Path, *, columns: Columns = Columns(), im
     ray = require_ray()
     from ..model_folder import load_model_folder
 
-    folder = load_model_folder(model_dir)
+    # A folder the caller already loaded (and so checked) is not hashed a second time.
+    folder = model_dir if isinstance(model_dir, ModelFolder) else load_model_folder(model_dir)
     m = folder.manifest
     cols = resolve_columns(schema or dataset_schema(ds), columns, uses_text=m.uses_text, uses_image=m.uses_image,
                            where="the dataset")

@@ -349,7 +349,7 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
         if resumed:
             ds = ds.map_batches(drop_done, batch_format="pyarrow", zero_copy_batch=True,
                                 fn_kwargs={"id_col": cols.id, "done": ray.put(before.column(cols.id).combine_chunks())})
-        scored = score_dataset(ds, folder.path, columns=opts.columns, image_root=image_root,
+        scored = score_dataset(ds, folder, columns=opts.columns, image_root=image_root,
                                allow_outside_root=opts.allow_outside_root, device=opts.device,
                                actors=ropts.actors, gpus_per_actor=ropts.gpus_per_actor, image_cpus=ropts.image_cpus,
                                batch_size=opts.batch_size, rows_per_call=ropts.rows_per_call,

@@ -12,7 +12,7 @@ pixel_batch, infer), with the image work in worker processes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +24,7 @@ from ..contract.rows import RowOutcomes, decide, result_table
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
 from .onnx_model import OnnxModel
-from .preprocess import ImageResult, ImageSpec, ImageTask, prepare_image, prepare_images
+from .preprocess import ImageResult, ImageSpec, ImageTask, check_decoder, decode_on_cpu, prepare_images
 from .texts import BatchTokenizer, decode_texts
 
 
@@ -50,9 +50,6 @@ class Scorer:
     def __init__(self, model, device: str = "auto", *, batch_size: int | None = None,
                  verify_checksum: bool = True, threads: int | None = None, image_decoder: str = "auto",
                  decision_rule: bool = True):
-        from .preprocess import check_decoder
-
-        check_decoder(image_decoder)  # a typo fails on any device
         if isinstance(model, (str, Path)):
             model = OnnxModel(model, device, batch_size=batch_size, verify_checksum=verify_checksum, threads=threads)
         self.model = model
@@ -70,8 +67,8 @@ class Scorer:
         # Who prepares the images on CUDA: "dali", "nvjpeg" or "cpu" (dali_images.gpu_image_path);
         # None on a CPU run, which prepares every image on the CPU whatever was asked.
         self.image_decoder: str | None = None
+        self.use_image_decoder(image_decoder)  # a typo fails on any device
         if self.device == "cuda":
-            self.use_image_decoder(image_decoder)
             self.warm_up()
 
     # ------------------------------------------------------------------ the backend's facts
@@ -96,11 +93,11 @@ class Scorer:
     def use_image_decoder(self, requested: str) -> str | None:
         """Choose the CUDA image path (auto, dali, nvjpeg, cpu; benchmarks switch it on one loaded
         model); returns the one in use, None on a CPU run."""
-        from .dali_images import check_decoder, gpu_image_path
-
         check_decoder(requested)
         if self.device == "cuda":
             import torch
+
+            from .dali_images import gpu_image_path
 
             self.image_decoder, self._gpu = gpu_image_path(
                 requested, self.inputs, torch.device("cuda", torch.cuda.current_device()), self.batch_size,
@@ -168,10 +165,9 @@ class Scorer:
         s = self.inputs.image_size
         errors: list[str | None] = []
         raw = np.zeros((len(results), s, s, 3), np.uint8)
-        cpu_spec = replace(spec, gpu_jpeg=False)
         for i, r in enumerate(results):
             if r.status == "jpeg":  # from a GPU-minded worker: decode here
-                r = prepare_image(r.payload, "", cpu_spec)
+                r = decode_on_cpu(r.payload, spec)
             if r.status == "pixels":
                 raw[i] = r.payload
             errors.append(r.error)
