@@ -1,4 +1,6 @@
-"""Shared test settings and the tiny scoring model folders (test_score, test_reliability)."""
+"""Shared test settings, the tiny scoring model folders (test_score, test_reliability) and a
+local S3 server (test_ray, test_object_storage)."""
+import os
 import sys
 from pathlib import Path
 
@@ -47,3 +49,26 @@ def scorers(models) -> dict:
     from mmsa_cli.scoring import Scorer
 
     return {f: Scorer(p, "cpu", batch_size=8) for f, p in models.items()}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A real S3-compatible server (moto) on localhost, its address in the environment that
+    pyarrow, boto3, image workers and Ray workers read (started before them, so inherited).
+    Empty for each module: moto keeps its buckets per process, so it is reset first."""
+    import urllib.request
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")).close()
+    saved = dict(os.environ)
+    os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_EC2_METADATA_DISABLED": "true"})
+    yield f"http://{host}:{port}"
+    server.stop()
+    os.environ.clear()
+    os.environ.update(saved)

@@ -106,7 +106,7 @@ def build_model(fusion: str = "ote", *, text_encoder: str = "tiny-bert", image_e
 def make_model_folder(out: Path, fusion: str = "ote", *, text_encoder: str = "tiny-bert",
                       image_encoder: str = "tiny-cnn", max_length: int = 32, seed: int = 0,
                       pretrained: bool = False, precision: str = "fp32", target: str = "cpu",
-                      parity_rows: int = 16) -> Path:
+                      parity_rows: int = 16, decision_rule: dict | None = None) -> Path:
     model = build_model(fusion, text_encoder=text_encoder, image_encoder=image_encoder, max_length=max_length,
                         seed=seed, pretrained=pretrained)
     try:
@@ -116,7 +116,7 @@ def make_model_folder(out: Path, fusion: str = "ote", *, text_encoder: str = "ti
     if mmsa_export is not None:
         rows = find_parity_rows(None, None, parity_data=SAMPLES, max_rows=parity_rows)
         mmsa_export(model, model.text_encoder.tokenizer, out, rows, precision=precision, target=target,
-                    device="cuda" if target == "cuda" else "cpu")
+                    device="cuda" if target == "cuda" else "cpu", decision_rule=decision_rule)
         return Path(out)
     if precision != "fp32":
         raise RuntimeError("fp16 model folders need mmsa_cli.onnx_export")

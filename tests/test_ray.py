@@ -64,25 +64,6 @@ def data(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def s3():
-    """A real S3-compatible server (moto) on localhost, its address in the environment that
-    pyarrow, boto3 and the Ray workers read (the cluster starts after it, so inherits it)."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    saved = dict(os.environ)
-    os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_EC2_METADATA_DISABLED": "true"})
-    yield f"http://{host}:{port}"
-    server.stop()
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-@pytest.fixture(scope="module")
 def cluster(s3):
     """One local cluster for the in-process tests: 4 logical CPUs, one logical GPU (Ray
     schedules it on a CPU-only machine: placement and fractions are testable), a 200 MiB
@@ -443,16 +424,28 @@ def test_jpegs_passed_to_the_actors_undecoded_give_the_same_rows(data, model):
         assert_same_rows(by_id(actor(prepared)), want)
 
 
-def test_local_engine_refuses_object_storage_paths(model, tmp_path):
-    """Object storage is the Ray engine's: the local engine says so (exit 2) instead of
-    writing a local file named 's3:/...'."""
-    from click.testing import CliRunner
+def test_the_actor_applies_the_models_decision_rule_and_the_image_byte_limit(data, tmp_path):
+    """What the local engine applies, the actor applies too: the manifest's decision offsets
+    (decision_rule=False: the arg-max) and max_image_bytes (too_large rows). Plain Python: the
+    actor class, no cluster."""
+    from mmsa_cli import LABELS
+    from mmsa_cli.contract.decision import decide_labels
+    from mmsa_cli.scoring import Scorer
 
-    from mmsa_cli.cli import main
-
-    for args in (["in.parquet", "--out", "s3://bucket/out.parquet"], ["s3://bucket/in/", "--out", "o.parquet"],
-                 ["in.parquet", "--out", "o.parquet", "--image-root", "gs://bucket/images"]):
-        with CliRunner().isolated_filesystem(temp_dir=tmp_path):
-            result = CliRunner().invoke(main, ["score", *args, "--model", str(model)])
-            assert result.exit_code == 2 and "needs --engine ray" in result.output, result.output
-            assert not Path("s3:").exists()
+    offsets = [0.0, -4.0, 4.0]  # strong enough that the labels must differ from the arg-max
+    ruled = make_model_folder(tmp_path / "ruled", "ote", decision_rule={
+        "rule": "offsets", "labels": list(LABELS), "metric": "macro_f1", "offsets": offsets})
+    messy = pq.read_table(data["messy"])
+    root = str(data["folder"])
+    for decision_rule in (True, False):
+        want = Scorer(ruled, "cpu", decision_rule=decision_rule).score_batch(messy, image_root=root)
+        got = ScoreActor(str(ruled), "cpu", image_root=root, decision_rule=decision_rule)(messy)
+        assert_same_rows(by_id(got.append_column("user", messy.column("user"))),
+                         by_id(want.append_column("user", messy.column("user"))))
+        probs = np.nan_to_num(np.array([got.column(c).to_pylist() for c in PROBS], dtype=float).T)
+        chosen = decide_labels(probs, offsets) if decision_rule else probs.argmax(1)
+        scored = [r for r in got.to_pylist() if r["prob_positive"] is not None]
+        assert [r["label"] for r in scored] == [LABELS[i] for i, r in zip(chosen, got.to_pylist())
+                                                if r["prob_positive"] is not None]
+    small = ScoreActor(str(ruled), "cpu", image_root=root, max_image_bytes=100)(messy).to_pylist()
+    assert {r["guid"]: r["error_kind"] for r in small}["g-ok"] == "too_large"

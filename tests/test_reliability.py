@@ -323,7 +323,7 @@ def test_6_a_part_damaged_after_the_checkpoint_fails_once_then_resume_repairs(mo
     original = output.OutputWriter.finalize
 
     def damage_then_finalize(self, *a, **kw):
-        first = self._part(0)
+        first = self.parts_dir / self._part(0)
         first.write_bytes(b"PAR1" + b"\0" * 40)
         return original(self, *a, **kw)
 

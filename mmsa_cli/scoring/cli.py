@@ -12,7 +12,7 @@ from ..cli_options import CommandFailed, device_option, library_errors, say_for,
 from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
 from .errors import InputError
 from .preprocess import DECODERS
-from .ray_cli import local_paths_only, ray_options, score_with_ray  # imports neither Ray nor numpy
+from .ray_cli import check_local_out, ray_options, score_with_ray  # imports neither Ray nor numpy
 
 
 def _exit_codes(fn):
@@ -30,27 +30,22 @@ def _exit_codes(fn):
         except KeyboardInterrupt as exc:
             message = _interrupted_message(out)
             _write_stats(stats_json, {"status": "interrupted", "exit_code": EXIT_INTERRUPTED, "error": message,
-                                      "rows_done": _rows_done(out)})
+                                      "rows_done": _rows_done(out)[0]})
             raise CommandFailed(message, EXIT_INTERRUPTED) from exc
     return wrapper
 
 
-def _parts_dir(out: str | None) -> Path | None:
-    return Path(out).with_name(Path(out).name + ".parts") if out else None
+def _rows_done(out: str | None) -> tuple[int, str]:
+    from .output import rows_done
 
-
-def _rows_done(out: str | None) -> int:
-    try:
-        return int(json.loads((_parts_dir(out) / "checkpoint.json").read_text())["rows_done"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+    return rows_done(out) if out else (0, "")
 
 
 def _interrupted_message(out: str | None) -> str:
-    done = _rows_done(out)
+    done, parts = _rows_done(out)
     if not done:
         return "interrupted (SIGINT) before the first row group was written"
-    return (f"interrupted (SIGINT) after {done} rows: the completed row groups are kept in {_parts_dir(out)}; "
+    return (f"interrupted (SIGINT) after {done} rows: the completed row groups are kept in {parts}; "
             f"rerun with --resume to continue")
 
 
@@ -109,7 +104,8 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--model", "model_dir", required=True, type=click.Path(),
               help="Model folder written by `mmsa export` (model.onnx, tokenizer/, manifest.json).")
 @click.option("--out", required=True, type=click.Path(),
-              help="Output Parquet file; with --engine ray a directory (local or s3://, gs://...).")
+              help="Output Parquet file; with --engine ray a directory. Local, or on object storage "
+                   "(s3://bucket/scored.parquet, gs://...).")
 @click.option("--text-col", default="text", show_default=True, help="Text column.")
 @click.option("--image-col", default="image", show_default=True,
               help="Image column: paths (relative to --image-root) or encoded image bytes.")
@@ -117,7 +113,8 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
                                              "the row position, in a column named 'row'].")
 @click.option("--keep-columns", multiple=True, help="Input columns to copy to the output (comma-separated or repeated).")
 @click.option("--image-root", type=click.Path(), default=None,
-              help="Folder image paths are relative to [default: each input file's folder].")
+              help="Folder or bucket prefix (s3://bucket/images) image paths are relative to [default: each "
+                   "input file's folder].")
 @click.option("--allow-outside-root", is_flag=True, help="Accept image paths outside --image-root ('..', absolute).")
 @device_option
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Rows per model call [default: 32 CPU, 256 CUDA].")
@@ -160,7 +157,8 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, image_root, allow_outside_root, device,
           batch_size, row_group_size, workers, prefetch, gpu_decode_share, max_image_bytes, on_bad_input,
           image_decoder, no_decision_rule, overwrite, resume, stats_json, no_progress, log_every, **engine):
-    """Score INPUTS (Parquet files, folders of them, or globs) into one Parquet file.
+    """Score INPUTS (Parquet files, folders of them, or globs; local or s3://, gs://...)
+    into one Parquet file.
 
     Output columns: the id (or `row`), label, prob_positive, prob_neutral, prob_negative,
     error (null when the row was fine), error_kind, predicted_from, then any --keep-columns;
@@ -178,7 +176,7 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
 
     check_stats_path(stats_json)
     if engine["engine"] == "local":
-        local_paths_only(inputs, out, image_root)
+        check_local_out(out)
     opts = ScoreOptions(
         columns=Columns(text=text_col, image=image_col, id=id_col, keep=_split(keep_columns)),
         image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,

@@ -6,18 +6,21 @@ run cuts exactly the same chunks (and batches) as an uninterrupted one.
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import logging
 import os
+import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
+from .storage import is_uri, open_fs, root_string, scheme_of
 from ..contract.rows import RESULT_COLUMNS, ROW_COLUMN
 
 log = logging.getLogger(__name__)
@@ -104,34 +107,51 @@ def resolve_columns(schema: pa.Schema, columns: Columns, *, uses_text: bool, use
 
 @dataclass
 class InputFile:
-    path: Path
+    path: Path | str           # a local file, or the URI of an object (s3://bucket/in/a.parquet)
     num_rows: int
     size: int
-    mtime_ns: int
+    mtime_ns: int              # -1 where the store does not say
     schema: pa.Schema
+    fs: Any = None             # the pyarrow FileSystem of a URI; None: the local disk
+    fs_path: str = ""          # the object's path in fs (bucket/key)
+
+    def open(self):
+        """What pq.ParquetFile reads: the local path, or a random-access stream of the object."""
+        return self.path if self.fs is None else self.fs.open_input_file(self.fs_path)
+
+    @property
+    def folder(self) -> str:
+        """The default image root: the file's folder (a URI prefix for an object)."""
+        return posixpath.dirname(self.path) if self.fs is not None else str(Path(self.path).parent.resolve())
+
+    @property
+    def key(self) -> str:
+        """The file's identity in fingerprints: an absolute path or the URI."""
+        return str(self.path) if self.fs is not None else str(Path(self.path).resolve())
 
 
 @dataclass
 class InputSet:
     files: list[InputFile]
-    image_root: Path | None = None           # None: each file's own folder
+    image_root: str | Path | None = None     # a folder or a URI prefix; None: each file's own folder
     # --on-bad-input skip: files whose footer cannot be read ({"file", "row_group": None,
     # "rows": None, "reason"}), left out of `files`
     unreadable: list[dict] = field(default_factory=list)
+    # the unreadable files' [identity, size, mtime_ns], taken when they were listed
+    unreadable_stamps: list[list] = field(default_factory=list)
     total_rows: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.total_rows = sum(f.num_rows for f in self.files)
 
     def root_of(self, f: InputFile) -> str:
-        return str((self.image_root or f.path.parent).resolve())
+        return root_string(self.image_root) if self.image_root is not None else f.folder
 
     def fingerprint(self) -> list[list]:
         """Identifies the input for --resume and reruns: paths, sizes, modification times
         (an unreadable file skipped by --on-bad-input skip too: repairing it changes the job)."""
-        readable = [[str(f.path.resolve()), f.size, f.mtime_ns] for f in self.files]
-        return readable + [[str(Path(u["file"]).resolve()), *_size_mtime(Path(u["file"])), "unreadable"]
-                           for u in self.unreadable]
+        readable = [[f.key, f.size, f.mtime_ns] for f in self.files]
+        return readable + [[*stamp, "unreadable"] for stamp in self.unreadable_stamps]
 
     def unified_schema(self, cols: Sequence[str]) -> pa.Schema:
         """The read columns' types over all files (int32 and int64 ids unify; int and string do not)."""
@@ -144,12 +164,14 @@ class InputSet:
             raise InputError(f"the input files' columns {', '.join(cols)} do not have compatible types: {exc}") from None
 
 
-def _size_mtime(path: Path) -> list[int]:
+def _stamp(fs, path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of a file in `fs`; -1 for what the store does not say."""
     try:
-        st = path.stat()
-        return [st.st_size, st.st_mtime_ns]
+        info = fs.get_file_info(path)
     except OSError:
-        return [-1, -1]
+        return -1, -1
+    size = info.size if info.size is not None else -1
+    return size, info.mtime_ns if info.mtime_ns is not None else -1
 
 
 def one_line(exc: BaseException) -> str:
@@ -177,12 +199,18 @@ def default_id_column(inputs: InputSet, columns: Columns) -> str | None:
 def check_output_not_an_input(out: str | Path, inputs: InputSet) -> None:
     """Writing over an input would destroy it (with --overwrite) or mix the two: refused
     whatever the flags, also through a symlink or a hard link."""
+    if is_uri(out):
+        taken = {f.key for f in inputs.files} | {u["file"] for u in inputs.unreadable}
+        if open_fs(out)[1] in {open_fs(k)[1] for k in taken if is_uri(k)}:
+            raise InputError(f"output {out} is one of the input files: choose another --out")
+        return
     out = Path(out)
     try:
         out_stat = out.stat()
     except OSError:
         return  # nothing there (or not reachable): it cannot be an input
-    paths = [f.path for f in inputs.files] + [Path(u["file"]) for u in inputs.unreadable]  # skipped: still inputs
+    paths = [Path(f.path) for f in inputs.files if f.fs is None]
+    paths += [Path(u["file"]) for u in inputs.unreadable if not is_uri(u["file"])]  # skipped: still inputs
     for path in paths:
         try:
             same = os.path.samestat(out_stat, path.stat())
@@ -214,30 +242,106 @@ def find_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
     raise InputError(f"input {text!r} does not exist (expected a Parquet file, a folder of them, or a glob)")
 
 
+def list_inputs(spec: str | Path | Sequence[str | Path]):
+    """(filesystem, [paths in it], scheme) for local paths/folders/globs (made absolute), or
+    for URIs of one object store: objects, prefixes holding Parquet files, or globs."""
+    from pyarrow import fs as pafs
+
+    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    remote = [s for s in specs if is_uri(s)]
+    if not remote:
+        fs, _ = open_fs(".")
+        return fs, [str(p.resolve()) for p in find_inputs(specs)], ""
+    if len(remote) != len(specs) or len({scheme_of(s) for s in specs}) != 1:
+        raise InputError("inputs must all be local or all on the same object store")
+    fs, paths = None, []
+    for s in map(str, specs):
+        fs, path = open_fs(s)
+        if glob.has_magic(path):
+            base = path[:min(path.find(c) for c in "*?[" if c in path)].rsplit("/", 1)[0]
+            found = sorted(i.path for i in _listing(fs, base, recursive=True)
+                           if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path))
+            if not found:
+                raise InputError(f"no objects match the input pattern {s!r}")
+            paths += found
+            continue
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            found = sorted(i.path for i in _listing(fs, path, recursive=False)
+                           if i.type == pafs.FileType.File and i.path.lower().endswith(PARQUET_SUFFIXES))
+            if not found:
+                raise InputError(f"input folder {s} holds no Parquet files (*.parquet, *.pq)")
+            paths += found
+        elif info.type == pafs.FileType.File:
+            paths.append(path)
+        else:
+            raise InputError(f"input {s} does not exist (expected a Parquet file or a folder of them)")
+    return fs, list(dict.fromkeys(paths)), scheme_of(specs[0])
+
+
+def _listing(fs, path: str, recursive: bool):
+    from pyarrow import fs as pafs
+
+    try:
+        return fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
+    except OSError as exc:
+        raise InputError(f"cannot list {path}: {one_line(exc)}") from None
+
+
 def open_inputs(spec: str | Path | Sequence[str | Path], image_root: str | Path | None = None, *,
                 skip_unreadable: bool = False) -> InputSet:
-    """The input files with their footers read; one whose footer cannot be read is an
-    InputError, or (skip_unreadable) listed in InputSet.unreadable and left out."""
-    files, unreadable = [], []
-    for path in find_inputs(spec):
+    """The input files (local, or objects of one store) with their footers read; one whose
+    footer cannot be read is an InputError, or (skip_unreadable) listed in
+    InputSet.unreadable and left out."""
+    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    if any(is_uri(s) for s in specs):
+        fs, names, scheme = list_inputs(specs)
+        located = [(scheme + name, fs, name) for name in names]
+    else:
+        fs, _ = open_fs(".")
+        located = [(path, None, str(path)) for path in find_inputs(specs)]
+    files, unreadable, stamps = [], [], []
+    for path, store, inner in located:
+        size, mtime_ns = _stamp(fs, str(Path(inner).resolve()) if store is None else inner)
         try:
-            meta = pq.read_metadata(path)
-            schema = pq.read_schema(path)
+            source = path if store is None else store.open_input_file(inner)
+            pf = pq.ParquetFile(source)
+            meta, schema = pf.metadata, pf.schema_arrow
+            pf.close()
         except Exception as exc:  # not Parquet, truncated footer, permissions
             if not skip_unreadable:
                 raise InputError(f"cannot read {path} as Parquet: {one_line(exc)}") from None
             unreadable.append({"file": str(path), "row_group": None, "rows": None,
                                "reason": f"cannot read as Parquet: {one_line(exc)}"})
+            key = str(path) if store is not None else str(Path(path).resolve())
+            stamps.append([key, size, mtime_ns])
             log.warning("skipped unreadable input %s: %s", path, one_line(exc))
             continue
-        st = path.stat()
-        files.append(InputFile(path, meta.num_rows, st.st_size, st.st_mtime_ns, schema))
+        files.append(InputFile(path, meta.num_rows, size, mtime_ns, schema, store, inner if store else ""))
     if not files:
         raise InputError(f"no readable input: {len(unreadable)} file(s) skipped as unreadable "
                          f"({unreadable[0]['file']}: {unreadable[0]['reason']})")
-    if image_root is not None and not Path(image_root).is_dir():
-        raise InputError(f"--image-root {image_root} is not a folder")
-    return InputSet(files, Path(image_root) if image_root is not None else None, unreadable)
+    check_image_root(image_root)
+    return InputSet(files, image_root, unreadable, stamps)
+
+
+def check_image_root(image_root: str | Path | None) -> None:
+    """--image-root must be a folder, or a prefix of a store that holds objects."""
+    if image_root is None:
+        return
+    if not is_uri(image_root):
+        if not Path(image_root).is_dir():
+            raise InputError(f"--image-root {image_root} is not a folder")
+        return
+    from pyarrow import fs as pafs
+
+    fs, path = open_fs(image_root)
+    try:
+        kind = fs.get_file_info(path).type
+    except OSError as exc:
+        raise InputError(f"cannot open --image-root {image_root}: {one_line(exc)}") from None
+    if kind != pafs.FileType.Directory:
+        raise InputError(f"--image-root {image_root} is not a folder or a prefix holding objects")
 
 
 @dataclass
@@ -285,7 +389,7 @@ def iter_chunks(inputs: InputSet, cols: ResolvedColumns, chunk_rows: int, start_
             continue
         g = None
         try:
-            pf = pq.ParquetFile(f.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+            pf = pq.ParquetFile(f.open(), pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
             root = inputs.root_of(f)
             for g in range(pf.metadata.num_row_groups):
                 n = pf.metadata.row_group(g).num_rows

@@ -43,7 +43,8 @@ from .inputs import (BAD_INPUT_CHOICES, Chunk, Columns, InputSet, ResolvedColumn
 from .output import OutputWriter
 from .preprocess import MAX_IMAGE_BYTES, ImageSpec, prepare_images
 from .report import STAGES, RowProgress, ScoreSummary
-from ..contract.rows import ROW_COLUMN, count_kinds, output_schema, result_table
+from .storage import root_string
+from ..contract.rows import ROW_COLUMN, count_kinds, output_schema
 from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def job_fingerprint(inputs: InputSet, folder, opts: ScoreOptions, batch_size: in
     return {"format": 2, "inputs": inputs.fingerprint(), "model_sha256": folder.manifest.model_sha256,
             "model_folder_sha256": folder.digest,
             "columns": {"text": c.text, "image": c.image, "id": c.id, "keep": list(c.keep)},
-            "image_root": str(Path(opts.image_root).resolve()) if opts.image_root is not None else None,
+            "image_root": root_string(opts.image_root),
             "allow_outside_root": opts.allow_outside_root, "batch_size": batch_size,
             "row_group_size": opts.row_group_size, "max_image_bytes": opts.max_image_bytes,
             "on_bad_input": opts.on_bad_input, "decision_rule": opts.decision_rule}
@@ -225,7 +226,7 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
         workers = opts.workers if opts.workers is not None else default_workers(scorer.device)
         progress = RowProgress(source.total_rows, writer.start_row, enabled=opts.progress, every_s=opts.log_every_s)
         prep_threads = opts.prep_threads or (2 if scorer.device == "cuda" else 1)
-        spec = dataclasses.replace(scorer.image_spec(opts.allow_outside_root), max_bytes=opts.max_image_bytes)
+        spec = scorer.image_spec(opts.allow_outside_root, opts.max_image_bytes)
         run = _Run(scorer, source, cols, spec, writer, schema, progress,
                    opts.batch_size or scorer.batch_size, opts.row_group_size, workers, opts.prefetch,
                    prep_threads, GpuDecodeShare(opts.gpu_decode_share, workers if cols.image else 0, prep_threads))
@@ -518,8 +519,8 @@ class _Run:
         ids = (chunk.table.column(self.cols.id) if self.cols.id
                else pa.array(np.arange(chunk.start, chunk.start + chunk.num_rows, dtype=np.int64)))
         keep = {c: chunk.table.column(c) for c in self.cols.keep}
-        table = result_table(ids, self.cols.id_name, state.probs, state.errors, state.predicted_from, keep, self.schema,
-                             decision_offsets=self.scorer.decision_offsets)
+        table = self.scorer.result_table(ids, self.cols.id_name, state.probs, state.errors, state.predicted_from,
+                                         keep, self.schema)
         kinds = count_kinds(state.errors)
         no_prediction = int(np.isnan(state.probs).any(axis=1).sum())
         self.writer.write_part(table, dict(kinds), no_prediction)

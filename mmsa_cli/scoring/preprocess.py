@@ -23,6 +23,7 @@ from PIL import Image
 from ..contract.geometry import resize_crop
 from ..data.images import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageLoadError, load_image, read_image_bytes,
                            resolve_image_path)
+from .storage import is_uri, read_remote_image
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -58,7 +59,8 @@ class ImageResult(NamedTuple):
     error: str | None                           # "<kind>: <message>" when status == "error"
 
 
-# An image task is (value, root): value is a path string (joined onto root), raw bytes, or None.
+# An image task is (value, root): value is a path string (joined onto root, a local folder or
+# a URI prefix such as s3://bucket/images), raw bytes, or None.
 ImageTask = tuple[object, str]
 
 
@@ -70,6 +72,8 @@ def _read(value: object, root: str, spec: ImageSpec) -> bytes:
         if not len(value):
             raise ImageLoadError("empty", "image bytes are empty")
         return read_image_bytes(value, spec.max_bytes)[0]
+    if is_uri(root) or is_uri(str(value)):
+        return read_remote_image(str(value), root, spec.allow_outside_root, spec.max_bytes)
     path = resolve_image_path(str(value).strip(), Path(root), allow_outside=spec.allow_outside_root)
     return read_image_bytes(path, spec.max_bytes)[0]
 

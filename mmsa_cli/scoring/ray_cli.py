@@ -50,14 +50,9 @@ _OPTIONS = [
 ]
 
 
-def local_paths_only(inputs, out, image_root) -> None:
-    """The local engine reads and writes local paths: a URI is a usage error (exit 2), never
-    a local file named 's3:/bucket/...'."""
-    for option, value in [("INPUTS", v) for v in inputs] + [("--out", out), ("--image-root", image_root)]:
-        if value is not None and "://" in str(value):
-            raise click.BadParameter(f"{value}: the local engine reads and writes local paths; object storage "
-                                     f"needs --engine ray", param_hint=option)
-    if os.path.isdir(out):
+def check_local_out(out) -> None:
+    """The local engine writes one Parquet file (local or s3://, gs://...), never into a folder."""
+    if "://" not in str(out) and os.path.isdir(out):
         raise click.BadParameter(f"{out} is a directory (the local engine writes one Parquet file)", param_hint="--out")
 
 

@@ -32,13 +32,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..contract.rows import result_table
 from ..errors import ConfigError
 from ..model_folder import ModelFolder
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
-from .preprocess import GpuSplit, ImageResult, ImageSpec, prepare_image
-from .storage import RemoteImages, is_uri
+from .preprocess import MAX_IMAGE_BYTES, GpuSplit, ImageResult, ImageSpec, prepare_image
+from .storage import is_uri, root_string
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +88,12 @@ def read_image_results(table: pa.Table, image_col: str, spec: ImageSpec, image_r
     if gpu_share > 0:
         spec = replace(spec, gpu_jpeg=True)
     split = GpuSplit(gpu_share) if gpu_share > 0 else None
-    remote: dict[str, RemoteImages] = {}
-    return [_one_image(value, root, spec, remote, split) for value, root in zip(values, roots)]
+    return [_one_image(value, root, spec, split) for value, root in zip(values, roots)]
 
 
-def _one_image(value: Any, root: str | None, spec: ImageSpec, remote: dict, split: GpuSplit | None) -> ImageResult:
-    if isinstance(value, str) and value.strip() and root is not None and is_uri(root):
-        store = remote.get(root) or remote.setdefault(root, RemoteImages(root))
-        try:
-            data = store.read(value, spec.allow_outside_root)
-        except Exception as exc:  # ImageLoadError, or the store failing for this one object
-            kind = getattr(exc, "kind", "missing")
-            return ImageResult("error", None, f"{kind}: {exc}")
-        result = prepare_image(data, "", spec, split)
-        if result.error:  # name the object, not "<image bytes>"
-            result = result._replace(error=result.error.replace("<image bytes>", repr(value)))
-        return result
-    if isinstance(value, str) and value.strip() and root is None and not Path(value.strip()).is_absolute():
+def _one_image(value: Any, root: str | None, spec: ImageSpec, split: GpuSplit | None) -> ImageResult:
+    if isinstance(value, str) and value.strip() and root is None and not is_uri(value) \
+            and not Path(value.strip()).is_absolute():
         return ImageResult("error", None, f"missing: image path {value!r} is relative and no image root was given")
     return prepare_image(value, root or "/", spec, split)
 
@@ -137,16 +125,18 @@ class ScoreActor:
 
     def __init__(self, model_dir: str, device: str = "auto", *, columns: Columns = Columns(),
                  image_root: str | None = None, roots_from_paths: str | None = None,
-                 allow_outside_root: bool = False, batch_size: int | None = None, threads: int | None = None):
+                 allow_outside_root: bool = False, batch_size: int | None = None, threads: int | None = None,
+                 max_image_bytes: int = MAX_IMAGE_BYTES, decision_rule: bool = True):
         from .scorer import Scorer
 
         # The model is loaded from its path here, never shipped through the object store
         # (actor restarts need their constructor arguments; ray issue 53727).
-        self.scorer = Scorer(str(model_dir), device, batch_size=batch_size, threads=threads)
+        self.scorer = Scorer(str(model_dir), device, batch_size=batch_size, threads=threads,
+                             decision_rule=decision_rule)
         self.columns = columns
-        self.image_root = _root_string(image_root)
+        self.image_root = root_string(image_root)
         self.roots_from_paths = roots_from_paths
-        self.spec = self.scorer.image_spec(allow_outside_root)
+        self.spec = self.scorer.image_spec(allow_outside_root, max_image_bytes)
 
     def __call__(self, batch):
         as_dict = isinstance(batch, dict)
@@ -184,7 +174,7 @@ class ScoreActor:
             probs[rows] = p
             for i, message, source in zip(rows, outcomes.errors, outcomes.predicted_from):
                 errors[i], sources[i] = message, source
-        return result_table(table.column(cols.id), cols.id_name, probs, errors, sources,
+        return s.result_table(table.column(cols.id), cols.id_name, probs, errors, sources,
                             {c: table.column(c) for c in cols.keep})
 
     def _score_rows_one_by_one(self, table: pa.Table) -> pa.Table:
@@ -201,7 +191,7 @@ class ScoreActor:
                 log.warning("row %s could not be scored: %s", row.column(id_col)[0] if id_col in
                             row.column_names else i, exc)
                 keep = {c: row.column(c) for c in self.columns.keep if c in row.column_names}
-                parts.append(result_table(row.column(id_col), id_col, np.full((1, 3), np.nan, np.float32),
+                parts.append(self.scorer.result_table(row.column(id_col), id_col, np.full((1, 3), np.nan, np.float32),
                                           [f"{INTERNAL}: {type(exc).__name__}: {exc}"], [None], keep))
         return pa.concat_tables(parts) if parts else table.select([])
 
@@ -243,12 +233,6 @@ def _as_table(batch) -> pa.Table:
     return pa.Table.from_pandas(batch, preserve_index=False)
 
 
-def _root_string(root: str | Path | None) -> str | None:
-    if root is None:
-        return None
-    return str(root) if is_uri(root) else str(Path(root).resolve())
-
-
 # ----------------------------------------------------------------------------- Dataset in, Dataset out
 
 def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns = Columns(), image_root: str | Path | None = None,
@@ -257,7 +241,8 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
                   batch_size: int | None = None, rows_per_call: int = 1024, threads: int | None = None,
                   roots_from_paths: str | None = None, actor_class: type | None = None,
                   actor_kwargs: dict | None = None, schema: pa.Schema | None = None,
-                  gpu_decode_share: float | None = None):
+                  gpu_decode_share: float | None = None, max_image_bytes: int = MAX_IMAGE_BYTES,
+                  decision_rule: bool = True):
     """`ds` with mmsa's result columns: the id column, label, prob_positive, prob_neutral,
     prob_negative, error, error_kind, predicted_from, then `columns.keep`. Lazy, like every
     Dataset transformation; one row out per row in, in no particular order (join on the id).
@@ -269,7 +254,9 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
     schema: the input columns' types when the caller knows them; otherwise ds.schema(), which
     may run the pipeline on a first block to find out. gpu_decode_share: the fraction of plain
     JPEGs the image tasks pass to the actors undecoded, for nvJPEG on their GPU (default: 1 for
-    GPU actors, 0 otherwise: CPU actors would decode them between model calls)."""
+    GPU actors, 0 otherwise: CPU actors would decode them between model calls). Images over
+    max_image_bytes are `too_large` rows; decision_rule=False labels by the arg-max instead of
+    the model's decision offsets (the local engine's max_image_bytes and decision_rule)."""
     ray = require_ray()
     from ..model_folder import load_model_folder
 
@@ -285,9 +272,10 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
         raise ConfigError(f"actors must be 1 <= min <= max, not {low},{high}")
     actor_device = actor_device_for(device, gpus_per_actor)
     share = gpu_decode_share if gpu_decode_share is not None else (1.0 if actor_device == "cuda" else 0.0)
-    root = _root_string(image_root)
+    root = root_string(image_root)
     if cols.image:
-        spec = ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std), allow_outside_root=allow_outside_root)
+        spec = ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std), allow_outside_root=allow_outside_root,
+                         max_bytes=max_image_bytes)
         # The memory request sizes the task (its pixels plus one decoded image at a time) and
         # keeps this stage apart: with identical requests Ray fuses it into the actors, which
         # would then decode between model calls instead of receiving pixels from as many CPU
@@ -305,6 +293,7 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
         fn_constructor_kwargs=dict(model_dir=str(folder.path), device=actor_device, columns=columns,
                                    image_root=root, roots_from_paths=roots_from_paths,
                                    allow_outside_root=allow_outside_root, batch_size=batch_size, threads=threads,
+                                   max_image_bytes=max_image_bytes, decision_rule=decision_rule,
                                    **(actor_kwargs or {})))
 
 

@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,10 +32,10 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..errors import OutputExistsError, PipelineError, ResumeMismatchError
 from .errors import InputError
-from .inputs import PARQUET_SUFFIXES, Columns, find_inputs, resolve_columns
+from .inputs import Columns, check_image_root, list_inputs, resolve_columns
 from .output import PAUSE_ENV
 from .ray_engine import _NEED_ID, PATH_COLUMN, RayUnavailableError, actor_device_for, require_ray, score_dataset
-from .storage import is_uri, open_fs, scheme_of
+from .storage import open_fs, root_string, scheme_of
 
 JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"
 PART_PREFIX = "part-"
@@ -96,34 +95,6 @@ class RaySummary:
 
 
 # ----------------------------------------------------------------------------- inputs
-
-def list_inputs(spec: str | Path | Sequence[str | Path]):
-    """(filesystem, [paths in it], scheme) for local paths/folders/globs or URIs of one store."""
-    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
-    remote = [s for s in specs if is_uri(s)]
-    if not remote:
-        fs, _ = open_fs(".")
-        return fs, [str(p.resolve()) for p in find_inputs(specs)], ""
-    if len(remote) != len(specs) or len({scheme_of(s) for s in specs}) != 1:
-        raise InputError("inputs must all be local or all on the same object store")
-    fs, paths = None, []
-    from pyarrow import fs as pafs
-
-    for s in specs:
-        fs, path = open_fs(s)
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.Directory:
-            found = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=False))
-                           if i.type == pafs.FileType.File and i.path.lower().endswith(PARQUET_SUFFIXES))
-            if not found:
-                raise InputError(f"input folder {s} holds no Parquet files (*.parquet, *.pq)")
-            paths += found
-        elif info.type == pafs.FileType.File:
-            paths.append(path)
-        else:
-            raise InputError(f"input {s} does not exist (expected a Parquet file or a folder of them)")
-    return fs, list(dict.fromkeys(paths)), scheme_of(specs[0])
-
 
 def _input_facts(fs, paths: list[str], scheme: str, columns: Columns, uses_text: bool, uses_image: bool):
     """Every file's footer checked before any work: columns, types, the id; rows and a fingerprint."""
@@ -299,7 +270,8 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None,
                     ray_options: RayOptions | None = None, *, progress=None) -> RaySummary:
     """What `mmsa score --engine ray` runs. `options` is the local engine's ScoreOptions
-    (columns, image_root, allow_outside_root, device, batch_size, overwrite, resume)."""
+    (columns, image_root, allow_outside_root, device, batch_size, max_image_bytes, decision_rule,
+    overwrite, resume)."""
     from ..model_folder import load_model_folder
     from .pipeline import ScoreOptions
 
@@ -312,14 +284,13 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
     cols, total_rows, prints, schema = _input_facts(in_fs, paths, scheme, opts.columns, m.uses_text, m.uses_image)
     actor_device_for(opts.device, ropts.gpus_per_actor)      # exit 2: cuda without GPUs
     image_root = opts.image_root
-    if image_root is not None and not is_uri(image_root) and not Path(image_root).is_dir():
-        raise InputError(f"--image-root {image_root} is not a folder")
+    check_image_root(image_root)
     c = opts.columns
     job = {"format": "mmsa-ray-output/1", "inputs": prints, "model_sha256": m.model_sha256,
            "columns": {"text": c.text, "image": c.image, "id": cols.id, "keep": list(c.keep)},
-           "image_root": (str(image_root) if is_uri(image_root or "") else
-                          str(Path(image_root).resolve()) if image_root is not None else None),
-           "allow_outside_root": opts.allow_outside_root}
+           "image_root": root_string(image_root), "allow_outside_root": opts.allow_outside_root,
+           "max_image_bytes": opts.max_image_bytes, "decision_rule": opts.decision_rule,
+           "model_folder_sha256": folder.digest}
     model = {"path": str(folder.path), "model_sha256": m.model_sha256, "fusion": m.fusion}
     target = OutputDir(out, job, overwrite=opts.overwrite, resume=opts.resume)   # exit 4 / 5
     if target.complete:
@@ -354,7 +325,8 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
                                actors=ropts.actors, gpus_per_actor=ropts.gpus_per_actor, image_cpus=ropts.image_cpus,
                                batch_size=opts.batch_size, rows_per_call=ropts.rows_per_call,
                                roots_from_paths=scheme, schema=schema,
-                               gpu_decode_share=_ray_share(opts.gpu_decode_share, ropts.gpus_per_actor))
+                               gpu_decode_share=_ray_share(opts.gpu_decode_share, ropts.gpus_per_actor),
+                               max_image_bytes=opts.max_image_bytes, decision_rule=opts.decision_rule)
         written = scored.map_batches(write_part, batch_format="pyarrow", batch_size=ropts.rows_per_file,
                                      fn_kwargs={"fs": target.fs, "path": target.path, "id_col": cols.id})
         this_run = 0

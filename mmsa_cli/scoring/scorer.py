@@ -24,7 +24,9 @@ from ..contract.rows import RowOutcomes, decide, result_table
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
 from .onnx_model import OnnxModel
-from .preprocess import ImageResult, ImageSpec, ImageTask, check_decoder, decode_on_cpu, prepare_images
+from .preprocess import (MAX_IMAGE_BYTES, ImageResult, ImageSpec, ImageTask, check_decoder, decode_on_cpu,
+                         prepare_images)
+from .storage import is_uri, root_string
 from .texts import BatchTokenizer, decode_texts
 
 
@@ -85,10 +87,18 @@ class Scorer:
     def describe(self) -> dict:
         return self.model.describe()
 
-    def image_spec(self, allow_outside_root: bool = False) -> ImageSpec:
+    def image_spec(self, allow_outside_root: bool = False, max_bytes: int = MAX_IMAGE_BYTES) -> ImageSpec:
         i = self.inputs
         return ImageSpec(i.image_size, i.image_mean, i.image_std, allow_outside_root=allow_outside_root,
-                         gpu_jpeg=self._gpu is not None and self.image_decoder != "cpu")
+                         max_bytes=max_bytes, gpu_jpeg=self._gpu is not None and self.image_decoder != "cpu")
+
+    def result_table(self, ids: pa.Array, id_name: str, probs: np.ndarray, errors: Sequence[str | None],
+                     predicted_from: Sequence[str | None], keep: dict[str, pa.Array] | None = None,
+                     schema: pa.Schema | None = None) -> pa.Table:
+        """The output rows (contract/rows.py), labelled by this model's decision rule: every
+        engine writes its rows through here."""
+        return result_table(ids, id_name, probs, errors, predicted_from, keep, schema,
+                            decision_offsets=self.decision_offsets)
 
     def use_image_decoder(self, requested: str) -> str | None:
         """Choose the CUDA image path (auto, dali, nvjpeg, cpu; benchmarks switch it on one loaded
@@ -220,7 +230,7 @@ class Scorer:
             plan.roots = ["/"] * table.num_rows
             spec = self.image_spec(True)
         else:
-            plan.roots = [str(Path(image_root).resolve())] * table.num_rows
+            plan.roots = [root_string(image_root)] * table.num_rows
         probs = np.full((table.num_rows, 3), np.nan, np.float32)
         errors: list[str | None] = [None] * table.num_rows
         sources: list[str | None] = [None] * table.num_rows
@@ -236,8 +246,7 @@ class Scorer:
         start = self._rows_scored if row_offset is None else row_offset
         self._rows_scored = start + table.num_rows
         ids = table.column(cols.id) if cols.id else pa.array(np.arange(start, start + table.num_rows))
-        return result_table(ids, cols.id_name, probs, errors, sources, {c: table.column(c) for c in cols.keep},
-                            decision_offsets=self.decision_offsets)
+        return self.result_table(ids, cols.id_name, probs, errors, sources, {c: table.column(c) for c in cols.keep})
 
 
 def score_table(data, model_dir: str | Path, columns: Columns = Columns(), *, device: str = "auto",
@@ -248,7 +257,8 @@ def score_table(data, model_dir: str | Path, columns: Columns = Columns(), *, de
 
 
 def _refuse_relative_paths(images: list | None) -> None:
-    relative = [v for v in images or () if isinstance(v, str) and v.strip() and not Path(v.strip()).is_absolute()]
+    relative = [v for v in images or () if isinstance(v, str) and v.strip() and not is_uri(v)
+                and not Path(v.strip()).is_absolute()]
     if relative:
         raise InputError(f"{len(relative)} image paths are relative (e.g. {relative[0]!r}) and no image_root was "
                          f"given: pass image_root= (the folder they are relative to)")

@@ -1,12 +1,14 @@
 """Paths that may live on object storage: `s3://bucket/key`, `gs://...`, or anything
 `pyarrow.fs.FileSystem.from_uri` opens; plain paths stay on the local disk.
 
-Used by the Ray engine for its inputs, its output directory and images under a bucket
-prefix (`--image-root s3://bucket/images`). The same bad-row policy applies to images read
-this way: a missing object is `missing`, a key escaping the root prefix is `outside_root`.
+Both engines use it for their inputs, their output and images under a bucket prefix
+(`--image-root s3://bucket/images`). The same bad-row policy applies to images read this
+way: a missing object is `missing`, a key escaping the root prefix is `outside_root`, an
+object over the byte limit is `too_large` (refused before it is downloaded).
 """
 from __future__ import annotations
 
+import functools
 import posixpath
 from pathlib import Path
 
@@ -28,6 +30,13 @@ def open_fs(location: str | Path):
         return pafs.FileSystem.from_uri(str(location))
     except Exception as exc:  # unknown scheme, bad bucket name, missing credentials
         raise InputError(f"cannot open {location}: {exc}") from None
+
+
+def root_string(root: str | Path | None) -> str | None:
+    """An image root as the workers get it: a URI as given, a local folder made absolute."""
+    if root is None:
+        return None
+    return str(root) if is_uri(root) else str(Path(root).resolve())
 
 
 def scheme_of(location: str | Path) -> str:
@@ -62,11 +71,13 @@ class RemoteImages:
                                                  f"outside the image root {self.root_uri}")
         return path
 
-    def read(self, value: str, allow_outside: bool) -> bytes:
+    def read(self, value: str, allow_outside: bool, max_bytes: int) -> bytes:
         path = self.resolve(value, allow_outside)
         name = f"{self.scheme}{path}"
         try:
-            with self.fs.open_input_file(path) as f:
+            with self.fs.open_input_file(path) as f:  # the object's size comes with the open
+                if f.size() > max_bytes:
+                    raise ImageLoadError("too_large", f"image {name} is {f.size()} bytes; limit is {max_bytes} bytes")
                 data = f.readall()
         except FileNotFoundError:
             raise ImageLoadError("missing", f"image {name} does not exist") from None
@@ -75,3 +86,26 @@ class RemoteImages:
         if not data:
             raise ImageLoadError("empty", f"image {name} is empty (0 bytes)")
         return data
+
+
+@functools.lru_cache(maxsize=64)
+def remote_images(root: str) -> RemoteImages:
+    """One RemoteImages per root and process (image workers, Ray tasks): the store's client is
+    made once, not per image."""
+    return RemoteImages(root)
+
+
+def read_remote_image(value: str, root: str, allow_outside: bool, max_bytes: int) -> bytes:
+    """The bytes of an image on object storage: `value` relative to a URI root, or a URI
+    itself (outside a local root, so accepted only with allow_outside)."""
+    if not is_uri(root):
+        value = value.strip()
+        if not allow_outside:
+            raise ImageLoadError("outside_root", f"image path {value!r} is on object storage, outside the image "
+                                                 f"root {root}")
+        root, allow_outside = posixpath.dirname(value), True
+    try:
+        store = remote_images(root)
+    except InputError as exc:  # an unknown scheme or bucket, no credentials: this row's image is unreachable
+        raise ImageLoadError("missing", str(exc)) from None
+    return store.read(value, allow_outside, max_bytes)
