@@ -368,10 +368,13 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
 
     dev = torch.device(args.device)
     t_start = time.perf_counter()
+    offsets: list = []  # the labels follow the run's decision rule, as the exported model's do
     if args.run:  # the run's own architecture (its text encoder folder, image size)
         from mmsa_cli.runs import load_run
+        from mmsa_cli.training.decision_rule import load_decision_rule
 
         model = load_run(args.run).model
+        offsets = (load_decision_rule(args.run) or {}).get("offsets", [])
     else:
         model = create_model(ModelConfig(fusion=args.fusion, text_encoder=args.text_encoder,
                                          image_encoder=args.image_encoder, max_length=args.max_length), pretrained=False)
@@ -417,7 +420,7 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
 
     refuse_row_errors("the PyTorch baseline's input", len(paths), dict(count_kinds(errors)))
     t0 = time.perf_counter()
-    pq.write_table(result_table(table.column("guid"), "guid", probs, errors, sources), out)
+    pq.write_table(result_table(table.column("guid"), "guid", probs, errors, sources, decision_offsets=offsets), out)
     write = time.perf_counter() - t0
     seconds = time.perf_counter() - t_run
     return {"rows": len(paths), "seconds": round(seconds, 2), "rows_per_second": round(len(paths) / seconds, 1),

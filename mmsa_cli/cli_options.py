@@ -70,31 +70,12 @@ def data_argument(fn):
 
 # --------------------------------------------------------------------------- options from config dataclasses
 
-class LazyChoices:
-    """Choices given as a function (config.py: the registry's names, which check_config leaves
-    to the model code that uses them) are looked up when first needed."""
-
-    def __init__(self, choices):
-        self._choices = choices
-
-    @property
-    def choices(self):
-        if callable(self._choices):
-            self._choices = tuple(self._choices())
-        return self._choices
-
-    @choices.setter
-    def choices(self, value):
-        self._choices = value
-
-
-class PresetChoice(LazyChoices, click.Choice):
+class PresetChoice(click.Choice):
     """A choice whose test-only names are accepted but not listed in --help; `open` also
     accepts any other value (a text encoder may be a model folder)."""
 
     def __init__(self, choices, hidden=(), open=False):
-        LazyChoices.__init__(self, choices)
-        self.case_sensitive = True
+        super().__init__(choices)
         self.hidden, self.open = tuple(hidden), open
 
     def get_metavar(self, param, ctx):
@@ -107,9 +88,12 @@ class PresetChoice(LazyChoices, click.Choice):
         return super().convert(value, param, ctx)
 
 
-class NameList(LazyChoices, click.ParamType):
+class NameList(click.ParamType):
     """Comma-separated names (or a list, from a config file), each one of `choices`."""
     name = "names"
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
 
     def convert(self, value, param, ctx):
         names = [n.strip() for n in value.split(",")] if isinstance(value, str) else list(value)
@@ -133,7 +117,7 @@ def _range(kind, meta):
 def field_type(f, type_hint, hidden_choices=(), open_choices=()):
     """The click type a config field's declaration (mmsa_cli/config.py: option) implies."""
     meta = f.metadata
-    choices = meta["choices"]  # a function is called only when the names are needed (LazyChoices)
+    choices = meta["choices"]
     if str(type_hint).startswith("tuple"):
         return NameList(choices)
     if choices is not None:

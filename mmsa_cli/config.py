@@ -28,40 +28,27 @@ DECISION_METRICS = ("accuracy", "weighted_f1", "macro_f1")  # mmsa_cli/contract/
 TEST_ONLY_PRESETS = ("tiny-bert", "tiny-cnn")
 
 
-def option(default: Any, help: str, *, choices: tuple | Callable[[], tuple] | None = None,
+def option(default: Any, help: str, *, choices: tuple | None = None,
            min: float | None = None, max: float | None = None, min_open: bool = False, max_open: bool = False,
            path: str = "", aliases: tuple[str, ...] = (), cli: bool = True) -> Any:
-    """A config field with what the command line and the checks need. choices may be a
-    function of the registry's names (mmsa_cli/registry.py, torch-free); path = "file",
+    """A config field with what the command line and the checks need. choices: the allowed
+    values (the registry's names come from mmsa_cli/registry.py, torch-free); path = "file",
     "dir" or "any": must exist when given; aliases = hidden old spellings; cli=False: no flag."""
     meta = dict(help=help, choices=choices, min=min, max=max, min_open=min_open, max_open=max_open, path=path,
                 aliases=aliases, cli=cli)
     return dataclasses.field(default=default, metadata=meta)
 
 
-def _fusion_names() -> tuple[str, ...]:
-    return (*FUSION_NAMES, "all")
-
-
-def _member_names() -> tuple[str, ...]:
-    return tuple(name for name in FUSION_NAMES if name != "ensemble")
-
-
-def _image_presets() -> tuple[str, ...]:
-    return IMAGE_PRESET_NAMES
-
-
-def _text_presets() -> tuple[str, ...]:
-    return TEXT_PRESET_NAMES
+ENSEMBLE_MEMBER_NAMES: tuple[str, ...] = tuple(name for name in FUSION_NAMES if name != "ensemble")
 
 
 @dataclass
 class ModelConfig:
     fusion: str = option("ote", "Model to train; `all` trains the paper's seven and writes a comparison, `ensemble` "
-                                "averages --ensemble-members in one graph.", choices=_fusion_names)
+                                "averages --ensemble-members in one graph.", choices=(*FUSION_NAMES, "all"))
     text_encoder: str = option("minilm-l6", "Text encoder: a preset or a local Hugging Face model folder.",
-                               choices=_text_presets)  # open: a folder path is accepted too (see OPEN_CHOICES)
-    image_encoder: str = option("efficientnet-lite2", "Image encoder preset.", choices=_image_presets)
+                               choices=TEXT_PRESET_NAMES)  # open: a folder path is accepted too (see OPEN_CHOICES)
+    image_encoder: str = option("efficientnet-lite2", "Image encoder preset.", choices=IMAGE_PRESET_NAMES)
     image_size: int = option(0, "Side S images are resized and centre-cropped to; 0 = the image encoder's own "
                                 "(efficientnet-lite2: 260, resnet50: 224). Saved with the run: export and score use it.",
                              min=0, max=1024)
@@ -78,7 +65,7 @@ class ModelConfig:
                                              "before tokenizing.", choices=TEXT_NORMALIZATIONS)
     ensemble_members: tuple[str, ...] = option(("naive-cat", "naive-combine", "ote", "hstec", "cmac"),
                                                "Fusions averaged by `--fusion ensemble` (comma-separated).",
-                                               choices=_member_names)
+                                               choices=ENSEMBLE_MEMBER_NAMES)
 
     def __post_init__(self):
         self.ensemble_members = tuple(self.ensemble_members)  # JSON gives a list
@@ -204,10 +191,13 @@ def describe_allowed(meta: dict) -> str:
 
 def check_config(cfg: Any) -> None:
     """Every value within its declared choices or range (a ConfigError names the first one
-    that is not). Choices given as functions are checked where the names are used."""
+    that is not); an open choice (OPEN_CHOICES: a text encoder may be a model folder) is
+    checked where it is loaded."""
     for f in dataclasses.fields(cfg):
         meta, value = f.metadata, getattr(cfg, f.name)
-        if isinstance(meta.get("choices"), tuple) and value not in meta["choices"]:
+        choices = meta.get("choices")
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if choices is not None and f.name not in OPEN_CHOICES and any(v not in choices for v in values):
             raise ConfigError(f"--{f.name.replace('_', '-')} {value!r} is not {describe_allowed(meta)}")
         low, high = meta.get("min"), meta.get("max")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (

@@ -420,3 +420,16 @@ def test_train_command_module_imports_no_torch():
     code = "import sys, mmsa_cli.training.cli; assert 'torch' not in sys.modules, 'torch imported'"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env)
+
+
+def test_the_library_checks_registry_names_like_the_command_line():
+    """check_config (train_model's own check) refuses an unknown fusion, image preset or
+    ensemble member, naming it; a text encoder may also be a model folder (an open choice)."""
+    from mmsa_cli.config import ModelConfig, check_config
+    from mmsa_cli.errors import ConfigError
+
+    for bad, fragment in ((dict(fusion="otee"), "--fusion 'otee'"), (dict(image_encoder="resnet5"), "'resnet5'"),
+                          (dict(fusion="ensemble", ensemble_members=("ote", "nope")), "'nope'")):
+        with pytest.raises(ConfigError, match=fragment):
+            check_config(ModelConfig(**bad))
+    check_config(ModelConfig(text_encoder="/models/my-bert", fusion="ensemble", ensemble_members=("ote", "cmac")))
