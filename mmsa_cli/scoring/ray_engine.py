@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..model_folder import ModelFolder
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
-from .preprocess import MAX_IMAGE_BYTES, GpuSplit, ImageResult, ImageSpec, prepare_image
+from .preprocess import MAX_IMAGE_BYTES, GpuSplit, ImageResult, ImageSpec, fetch_remote, prepare_image
 from .storage import is_uri, root_string
 
 log = logging.getLogger(__name__)
@@ -83,19 +83,25 @@ def read_image_results(table: pa.Table, image_col: str, spec: ImageSpec, image_r
     values = col.to_pylist()
     if image_root is None and roots_from_paths is not None and PATH_COLUMN in table.column_names:
         roots = [roots_from_paths + os.path.dirname(p) for p in table.column(PATH_COLUMN).to_pylist()]
+    elif image_root is None:  # absolute paths (under "/") and URIs only, as Scorer.score_batch
+        roots, spec = ["/"] * len(values), replace(spec, allow_outside_root=True)
+        values = [_relative_refused(v) for v in values]
     else:
         roots = [image_root] * len(values)
     if gpu_share > 0:
         spec = replace(spec, gpu_jpeg=True)
     split = GpuSplit(gpu_share) if gpu_share > 0 else None
-    return [_one_image(value, root, spec, split) for value, root in zip(values, roots)]
+    tasks = list(zip(values, roots))
+    fetched = fetch_remote(tasks, spec)
+    return [v if isinstance(v, ImageResult) else prepare_image(v, root, spec, split, fetched.get(i))
+            for i, (v, root) in enumerate(tasks)]
 
 
-def _one_image(value: Any, root: str | None, spec: ImageSpec, split: GpuSplit | None) -> ImageResult:
-    if isinstance(value, str) and value.strip() and root is None and not is_uri(value) \
-            and not Path(value.strip()).is_absolute():
+def _relative_refused(value: Any) -> Any:
+    """A relative path without an image root: its error row (never a silently missing image)."""
+    if isinstance(value, str) and value.strip() and not is_uri(value) and not Path(value.strip()).is_absolute():
         return ImageResult("error", None, f"missing: image path {value!r} is relative and no image root was given")
-    return prepare_image(value, root or "/", spec, split)
+    return value
 
 
 def prepare_image_columns(table: pa.Table, *, image_col: str, spec: ImageSpec, image_root: str | None = None,
