@@ -284,12 +284,12 @@ def test_5_output_on_a_read_only_file_system_is_one_line(models, data, tmp_path,
     assert "Read-only file system" in one_line_error(result, EXIT_USAGE)
     monkeypatch.undo()
 
-    from mmsa_cli.scoring import output
+    from mmsa_cli.scoring import output_folders
 
     def fails(*a, **kw):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(output.pq, "write_table", fails)  # the file system turns read-only while scoring
+    monkeypatch.setattr(output_folders.pq, "write_table", fails)  # the file system turns read-only while scoring
     result = _cli(data, "--model", models["ote"], "--out", tmp_path / "ro2.parquet")
     assert "Read-only file system" in one_line_error(result, EXIT_RUNTIME)
 
