@@ -176,10 +176,18 @@ def say_for(stats_json: str | None):
 
 
 def write_stats(stats_json: str | None, stats: dict) -> None:
+    """--stats-json: `-` is standard output; a file, local or on object storage (s3://...)."""
     import json
     from pathlib import Path
 
+    text = json.dumps(stats, indent=2)
     if stats_json == "-":
-        click.echo(json.dumps(stats, indent=2))
+        click.echo(text)
+    elif stats_json and "://" in stats_json:
+        from .scoring.storage import open_fs
+
+        fs, path = open_fs(stats_json)
+        with fs.open_output_stream(path) as f:
+            f.write((text + "\n").encode())
     elif stats_json:
-        Path(stats_json).write_text(json.dumps(stats, indent=2) + "\n")
+        Path(stats_json).write_text(text + "\n")

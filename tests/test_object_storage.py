@@ -99,8 +99,10 @@ def test_inputs_images_and_output_on_s3_give_the_local_rows(bucket, models, refe
     client = bucket["client"]
     args = ["s3://tweets/in/", "--model", models["ote"], "--out", "s3://tweets/out/scored.parquet",
             "--image-root", "s3://tweets/images", "--keep-columns", "user", "--workers", "1", "--row-group-size", "5"]
-    result = _score(*args)
+    result = _score(*args, "--stats-json", "s3://tweets/out/scored.stats.json")
     assert result.exit_code == 0, result.output
+    stats = json.loads(client.get_object(Bucket="tweets", Key="out/scored.stats.json")["Body"].read())
+    assert stats["status"] == "done" and stats["rows"] == bucket["rows"]
     table = _get(client, "out/scored.parquet")
     assert table.column("guid").to_pylist() == [r for r in reference]  # input order
     got = _comparable(table)
@@ -109,7 +111,7 @@ def test_inputs_images_and_output_on_s3_give_the_local_rows(bucket, models, refe
     assert "s3://tweets/images/nope/missing.jpg does not exist" in missing["error"]
     assert json.loads(pq.read_schema(pa.BufferReader(
         client.get_object(Bucket="tweets", Key="out/scored.parquet")["Body"].read())).metadata[b"mmsa.rows"]) == 25
-    assert _keys(client, "out/") == ["out/scored.parquet"]  # no parts left behind
+    assert _keys(client, "out/") == ["out/scored.parquet", "out/scored.stats.json"]  # no parts left behind
 
     again = _score(*args)
     assert again.exit_code == 0 and "already" in again.output
@@ -179,6 +181,8 @@ def test_object_storage_problems_are_one_line_before_any_work(bucket, models, tm
         (["s3://tweets/in/", "--out", tmp_path / "b.parquet", "--image-root", "s3://tweets/no-images"],
          "--image-root s3://tweets/no-images"),
         (["s3://tweets/in/", "--out", "s3://tweets/in/a.parquet", "--overwrite"], "is one of the input files"),
+        (["s3://tweets/in/", "--out", tmp_path / "c.parquet", "--stats-json", "s3://no-such-bucket/s.json"],
+         "the bucket no-such-bucket does not exist"),
     ]
     for args, message in cases:
         result = _score(*args, "--model", models["ote"])

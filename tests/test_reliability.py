@@ -262,7 +262,7 @@ def test_4_a_failure_keeps_its_exit_code_when_stats_json_cannot_be_written(model
     def unwritable(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cli, "_write_json", unwritable)
+    monkeypatch.setattr(cli, "write_stats", unwritable)
     result = _cli(tmp_path / "missing.parquet", "--model", models["ote"], "--out", tmp_path / "o.parquet",
                   "--stats-json", tmp_path / "s.json")
     assert "does not exist" in one_line_error(result, EXIT_USAGE)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 from pathlib import Path
 
 import click
 
-from ..cli_options import CommandFailed, device_option, library_errors, say_for, stats_json_option
+from ..cli_options import CommandFailed, device_option, library_errors, say_for, stats_json_option, write_stats
 from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
 from .errors import InputError
 from .preprocess import DECODERS
@@ -25,7 +24,8 @@ def _exit_codes(fn):
             return fn(*args, stats_json=stats_json, out=out, **kwargs)
         except MmsaError as exc:
             code = exit_code_for(exc)
-            _write_stats(stats_json, {"status": "failed", "exit_code": code, "error": str(exc)})
+            if not isinstance(exc, _StatsPathError):  # nowhere to write it
+                _write_stats(stats_json, {"status": "failed", "exit_code": code, "error": str(exc)})
             raise CommandFailed(str(exc), code) from exc
         except KeyboardInterrupt as exc:
             message = _interrupted_message(out)
@@ -49,21 +49,18 @@ def _interrupted_message(out: str | None) -> str:
             f"rerun with --resume to continue")
 
 
-def _write_json(path: str, data: dict) -> None:
-    if path == "-":  # the shared vocabulary: `-` is standard output (the summary lines went to stderr)
-        click.echo(json.dumps(data, indent=2))
-        return
-    Path(path).write_text(json.dumps(data, indent=2) + "\n")
-
-
 def _write_stats(path: str | None, data: dict) -> None:
     """--stats-json after a failure: never hides the failure's own message and exit code."""
     if not path:
         return
     try:
-        _write_json(path, data)
+        write_stats(path, data)
     except OSError as exc:
         click.echo(f"WARNING: cannot write --stats-json {path}: {exc.strerror or exc}", err=True)
+
+
+class _StatsPathError(InputError):
+    """--stats-json itself cannot be written (exit 2)."""
 
 
 def check_stats_path(path: str | None) -> None:
@@ -71,14 +68,28 @@ def check_stats_path(path: str | None) -> None:
     (or a folder given as the file) would otherwise fail after the whole job."""
     if not path or path == "-":
         return
+    if "://" in path:  # object storage: the bucket must exist
+        from pyarrow import fs as pafs
+
+        from .storage import open_fs
+
+        fs, key = open_fs(path)
+        bucket = key.split("/", 1)[0]
+        try:
+            found = fs.get_file_info(bucket).type == pafs.FileType.Directory
+        except OSError as exc:
+            raise _StatsPathError(f"cannot reach --stats-json {path}: {' '.join(str(exc).split())}") from None
+        if not found:
+            raise _StatsPathError(f"--stats-json {path}: the bucket {bucket} does not exist")
+        return
     target = Path(path)
     if target.is_dir():
-        raise InputError(f"--stats-json {path} is a folder; give a file name (e.g. scored.stats.json)")
+        raise _StatsPathError(f"--stats-json {path} is a folder; give a file name (e.g. scored.stats.json)")
     folder = target.parent
     if not folder.is_dir():
-        raise InputError(f"--stats-json folder {folder} does not exist")
+        raise _StatsPathError(f"--stats-json folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise InputError(f"--stats-json {path} cannot be written (permissions or a read-only file system)")
+        raise _StatsPathError(f"--stats-json {path} cannot be written (permissions or a read-only file system)")
 
 
 class _Share(click.ParamType):
@@ -197,7 +208,7 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
         click.echo(f"WARNING: {line}", err=True)
     if stats_json:
         try:
-            _write_json(stats_json, summary.to_dict())
+            write_stats(stats_json, summary.to_dict())
         except OSError as exc:  # checked up front: only a fault appearing during the run gets here
             raise PipelineError(f"the output {out} is complete, but --stats-json {stats_json} cannot be written: "
                                 f"{exc.strerror or exc}") from None
