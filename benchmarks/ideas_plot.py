@@ -41,6 +41,11 @@ IDEAS = [
      "runs/cv5-text-frozen: arg-max"),
     ("text-only + decision rule\nfor macro F1 (nested CV)", "mvsa_single_cv5_text_frozen_decision_rule.json",
      "runs/cv5-text-frozen: offsets for macro_f1"),
+    ("recipe best\narg-max", "mvsa_single_cv5_best_decision_rule.json", "runs/cv5-best: arg-max"),
+    ("recipe best + decision rule\nfor macro F1 (nested CV)", "mvsa_single_cv5_best_decision_rule.json",
+     "runs/cv5-best: offsets for macro_f1"),
+    ("recipe best + decision rule\nfor accuracy (nested CV)", "mvsa_single_cv5_best_decision_rule.json",
+     "runs/cv5-best: offsets for accuracy"),
 ]
 
 
