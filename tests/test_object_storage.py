@@ -44,6 +44,7 @@ def bucket(s3, tmp_path_factory) -> dict:
     for name in ("a.parquet", "b.parquet"):
         client.upload_file(str(local / name), "tweets", f"in/{name}")
         client.upload_file(str(local / name), "tweets", f"together/{name}")
+        client.upload_file(str(local / name), "tweets", f"together/old/{name}")  # `*` must not reach it
     return {"client": client, "local": [local / "a.parquet", local / "b.parquet"], "expected": expected,
             "rows": table.num_rows}
 
@@ -124,7 +125,9 @@ def test_default_image_root_is_the_input_objects_prefix_and_globs_match_objects(
     result = _score("s3://tweets/together/*.parquet", "--model", models["ote"], "--out", out,
                     "--keep-columns", "user", "--workers", "0")
     assert result.exit_code == 0, result.output
-    _assert_same_as_local(_comparable(_get(bucket["client"], "out/together.parquet")), reference)
+    table = _get(bucket["client"], "out/together.parquet")
+    assert table.num_rows == bucket["rows"]  # together/old/ is one level down: not matched
+    _assert_same_as_local(_comparable(table), reference)
 
 
 def test_an_image_over_the_byte_limit_is_refused_before_download(bucket, models, tmp_path):

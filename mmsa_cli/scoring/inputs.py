@@ -6,12 +6,13 @@ run cuts exactly the same chunks (and batches) as an uninterrupted one.
 """
 from __future__ import annotations
 
-import fnmatch
 import glob
 import logging
 import os
 import posixpath
+import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -259,8 +260,9 @@ def list_inputs(spec: str | Path | Sequence[str | Path]):
         fs, path = open_fs(s)
         if glob.has_magic(path):
             base = path[:min(path.find(c) for c in "*?[" if c in path)].rsplit("/", 1)[0]
+            pattern = _glob_regex(path)
             found = sorted(i.path for i in _listing(fs, base, recursive=True)
-                           if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path))
+                           if i.type == pafs.FileType.File and pattern.match(i.path))
             if not found:
                 raise InputError(f"no objects match the input pattern {s!r}")
             paths += found
@@ -277,6 +279,32 @@ def list_inputs(spec: str | Path | Sequence[str | Path]):
         else:
             raise InputError(f"input {s} does not exist (expected a Parquet file or a folder of them)")
     return fs, list(dict.fromkeys(paths)), scheme_of(specs[0])
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """A glob as the local engine's glob.glob(recursive=True) reads it: `*` and `?` stay within
+    one path level, `**/` spans any number of them."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] in "*?":
+            out.append("[^/]*" if pattern[i] == "*" else "[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+            j = pattern.index("]", i + 2)
+            body = pattern[i + 1:j].replace("\\", "\\\\")  # as fnmatch.translate
+            body = "^" + body[1:] if body.startswith("!") else "\\" + body if body.startswith("^") else body
+            out.append(f"[{body}]")
+            i = j + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
 
 
 def _listing(fs, path: str, recursive: bool):
@@ -304,10 +332,9 @@ def open_inputs(spec: str | Path | Sequence[str | Path], image_root: str | Path 
     for path, store, inner in located:
         size, mtime_ns = _stamp(fs, str(Path(inner).resolve()) if store is None else inner)
         try:
-            source = path if store is None else store.open_input_file(inner)
-            pf = pq.ParquetFile(source)
-            meta, schema = pf.metadata, pf.schema_arrow
-            pf.close()
+            with (nullcontext(path) if store is None else store.open_input_file(inner)) as source, \
+                    pq.ParquetFile(source) as pf:
+                meta, schema = pf.metadata, pf.schema_arrow
         except Exception as exc:  # not Parquet, truncated footer, permissions
             if not skip_unreadable:
                 raise InputError(f"cannot read {path} as Parquet: {one_line(exc)}") from None
@@ -387,7 +414,7 @@ def iter_chunks(inputs: InputSet, cols: ResolvedColumns, chunk_rows: int, start_
         if row + f.num_rows <= start_row and not any(k[0] == name for k in known):
             row += f.num_rows
             continue
-        g = None
+        g = pf = None
         try:
             pf = pq.ParquetFile(f.open(), pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
             root = inputs.root_of(f)
@@ -426,5 +453,8 @@ def iter_chunks(inputs: InputSet, cols: ResolvedColumns, chunk_rows: int, start_
             where = f"{f.path}" + (f" (row group {g})" if g is not None else "")
             raise InputError(f"cannot read {where}: {one_line(exc)} (--on-bad-input skip skips an unreadable "
                              f"file or row group and lists it)") from None
+        finally:
+            if pf is not None:
+                pf.close(force=True)  # the object's stream too
     if have:
         yield emit(have)
