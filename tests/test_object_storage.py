@@ -38,7 +38,7 @@ def bucket(s3, tmp_path_factory) -> dict:
     client = boto3.client("s3")
     client.create_bucket(Bucket="tweets")
     for f in local.iterdir():
-        if f.is_file() and f.name not in ("a.parquet", "b.parquet"):
+        if f.is_file() and f.suffix != ".parquet":
             client.upload_file(str(f), "tweets", f"images/{f.name}")
             client.upload_file(str(f), "tweets", f"together/{f.name}")
     for name in ("a.parquet", "b.parquet"):
