@@ -73,10 +73,12 @@ def check_stats_path(path: str | None) -> None:
 
         from .storage import open_fs
 
-        fs, key = open_fs(path)
-        bucket = key.split("/", 1)[0]
         try:
+            fs, key = open_fs(path)
+            bucket = key.split("/", 1)[0]
             found = fs.get_file_info(bucket).type == pafs.FileType.Directory
+        except InputError as exc:  # an unknown scheme, credentials
+            raise _StatsPathError(f"--stats-json: {exc}") from None
         except OSError as exc:
             raise _StatsPathError(f"cannot reach --stats-json {path}: {' '.join(str(exc).split())}") from None
         if not found:
