@@ -46,6 +46,9 @@ IDEAS = [
      "runs/cv5-best: offsets for macro_f1"),
     ("recipe best + decision rule\nfor accuracy (nested CV)", "mvsa_single_cv5_best_decision_rule.json",
      "runs/cv5-best: offsets for accuracy"),
+    ("bag: seeds 42, 7\narg-max", "mvsa_single_cv5_bag2_decision_rule.json", "mean of probabilities: arg-max"),
+    ("bag: seeds 42, 7 + decision rule\nfor weighted F1 (nested CV)", "mvsa_single_cv5_bag2_decision_rule.json",
+     "mean of probabilities: offsets for weighted_f1"),
 ]
 
 
