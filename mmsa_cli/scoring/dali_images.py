@@ -23,7 +23,6 @@ the nvJPEG path of gpu_images.py.
 """
 from __future__ import annotations
 
-import contextlib
 import struct
 import time
 from typing import Sequence
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from ..contract.geometry import plan_resize
-from .gpu_images import GpuImages, to_device
+from .gpu_images import GpuImages
 from .preprocess import DECODERS, ImageResult, ImageSpec, check_decoder, decode_on_cpu  # noqa: F401 (re-exported)
 
 # Share of the JPEGs DALI sends to the hardware JPEG engines (the rest: CUDA decode). On the
@@ -135,6 +134,7 @@ class DaliImages(GpuImages):
     DALI's CPU operators."""
 
     name = "dali"
+    seconds_keys = ("dali", "rest")
 
     def __init__(self, manifest, device: torch.device, max_batch: int = 256,
                  hw_decoder_load: float | None = None, threads: int = DALI_THREADS):
@@ -142,8 +142,6 @@ class DaliImages(GpuImages):
         self.max_batch, self.threads = max_batch, threads
         # None: the module's HW_DECODER_LOAD when built (benchmarks set it to compare values)
         self.hw_decoder_load = HW_DECODER_LOAD if hw_decoder_load is None else hw_decoder_load
-        self.seconds = {"dali": 0.0, "rest": 0.0}
-        self.counts = {"dali": 0, "cpu": 0, "dali_rejected": 0}
         self._pool: list[DaliPipeline] = []
 
     def _take(self) -> DaliPipeline:
@@ -211,44 +209,18 @@ class DaliImages(GpuImages):
                 failed.append(i)
         return (torch.cat(good) if good else None), failed
 
-    def __call__(self, results: Sequence[ImageResult], spec: ImageSpec):
-        s, n = self.m.image_size, len(results)
-        results = list(results)
-        errors: list[str | None] = [r.error for r in results]
-        stream = self._stream()
-        t0 = time.perf_counter()
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            out = torch.zeros((n, 3, s, s), dtype=torch.float32, device=self.dev)  # mean image
-            jpeg, windows, rejected = [], [], []
-            for i, r in enumerate(results):
-                if r.status == "jpeg":
-                    size = jpeg_size(r.payload)
-                    (jpeg if size else rejected).append(i)
-                    if size:
-                        windows.append(crop_window(*size, s))
-            pixels, failed = (self.decode_jpegs([results[i].payload for i in jpeg], np.asarray(windows, np.float32))
-                              if jpeg else (None, []))
-            t1 = time.perf_counter()
-            rejected += [jpeg[j] for j in failed]
-            for i in rejected:  # DALI said no: the CPU path decodes it or names the error
-                results[i] = decode_on_cpu(results[i].payload, spec)
-                errors[i] = results[i].error
-            refused = set(rejected)
-            good = [i for i in jpeg if i not in refused]
-            if good:
-                out[to_device(good, self.dev)] = pixels
-            cpu = [i for i, r in enumerate(results) if r.status == "pixels"]
-            if cpu:
-                self._upload(results, cpu, out, n)
-        if stream is not None:
-            stream.synchronize()  # ORT reads `out` on its own stream; the staging buffer is free again
-        with self._lock:
-            self.seconds["dali"] += t1 - t0
-            self.seconds["rest"] += time.perf_counter() - t1
-            self.counts["dali"] += len(good)
-            self.counts["cpu"] += len(cpu)
-            self.counts["dali_rejected"] += len(rejected)
-        return out, errors
+    def _decode_rows(self, results: list[ImageResult], jpeg: list[int]):
+        """GpuImages' hook: the JPEG rows through DALI (decode, crop window, resize, normalise);
+        files without a readable JPEG header are refused before DALI sees them."""
+        s = self.m.image_size
+        sizes = [jpeg_size(results[i].payload) for i in jpeg]
+        rows = [i for i, size in zip(jpeg, sizes) if size]
+        rejected = [i for i, size in zip(jpeg, sizes) if not size]
+        windows = np.asarray([crop_window(*size, s) for size in sizes if size], np.float32)
+        pixels, failed = self.decode_jpegs([results[i].payload for i in rows], windows) if rows else (None, [])
+        t1 = time.perf_counter()
+        refused = {rows[j] for j in failed}
+        return [i for i in rows if i not in refused], pixels, rejected + sorted(refused), t1
 
 
 def gpu_image_path(requested: str, manifest, device: torch.device, batch_size: int,

@@ -169,16 +169,20 @@ class GpuImages:
     on the CPU, where torchvision decodes with libjpeg). `seconds` splits host time into
     decode and the rest; `counts` says how many images took each way."""
 
+    name = "nvjpeg"
+    seconds_keys = ("nvjpeg", "resize")
+
     def __init__(self, manifest, device):
         self.m, self.dev = manifest, device
         self.decode = GpuJpegDecoder(device)
         self.normalise = Normaliser(manifest.image_mean, manifest.image_std, device)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self.seconds = {"nvjpeg": 0.0, "resize": 0.0}
-        # nvjpeg: decoded on the device; cpu: pixels prepared on the CPU and uploaded;
-        # nvjpeg_rejected: handed to nvJPEG, refused, sent through the CPU path instead.
-        self.counts = {"nvjpeg": 0, "cpu": 0, "nvjpeg_rejected": 0}
+        # host time in the decoder call, then in the rest (resize, CPU fallback, upload)
+        self.seconds = dict.fromkeys(self.seconds_keys, 0.0)
+        # <name>: decoded on the device; cpu: pixels prepared on the CPU and uploaded;
+        # <name>_rejected: handed to the GPU decoder, refused, sent through the CPU path instead.
+        self.counts = {self.name: 0, "cpu": 0, f"{self.name}_rejected": 0}
 
     def _stream(self):
         if self.dev.type != "cuda":
@@ -216,25 +220,31 @@ class GpuImages:
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             out = torch.zeros((n, 3, s, s), dtype=torch.float32, device=self.dev)  # mean image
             jpeg = [i for i, r in enumerate(results) if r.status == "jpeg"]
-            decoded, failed = self.decode([results[i].payload for i in jpeg]) if jpeg else ([], [])
-            t1 = time.perf_counter()
-            for j in failed:  # nvJPEG said no: the CPU path decodes it or names the error
-                i = jpeg[j]
+            good, pixels, rejected, t1 = self._decode_rows(results, jpeg) if jpeg else ([], None, [], time.perf_counter())
+            for i in rejected:  # the GPU decoder said no: the CPU path decodes it or names the error
                 results[i] = decode_on_cpu(results[i].payload, spec)
                 errors[i] = results[i].error
-            good = [(jpeg[j], img) for j, img in enumerate(decoded) if img is not None]
             if good:
-                resized = resize_crop_batch([img for _, img in good], s)
-                out[to_device([i for i, _ in good], self.dev)] = self.normalise(resized)
+                out[to_device(good, self.dev)] = pixels
             cpu = [i for i, r in enumerate(results) if r.status == "pixels"]
             if cpu:
                 self._upload(results, cpu, out, n)
         if stream is not None:
             stream.synchronize()  # ORT reads `out` on its own stream; the staging buffer is free again
+        decode_key, rest_key = self.seconds_keys
         with self._lock:
-            self.seconds["nvjpeg"] += t1 - t0
-            self.seconds["resize"] += time.perf_counter() - t1
-            self.counts["nvjpeg"] += len(good)
+            self.seconds[decode_key] += t1 - t0
+            self.seconds[rest_key] += time.perf_counter() - t1
+            self.counts[self.name] += len(good)
             self.counts["cpu"] += len(cpu)
-            self.counts["nvjpeg_rejected"] += len(failed)
+            self.counts[f"{self.name}_rejected"] += len(rejected)
         return out, errors
+
+    def _decode_rows(self, results: list[ImageResult], jpeg: list[int]):
+        """The JPEG rows on the GPU: (rows decoded, their normalised pixels [k,3,S,S], rows
+        refused, the time the decoder call ended)."""
+        decoded, failed = self.decode([results[i].payload for i in jpeg])
+        t1 = time.perf_counter()
+        good = [(jpeg[j], img) for j, img in enumerate(decoded) if img is not None]
+        pixels = self.normalise(resize_crop_batch([img for _, img in good], self.m.image_size)) if good else None
+        return [i for i, _ in good], pixels, [jpeg[j] for j in failed], t1
