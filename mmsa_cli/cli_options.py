@@ -34,11 +34,6 @@ device_option = click.option(
 
 # --------------------------------------------------------------------------- the data argument
 
-# Where labelled or unlabelled tweets come from, for every command that reads them (train,
-# evaluate, predict): DATA as the positional argument; `--data DATA` still works (hidden) so
-# existing scripts do not break.
-LAYOUT_OPTIONS = ("label_file", "text_col", "image_col", "id_col", "label_col", "image_root")
-
 
 def data_argument(fn):
     """DATA (positional, or the hidden old `--data`) + the table-layout options; the command

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .contract.decision import METRICS as DECISION_METRICS  # what the decision offsets can maximise
 from .contract.device import DEVICES  # the device rule lives there
 from .errors import ConfigError
 from .registry import FUSION_NAMES, IMAGE_PRESET_NAMES, TEXT_PRESET_NAMES
@@ -23,7 +24,6 @@ TEXT_NORMALIZATIONS = ("none", "tweet")
 TEXT_POOLINGS = ("", "cls", "pooler", "mean")
 CLASS_WEIGHTINGS = ("none", "balanced")
 DECISION_RULES = ("none", "offsets")                         # mmsa_cli/training/decision_rule.py
-DECISION_METRICS = ("accuracy", "weighted_f1", "macro_f1")  # mmsa_cli/contract/decision.py
 # Presets that exist for the test suite (random, a few kB): usable, but never shown in --help.
 TEST_ONLY_PRESETS = ("tiny-bert", "tiny-cnn")
 

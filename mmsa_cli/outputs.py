@@ -3,6 +3,7 @@
 command writes under a temporary name and renames at the end)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import OutputExistsError
@@ -15,3 +16,11 @@ def refuse_existing(out: str | Path, overwrite: bool, *, when: str = "once the n
         return
     raise OutputExistsError(f"--out '{out}' already exists: choose another --out, or add --overwrite to replace it "
                             f"{when}")
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it: put straight back); outputs other users
+    (a scheduler) read follow it."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

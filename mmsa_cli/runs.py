@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import LABELS, __version__
+from .outputs import current_umask
 from .config import EncoderWeights, ModelConfig, TrainConfig, from_dict, save_json, to_dict
 from .errors import ConfigError, FolderError
 from .models import FUSIONS, MultimodalModel
@@ -80,14 +81,8 @@ def save_weights(folder: Path, model: MultimodalModel) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = folder / (WEIGHTS + ".tmp")
     save_file(state, str(tmp), metadata={"mmsa_version": __version__})
-    os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600: other users (a scheduler) must read it
+    os.chmod(tmp, 0o666 & ~current_umask())  # safetensors writes 0600: other users (a scheduler) must read it
     tmp.replace(folder / WEIGHTS)  # never leave a half-written best model behind
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it: put straight back
-    os.umask(mask)
-    return mask
 
 
 def fold_folders(folder: str | Path) -> list[Path]:

@@ -29,20 +29,20 @@ from mmsa_cli.scoring.gpu_images import GpuImages
 from mmsa_cli.scoring.preprocess import ImageResult, ImageSpec, prepare_images
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scoring_helpers import make_model_folder, noisy_jpeg  # noqa: E402
+from scoring_helpers import noisy_jpeg  # noqa: E402
 
 needs_dali = pytest.mark.skipif(dali_images.dali_missing() is not None,
                                 reason="NVIDIA DALI is not installed here (pip install nvidia-dali-cuda130)")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return make_model_folder(tmp_path_factory.mktemp("model") / "ote", "ote")
+def model(models) -> Path:
+    return models["ote"]  # conftest's session model folders: exported once for the suite
 
 
 @pytest.fixture(scope="module")
-def scorer(model) -> Scorer:
-    return Scorer(model, "cpu", batch_size=8)
+def scorer(scorers) -> Scorer:
+    return scorers["ote"]
 
 
 @pytest.fixture(scope="module")

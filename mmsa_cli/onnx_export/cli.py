@@ -70,6 +70,3 @@ def export(run_dir, fusion, fold, out, precision, target, parity_data, parity_ro
                         decision_rule=not no_decision_rule)
     for line in describe(report):
         click.echo(line)
-
-
-COMMANDS = [export]

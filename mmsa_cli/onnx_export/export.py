@@ -25,7 +25,7 @@ import torch
 
 from .. import LABELS, __version__
 from ..errors import ConfigError
-from ..outputs import refuse_existing
+from ..outputs import current_umask, refuse_existing
 from ..model_folder import Manifest, write_checksums
 from ..models import ExportableModel, ModelBag
 from ..runs import load_run, select_folds
@@ -66,13 +66,6 @@ def _check_choices(precision: str, target: str) -> None:
         raise ConfigError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     if target not in TARGETS:
         raise ConfigError(f"target '{target}' is not one of {', '.join(TARGETS)}")
-
-
-def current_umask() -> int:
-    """The process umask (reading it means setting it: put straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _folder_bytes(path: Path) -> int:

@@ -28,9 +28,10 @@ def _exit_codes(fn):
                 _write_stats(stats_json, {"status": "failed", "exit_code": code, "error": str(exc)})
             raise CommandFailed(str(exc), code) from exc
         except KeyboardInterrupt as exc:
-            message = _interrupted_message(out)
+            done, parts = _rows_done(out)
+            message = _interrupted_message(done, parts)
             _write_stats(stats_json, {"status": "interrupted", "exit_code": EXIT_INTERRUPTED, "error": message,
-                                      "rows_done": _rows_done(out)[0]})
+                                      "rows_done": done})
             raise CommandFailed(message, EXIT_INTERRUPTED) from exc
     return wrapper
 
@@ -41,8 +42,7 @@ def _rows_done(out: str | None) -> tuple[int, str]:
     return rows_done(out) if out else (0, "")
 
 
-def _interrupted_message(out: str | None) -> str:
-    done, parts = _rows_done(out)
+def _interrupted_message(done: int, parts: str) -> str:
     if not done:
         return "interrupted (SIGINT) before the first row group was written"
     return (f"interrupted (SIGINT) after {done} rows: the completed row groups are kept in {parts}; "
@@ -69,18 +69,14 @@ def check_stats_path(path: str | None) -> None:
     if not path or path == "-":
         return
     if "://" in path:  # object storage: the bucket must exist
-        from pyarrow import fs as pafs
-
-        from .storage import open_fs
+        from .storage import bucket_of, one_line, open_fs
 
         try:
-            fs, key = open_fs(path)
-            bucket = key.split("/", 1)[0]
-            found = fs.get_file_info(bucket).type == pafs.FileType.Directory
+            bucket, found = bucket_of(*open_fs(path))
         except InputError as exc:  # an unknown scheme, credentials
             raise _StatsPathError(f"--stats-json: {exc}") from None
         except OSError as exc:
-            raise _StatsPathError(f"cannot reach --stats-json {path}: {' '.join(str(exc).split())}") from None
+            raise _StatsPathError(f"cannot reach --stats-json {path}: {one_line(exc)}") from None
         if not found:
             raise _StatsPathError(f"--stats-json {path}: the bucket {bucket} does not exist")
         return
@@ -214,6 +210,3 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
         except OSError as exc:  # checked up front: only a fault appearing during the run gets here
             raise PipelineError(f"the output {out} is complete, but --stats-json {stats_json} cannot be written: "
                                 f"{exc.strerror or exc}") from None
-
-
-COMMANDS = [score]

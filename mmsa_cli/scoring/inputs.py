@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
-from .storage import is_uri, open_fs, root_string, scheme_of
+from .storage import is_uri, one_line, open_fs, root_string, scheme_of
 from ..contract.rows import RESULT_COLUMNS, ROW_COLUMN
 
 log = logging.getLogger(__name__)
@@ -175,11 +175,6 @@ def _stamp(fs, path: str) -> tuple[int, int]:
     return size, info.mtime_ns if info.mtime_ns is not None else -1
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (Arrow's can span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def default_id_column(inputs: InputSet, columns: Columns) -> str | None:
     """The id column: --id-col, else 'guid' when every input file has it, else None (row
     positions). 'guid' in only some files is refused, whatever their order: some files'
@@ -200,9 +195,9 @@ def default_id_column(inputs: InputSet, columns: Columns) -> str | None:
 def check_output_not_an_input(out: str | Path, inputs: InputSet) -> None:
     """Writing over an input would destroy it (with --overwrite) or mix the two: refused
     whatever the flags, also through a symlink or a hard link."""
-    if is_uri(out):
+    if is_uri(out):  # the same object: the same URI (no links on a store)
         taken = {f.key for f in inputs.files} | {u["file"] for u in inputs.unreadable}
-        if open_fs(out)[1] in {open_fs(k)[1] for k in taken if is_uri(k)}:
+        if str(out) in taken:
             raise InputError(f"output {out} is one of the input files: choose another --out")
         return
     out = Path(out)

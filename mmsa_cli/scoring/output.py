@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from .errors import InputError, OutputExistsError, PipelineError, ResumeMismatchError
 from .output_folders import CHECKPOINT, JOB_KEY, ROWS_KEY, folder_for
+from .storage import one_line
 from ..contract.rows import count_kinds
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,13 @@ class OutputWriter:
         try:
             self.folder.lock()
         except OSError as exc:  # read-only file system, permissions
-            raise InputError(f"cannot write the output next to {self.out}: {exc.strerror or _one_line(exc)} "
+            raise InputError(f"cannot write the output next to {self.out}: {exc.strerror or one_line(exc)} "
                              f"({self.parts_dir})") from None
         try:
             self._decide(overwrite, resume)
         except OSError as exc:
             self.release()
-            raise InputError(f"cannot prepare the output {self.out}: {exc.strerror or _one_line(exc)} "
+            raise InputError(f"cannot prepare the output {self.out}: {exc.strerror or one_line(exc)} "
                              f"({getattr(exc, 'filename', '') or self.parts_dir})") from None
         except BaseException:
             self.release()
@@ -181,7 +182,7 @@ class OutputWriter:
             cp.no_prediction += no_prediction
             self.folder.write_durable(CHECKPOINT, json.dumps(asdict(cp), indent=1).encode())
         except OSError as exc:
-            raise PipelineError(f"cannot write {self.parts_dir}/{name}: {_one_line(exc)}") from None
+            raise PipelineError(f"cannot write {self.parts_dir}/{name}: {one_line(exc)}") from None
         pause = float(os.environ.get(PAUSE_ENV) or 0)
         if pause:
             time.sleep(pause)
@@ -200,14 +201,11 @@ class OutputWriter:
         try:
             self.folder.write_final(schema, tables())
         except OSError as exc:
-            raise PipelineError(f"cannot write {self.out}: {exc.strerror or _one_line(exc)}; the completed row "
+            raise PipelineError(f"cannot write {self.out}: {exc.strerror or one_line(exc)}; the completed row "
                                 f"groups are kept: rerun with --resume") from None
         except Exception as exc:  # a part damaged after it was written: --resume re-scores it
-            raise PipelineError(f"cannot read {self.parts_dir}/{reading[0]} back: {_one_line(exc)}; rerun with "
+            raise PipelineError(f"cannot read {self.parts_dir}/{reading[0]} back: {one_line(exc)}; rerun with "
                                 f"--resume (it checks the parts and scores a bad one again)") from None
         self.release()
         self.folder.remove()
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

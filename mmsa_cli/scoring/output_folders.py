@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError, OutputExistsError
-from .storage import is_uri, open_fs
+from .storage import bucket_of, is_uri, one_line, open_fs
 
 CHECKPOINT = "checkpoint.json"
 JOB_KEY = b"mmsa.job"
@@ -165,14 +165,14 @@ class StoreFolder:
 
         if posixpath.splitext(self.path)[1].lower() not in (".parquet", ".pq"):
             raise InputError(f"output {self.out} must be a .parquet file")
-        bucket = self.path.split("/", 1)[0]
         try:
-            kind, bucket_kind = self.fs.get_file_info([self.path, bucket])
+            kind = self.fs.get_file_info(self.path).type
+            bucket, exists = bucket_of(self.fs, self.path)
         except OSError as exc:
-            raise InputError(f"cannot reach the output {self.out}: {' '.join(str(exc).split())}") from None
-        if kind.type == pafs.FileType.Directory:
+            raise InputError(f"cannot reach the output {self.out}: {one_line(exc)}") from None
+        if kind == pafs.FileType.Directory:
             raise InputError(f"output {self.out} is a prefix holding objects; give a file name (e.g. scored.parquet)")
-        if bucket_kind.type != pafs.FileType.Directory:
+        if not exists:
             raise InputError(f"the output's bucket {bucket} does not exist ({self.out})")
 
     def lock(self) -> None:  # no lock on an object store; the marker proves the prefix is writable

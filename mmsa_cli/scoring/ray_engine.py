@@ -37,7 +37,7 @@ from ..model_folder import ModelFolder
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
 from .preprocess import MAX_IMAGE_BYTES, GpuSplit, ImageResult, ImageSpec, fetch_remote, prepare_image
-from .storage import is_uri, root_string
+from .storage import is_relative_path, root_string
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def read_image_results(table: pa.Table, image_col: str, spec: ImageSpec, image_r
 
 def _relative_refused(value: Any) -> Any:
     """A relative path without an image root: its error row (never a silently missing image)."""
-    if isinstance(value, str) and value.strip() and not is_uri(value) and not Path(value.strip()).is_absolute():
+    if is_relative_path(value):
         return ImageResult("error", None, f"missing: image path {value!r} is relative and no image root was given")
     return value
 

@@ -26,7 +26,7 @@ from .inputs import Columns, ResolvedColumns, resolve_columns
 from .onnx_model import OnnxModel
 from .preprocess import (MAX_IMAGE_BYTES, ImageResult, ImageSpec, ImageTask, check_decoder, decode_on_cpu,
                          prepare_images)
-from .storage import is_uri, root_string
+from .storage import is_relative_path, root_string
 from .texts import BatchTokenizer, decode_texts
 
 
@@ -257,8 +257,7 @@ def score_table(data, model_dir: str | Path, columns: Columns = Columns(), *, de
 
 
 def _refuse_relative_paths(images: list | None) -> None:
-    relative = [v for v in images or () if isinstance(v, str) and v.strip() and not is_uri(v)
-                and not Path(v.strip()).is_absolute()]
+    relative = [v for v in images or () if is_relative_path(v)]
     if relative:
         raise InputError(f"{len(relative)} image paths are relative (e.g. {relative[0]!r}) and no image_root was "
                          f"given: pass image_root= (the folder they are relative to)")

@@ -32,6 +32,24 @@ def open_fs(location: str | Path):
         raise InputError(f"cannot open {location}: {exc}") from None
 
 
+def bucket_of(fs, path: str) -> tuple[str, bool]:
+    """(the bucket of a path in an object store, whether it exists); OSError if unreachable."""
+    from pyarrow import fs as pafs
+
+    bucket = path.split("/", 1)[0]
+    return bucket, fs.get_file_info(bucket).type == pafs.FileType.Directory
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (Arrow's can span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def is_relative_path(value) -> bool:
+    """A non-empty path string that is neither absolute nor a URI: it needs an image root."""
+    return isinstance(value, str) and bool(value.strip()) and not is_uri(value) and not Path(value.strip()).is_absolute()
+
+
 def root_string(root: str | Path | None) -> str | None:
     """An image root as the workers get it: a URI as given, a local folder made absolute."""
     if root is None:
@@ -103,7 +121,8 @@ def read_remote_image(value: str, root: str, allow_outside: bool, max_bytes: int
         if not allow_outside:
             raise ImageLoadError("outside_root", f"image path {value!r} is on object storage, outside the image "
                                                  f"root {root}")
-        root, allow_outside = posixpath.dirname(value), True
+        scheme, path = value.split("://", 1)
+        root, allow_outside = f"{scheme}://{path.split('/', 1)[0]}", True  # its bucket: one client per store
     try:
         store = remote_images(root)
     except InputError as exc:  # an unknown scheme or bucket, no credentials: this row's image is unreachable

@@ -12,6 +12,7 @@ from click.core import ParameterSource
 
 from ..cli_options import (data_argument, dataclass_options, library_errors, overwrite_option, say_for, stats_json_option,
                            write_stats)
+from ..registry import PAPER_NAMES
 from ..config import (CONFIG_CLASSES, OPEN_CHOICES, RECIPES, TEST_ONLY_PRESETS, EncoderWeights, ModelConfig,
                       TrainConfig)
 from ..errors import ConfigError
@@ -60,8 +61,6 @@ def resolve_configs(ctx: click.Context, recipe: str, config_file: str | None, op
     defaults = {f.name: f.default for cls in CONFIG_CLASSES.values() for f in dataclasses.fields(cls)}
     values = merge_sources(defaults, RECIPES[recipe], from_file, _explicit(ctx, options))
     fusion = values["fusion"]
-    from ..models import PAPER_NAMES
-
     fusions = list(PAPER_NAMES) if fusion == "all" else [fusion]
     values["fusion"] = "ote" if fusion == "all" else fusion
     build = lambda cls: cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})  # noqa: E731
@@ -148,6 +147,3 @@ def train(ctx, data, label_file, text_col, image_col, id_col, label_col, image_r
     for line in report_lines(stats, train_cfg):
         say(line)
     write_stats(stats_json, stats)
-
-
-COMMANDS = [train]
