@@ -13,7 +13,7 @@ import posixpath
 import re
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -153,6 +153,22 @@ class InputSet:
         (an unreadable file skipped by --on-bad-input skip too: repairing it changes the job)."""
         readable = [[f.key, f.size, f.mtime_ns] for f in self.files]
         return readable + [[*stamp, "unreadable"] for stamp in self.unreadable_stamps]
+
+    def resolve_columns(self, columns: Columns, *, uses_text: bool, uses_image: bool) -> ResolvedColumns:
+        """The columns scoring reads, checked in every file before any work (fail fast on a
+        missing column); the id is --id-col, else 'guid' when every file has it."""
+        columns = replace(columns, id=default_id_column(self, columns))
+        resolved = [resolve_columns(f.schema, columns, uses_text=uses_text, uses_image=uses_image, where=str(f.path))
+                    for f in self.files]
+        return resolved[0]
+
+    def location(self) -> tuple[Any, list[str], str]:
+        """(filesystem, paths in it, URI scheme or '') of the readable files, for readers that
+        take a filesystem and paths (Ray Data)."""
+        if self.files[0].fs is None:
+            from pyarrow import fs as pafs
+            return pafs.LocalFileSystem(), [f.key for f in self.files], ""
+        return self.files[0].fs, [f.fs_path for f in self.files], scheme_of(str(self.files[0].path))
 
     def unified_schema(self, cols: Sequence[str]) -> pa.Schema:
         """The read columns' types over all files (int32 and int64 ids unify; int and string do not)."""

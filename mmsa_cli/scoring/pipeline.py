@@ -19,7 +19,6 @@ on the batch size, prefetch depth and row-group size, never on the input's size.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -39,7 +38,7 @@ from .. import __version__
 from ..model_folder import load_model_folder
 from .errors import InputError, PipelineError, ScoreError
 from .inputs import (BAD_INPUT_CHOICES, Chunk, Columns, InputSet, ResolvedColumns, check_output_not_an_input,
-                     default_id_column, iter_chunks, open_inputs, resolve_columns)
+                     iter_chunks, open_inputs)
 from .output import OutputWriter
 from .preprocess import MAX_IMAGE_BYTES, ImageSpec, prepare_images
 from .report import STAGES, RowProgress, ScoreSummary
@@ -200,11 +199,7 @@ def score_files(inputs: str | Path | Sequence[str | Path], model_dir: str | Path
     check_output_not_an_input(out, source)
     folder = scorer.folder if scorer is not None else load_model_folder(model_dir)
     m = folder.manifest
-    columns = dataclasses.replace(opts.columns, id=default_id_column(source, opts.columns))
-    for f in source.files:  # every file, before any work: fail fast on a missing column
-        resolve_columns(f.schema, columns, uses_text=m.uses_text, uses_image=m.uses_image, where=str(f.path))
-    cols = resolve_columns(source.files[0].schema, columns, uses_text=m.uses_text, uses_image=m.uses_image,
-                           where=str(source.files[0].path))
+    cols = source.resolve_columns(opts.columns, uses_text=m.uses_text, uses_image=m.uses_image)
     batch_size = opts.batch_size or (scorer.batch_size if scorer is not None else 0)  # 0: the device's default
     job = job_fingerprint(source, folder, opts, batch_size)
     writer = OutputWriter(out, job, overwrite=opts.overwrite, resume=opts.resume)

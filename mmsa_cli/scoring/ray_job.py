@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..errors import OutputExistsError, PipelineError, ResumeMismatchError
 from .errors import InputError
-from .inputs import Columns, check_image_root, list_inputs, resolve_columns
+from .inputs import open_inputs
 from .output import PAUSE_ENV
 from .ray_engine import _NEED_ID, PATH_COLUMN, RayUnavailableError, actor_device_for, require_ray, score_dataset
 from .storage import open_fs, root_string, scheme_of
@@ -92,28 +92,6 @@ class RaySummary:
                 f"({self.rows_this_run} scored by this run, {self.resumed_rows} kept from before)",
                 f"  {self.rows_with_errors} rows with errors ({kinds}); {self.rows_without_prediction} without prediction",
                 f"  {self.wall_seconds:.1f} s, {self.rows_per_second:,.1f} rows/s"]
-
-
-# ----------------------------------------------------------------------------- inputs
-
-def _input_facts(fs, paths: list[str], scheme: str, columns: Columns, uses_text: bool, uses_image: bool):
-    """Every file's footer checked before any work: columns, types, the id; rows and a fingerprint."""
-    cols, rows, prints, schema = None, 0, [], None
-    for path in paths:
-        name = scheme + path
-        try:
-            f = pq.ParquetFile(fs.open_input_file(path))
-            file_schema, n = f.schema_arrow, f.metadata.num_rows
-            info = fs.get_file_info(path)
-        except Exception as exc:
-            raise InputError(f"cannot read {name} as Parquet: {exc}") from None
-        cols = resolve_columns(file_schema, columns, uses_text=uses_text, uses_image=uses_image, where=name)
-        if cols.id is None:
-            raise InputError(f"{name}: {_NEED_ID}")
-        rows += n
-        prints.append([name, info.size, info.mtime_ns])
-        schema = schema or pa.schema([file_schema.field(c) for c in cols.read])
-    return cols, rows, prints, schema
 
 
 # ----------------------------------------------------------------------------- the output directory
@@ -280,11 +258,14 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
     ray = require_ray()                                       # exit 2, before anything else
     folder = load_model_folder(model_dir)                     # exit 3
     m = folder.manifest
-    in_fs, paths, scheme = list_inputs(inputs)                # exit 2
-    cols, total_rows, prints, schema = _input_facts(in_fs, paths, scheme, opts.columns, m.uses_text, m.uses_image)
-    actor_device_for(opts.device, ropts.gpus_per_actor)      # exit 2: cuda without GPUs
     image_root = opts.image_root
-    check_image_root(image_root)
+    source = open_inputs(inputs, image_root)                  # exit 2: every footer read here
+    cols = source.resolve_columns(opts.columns, uses_text=m.uses_text, uses_image=m.uses_image)
+    if cols.id is None:
+        raise InputError(_NEED_ID)
+    in_fs, paths, scheme = source.location()
+    total_rows, prints, schema = source.total_rows, source.fingerprint(), source.unified_schema(cols.read)
+    actor_device_for(opts.device, ropts.gpus_per_actor)      # exit 2: cuda without GPUs
     c = opts.columns
     job = {"format": "mmsa-ray-output/1", "inputs": prints, "model_sha256": m.model_sha256,
            "columns": {"text": c.text, "image": c.image, "id": cols.id, "keep": list(c.keep)},
