@@ -98,10 +98,12 @@ def checked_files(folder: Path) -> list[str]:
     return sorted(names)
 
 
-def write_checksums(folder: str | Path) -> str:
-    """Write checksums.sha256 for the folder as it is now; returns the folder digest."""
+def write_checksums(folder: str | Path, known: dict[str, str] | None = None) -> str:
+    """Write checksums.sha256 for the folder as it is now; returns the folder digest. `known`:
+    sha256 of files just written and hashed (model.onnx is hundreds of MB), not read again."""
     folder = Path(folder)
-    lines = "".join(f"{sha256_file(folder / name)}  {name}\n" for name in checked_files(folder))
+    known = known or {}
+    lines = "".join(f"{known.get(name) or sha256_file(folder / name)}  {name}\n" for name in checked_files(folder))
     (folder / CHECKSUMS).write_text(lines)
     return hashlib.sha256(lines.encode()).hexdigest()
 

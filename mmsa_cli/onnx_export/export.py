@@ -149,7 +149,7 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
         write_manifest(tmp, graph, manifest)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         (tmp / "fused_operators.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        write_checksums(tmp)  # last: covers every file written above
+        write_checksums(tmp, known={"model.onnx": manifest.model_sha256})  # last: covers every file above
         lap("write")
 
         failures = report.failures() + parity.failures
