@@ -69,14 +69,12 @@ def main() -> None:
 
 def redraw_reports() -> None:
     """The CV and Table 4 charts, as `mmsa train` draws them (reports.py), from their JSON."""
-    from mmsa_cli.training.metrics import plot_comparison
-    from mmsa_cli.training.reports import PAPER_ACCURACY
+    from mmsa_cli.training.reports import plot_cv_summary, plot_split_comparison
 
-    cv = json.loads((RESULTS / "mvsa_single_cv5.json").read_text())["rows"]
-    plot_comparison(cv, RESULTS / "mvsa_single_cv5.png", f"{cv[0]['folds']}-fold cross-validation (mean ± std)",
-                    reference=PAPER_ACCURACY)
-    table4 = json.loads((RESULTS / "mvsa_single_table4.json").read_text())["rows"]
-    plot_comparison(table4, RESULTS / "mvsa_single_table4.png", "validation, 800 rows", reference=PAPER_ACCURACY)
+    plot_cv_summary(json.loads((RESULTS / "mvsa_single_cv5.json").read_text())["rows"],
+                    RESULTS / "mvsa_single_cv5.png")
+    plot_split_comparison(json.loads((RESULTS / "mvsa_single_table4.json").read_text())["rows"],
+                          RESULTS / "mvsa_single_table4.png", val_rows=800)
     print(f"wrote {RESULTS / 'mvsa_single_cv5.png'}, {RESULTS / 'mvsa_single_table4.png'}")
 
 
