@@ -39,8 +39,7 @@ def run_out_of_fold(run: Path, labelled, index_of, feature_cache, prepared, devi
     row), and each fold's rows."""
     folds = fold_dirs(run)
     if all((f / PREDICTIONS).is_file() for f in folds):
-        guids = [row.split(",", 1)[0] for f in folds for row in (f / PREDICTIONS).read_text().splitlines()[1:]]
-        probs, _, fold_rows = read_out_of_fold(folds)
+        probs, _, fold_rows, guids = read_out_of_fold(folds)
         order = [index_of[g] for g in guids]
         full = np.full((len(labelled), len(LABELS)), np.nan)
         full[order] = probs

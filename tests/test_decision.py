@@ -156,7 +156,7 @@ def test_cv_training_fits_the_rule_on_out_of_fold_predictions(tmp_path):
     results = train(TrainSource(str(MVSA)), tmp_path, ["naive-cat"], ModelConfig(fusion="naive-cat", **TINY), cfg,
                     weights=RANDOM)
     folds = [tmp_path / f"fold-{k}" for k in (1, 2, 3)]
-    probs, labels, rows = read_out_of_fold(folds)
+    probs, labels, rows, _ = read_out_of_fold(folds)
     for fold, fold_rows, result in zip(folds, rows, results):
         val = [r["guid"] for r in read_split_csv(fold / "split.csv") if r["split"] == "val"]
         assert len(fold_rows) == len(val)

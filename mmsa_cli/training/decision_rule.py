@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -30,10 +30,16 @@ def write_validation_predictions(path: Path, guids: Sequence[str], labels: Seque
             out.writerow([guid, LABELS[label], *(f"{v:.8f}" for v in p)])
 
 
-def read_out_of_fold(fold_dirs: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
-    """Every fold's validation predictions stacked: probabilities [N, C], labels [N], and the
-    rows of each fold."""
-    probs, labels, folds = [], [], []
+class OutOfFold(NamedTuple):
+    probs: np.ndarray          # [N, C]
+    labels: np.ndarray         # [N]
+    folds: list[list[int]]     # each fold's rows
+    guids: list[str]           # [N]
+
+
+def read_out_of_fold(fold_dirs: Sequence[Path]) -> OutOfFold:
+    """Every fold's validation predictions stacked."""
+    probs, labels, folds, guids = [], [], [], []
     for fold in fold_dirs:
         path = fold / PREDICTIONS
         if not path.is_file():
@@ -42,9 +48,10 @@ def read_out_of_fold(fold_dirs: Sequence[Path]) -> tuple[np.ndarray, np.ndarray,
         with path.open(newline="") as fh:
             rows = list(csv.DictReader(fh))
         folds.append(list(range(len(labels), len(labels) + len(rows))))
+        guids += [r["guid"] for r in rows]
         labels += [LABELS.index(r["label"]) for r in rows]
         probs += [[float(r[f"prob_{name}"]) for name in LABELS] for r in rows]
-    return np.array(probs), np.array(labels), folds
+    return OutOfFold(np.array(probs), np.array(labels), folds, guids)
 
 
 def fit_rule(probs: np.ndarray, labels: np.ndarray, folds: Sequence[Sequence[int]], metric: str) -> dict:
@@ -55,7 +62,8 @@ def fit_rule(probs: np.ndarray, labels: np.ndarray, folds: Sequence[Sequence[int
 
 
 def write_decision_rule(out: Path, fold_dirs: Sequence[Path], metric: str) -> dict:
-    rule = fit_rule(*read_out_of_fold(fold_dirs), metric)
+    oof = read_out_of_fold(fold_dirs)
+    rule = fit_rule(oof.probs, oof.labels, oof.folds, metric)
     (out / RULE_FILE).write_text(json.dumps(rule, indent=2) + "\n")
     with (out / "cv.md").open("a") as fh:
         fh.write("\n" + rule_markdown(rule))
