@@ -274,6 +274,87 @@ def test_cv_run_exports_as_one_graph_averaging_its_folds(tmp_path, shared_image)
     assert_score_matches_predict(report.folder, [cv / f"fold-{k}" for k in (1, 2, 3)], tmp_path)
 
 
+def write_tiny_mpnet(folder: Path) -> Path:
+    """A random 2-layer MPNet model folder whose tokenizer is all-mpnet-base-v2's kind: MiniLM's
+    (bert-base-uncased) word pieces shifted by 4 ids, with <s>, <pad>, </s>, <unk> and <mask>."""
+    from transformers import MPNetConfig, MPNetTokenizerFast
+
+    from mmsa_cli.models.text_encoders import minilm_dir
+
+    pieces = (minilm_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocab = {piece: i for i, piece in enumerate(["<s>", "<pad>", "</s>", "<unk>", *pieces, "<mask>"])}
+    MPNetTokenizerFast(vocab=vocab).save_pretrained(folder)
+    MPNetConfig(vocab_size=len(pieces) + 5, hidden_size=32, num_hidden_layers=TINY_BERT_LAYERS, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=130).save_pretrained(folder)
+    return folder
+
+
+def test_runs_with_other_text_encoders_export_as_one_bag(tmp_path):
+    """`--run A --run B --fold all`: the folds of a tiny-BERT run (MiniLM's tokenizer) and of a
+    frozen tiny-MPNet run in one graph. The graph reads MiniLM's token ids and looks up MPNet's
+    for its members; the MPNet encoder, the same in both folds, runs once; `mmsa score` gives the
+    mean of the four PyTorch models, each tokenizing with its own tokenizer."""
+    from mmsa_cli.models.bag import token_id_map
+    from mmsa_cli.models.text_encoders import create_text_encoder
+
+    mpnet = write_tiny_mpnet(tmp_path / "mpnet")
+    minilm = create_text_encoder("tiny-bert", pretrained=False).tokenizer
+    table = token_id_map(minilm, create_text_encoder(str(mpnet), pretrained=False).tokenizer)
+    text = "Héllo WORLD!! #Happy 😀 中文 http://t.co/x @bob café"
+    assert table[minilm(text)["input_ids"]].tolist() == \
+        create_text_encoder(str(mpnet), pretrained=False).tokenizer(text)["input_ids"]
+
+    bert_run, mpnet_run = tmp_path / "bert", tmp_path / "mpnet-run"
+    frozen_text = None
+    for k in (1, 2):
+        torch.manual_seed(k)
+        write_tiny_run(bert_run / f"fold-{k}", ModelConfig(fusion="cmac", text_encoder="tiny-bert",
+                                                           image_encoder="tiny-cnn"), pretrained=False, folds=2)
+        write_tiny_run(mpnet_run / f"fold-{k}", ModelConfig(fusion="naive-cat", text_encoder=str(mpnet),
+                                                            image_encoder="tiny-cnn"), pretrained=False, folds=2)
+        run = load_run(mpnet_run / f"fold-{k}")  # what --freeze both leaves: one text encoder in every fold
+        frozen_text = frozen_text or run.model.text_encoder.state_dict()
+        run.model.text_encoder.load_state_dict(frozen_text)
+        save_weights(mpnet_run / f"fold-{k}", run.model)
+    report = export_run([bert_run, mpnet_run], tmp_path / "bag", fold="all", precision="fp32", device="cpu",
+                        max_parity_rows=PARITY_ROWS)
+    assert report.parity.passed and report.parity.max_abs_diff_probs <= 1e-4
+    assert report.fusions.text["Gelu"] == 3 * TINY_BERT_LAYERS  # two BERTs and one MPNet, not two
+    assert report.manifest.text_encoder == f"tiny-bert + {mpnet}"
+    folds = [run / f"fold-{k}" for run in (bert_run, mpnet_run) for k in (1, 2)]
+    assert [m["path"] for m in report.manifest.source_run["members"]] == [str(f) for f in folds]
+    assert_score_matches_predict(report.folder, folds, tmp_path)
+
+
+def test_a_bag_refuses_tokenizers_that_cut_text_otherwise_and_run_rules(tmp_path):
+    """Members whose tokenizers split text into other pieces (here: cased against uncased) are
+    refused; so is a decision rule fitted on one run's probabilities for a bag of several runs."""
+    from transformers import BertTokenizerFast
+
+    from mmsa_cli.errors import ConfigError
+    from mmsa_cli.models.bag import token_id_map
+    from mmsa_cli.models.text_encoders import create_text_encoder, minilm_dir
+
+    uncased, again = (create_text_encoder("tiny-bert", pretrained=False).tokenizer for _ in range(2))
+    pieces = (minilm_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    cased = BertTokenizerFast(vocab={piece: i for i, piece in enumerate(pieces)}, do_lower_case=False)
+    assert token_id_map(uncased, again) is None
+    with pytest.raises(ConfigError, match="cut text into other pieces"):
+        token_id_map(uncased, cased)
+
+    cfg = ModelConfig(fusion="naive-cat", text_encoder="tiny-bert", image_encoder="tiny-cnn")
+    for run in ("a", "b"):
+        for k in (1, 2):
+            write_tiny_run(tmp_path / run / f"fold-{k}", cfg, pretrained=False, folds=2)
+    (tmp_path / "b" / "decision_rule.json").write_text(json.dumps(
+        {"rule": "offsets", "labels": ["positive", "neutral", "negative"], "metric": "macro_f1",
+         "offsets": [0.0, 0.5, 0.0]}))
+    result = CliRunner().invoke(main, ["export", "--run", str(tmp_path / "a"), "--run", str(tmp_path / "b"),
+                                       "--fold", "all", "--out", str(tmp_path / "m"), "--device", "cpu"])
+    assert result.exit_code != 0 and "export the bag with --no-decision-rule" in result.output, result.output
+    assert str(tmp_path / "b") in result.output and not (tmp_path / "m").exists()
+
+
 def test_cv_run_needs_a_fold_choice(tmp_path):
     """A CV run folder holds several models: which one is a clear one-line error, and a bag
     needs all its folds, reading the same inputs."""

@@ -1,18 +1,24 @@
-"""ModelBag: several trained models of one recipe averaged into one model (bagging).
+"""ModelBag: several trained models averaged into one model (bagging).
 
 The fold models of a `--folds K` run were each trained on a different (K-1)/K of the rows;
 the mean of their probabilities has learned from every labelled row and is expected to do at
 least as well as one of them (on MVSA-Single, three bagged models: +0.7 accuracy over one,
-within the spread; benchmarks/results/README.md). `mmsa export --run RUN --fold all` turns a bag into one ONNX graph, so
-`mmsa score` runs it like any other model.
+within the spread; benchmarks/results/README.md). Models of different runs can be bagged too,
+also with other text encoders (a fine-tuned MiniLM-L6 run and a frozen all-mpnet-base-v2 run:
++0.5 accuracy over the first alone). `mmsa export --run RUN [--run RUN2] --fold all` turns a bag
+into one ONNX graph, so `mmsa score` runs it like any other model.
 
-The members must read the same inputs: one tokenizer, max length, text normalization, image
-size and normalization. Members whose image encoders have identical weights (the frozen
-pretrained encoder of `--freeze image` / `--freeze both` runs) share one, so each image is
-encoded once; the text encoders were fine-tuned per fold, so each member runs its own.
+The members must read the same inputs: max length, text normalization, image size and
+normalization, and text split into the same word pieces. The bag reads the first member's
+token ids; a member whose tokenizer gives the same pieces other ids (all-mpnet-base-v2's
+vocabulary is bert-base-uncased's shifted by 4, with its own special tokens) gets them through
+a lookup table in the graph. Members whose encoders have identical weights (frozen pretrained
+ones: `--freeze image`, `--freeze both`) share one, so each image and text is encoded once
+per distinct encoder; fine-tuned text encoders differ per fold, and each runs.
 """
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import torch
@@ -21,15 +27,54 @@ from torch import nn
 from ..errors import ConfigError
 from .fusion import fuse_probabilities
 from .model import MultimodalModel
+from .text_encoders import TextEncoder
 
 # Member settings that decide what the model reads: they must agree across the bag.
-SHARED_INPUT_SETTINGS = ("text_encoder", "image_encoder", "max_length", "text_normalization", "image_size",
-                         "num_classes")
+SHARED_INPUT_SETTINGS = ("image_encoder", "max_length", "text_normalization", "image_size", "num_classes")
+SPECIAL_ROLES = ("cls", "sep", "pad", "unk", "mask")
 
 
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _splitting(tokenizer) -> dict:
+    """What decides how a fast tokenizer cuts text into pieces (not which ids they get)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"cannot compare the slow tokenizer {type(tokenizer).__name__} with another: "
+                          f"bag only members with one tokenizer")
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = {k: v for k, v in spec["model"].items() if k != "vocab"}
+    return {"normalizer": spec["normalizer"], "pre_tokenizer": spec["pre_tokenizer"], "model": model}
+
+
+def token_id_map(source, target) -> torch.Tensor | None:
+    """For each id of `source`, the id `target` gives the same piece ([N] int64), or None
+    when the two tokenizers give the same ids. Special tokens map by role ([CLS] -> <s>).
+    A ConfigError when they would cut text into other pieces."""
+    if source is target:
+        return None
+    if _splitting(source) != _splitting(target):
+        raise ConfigError(f"the tokenizers {type(source).__name__} and {type(target).__name__} cut text into "
+                          f"other pieces (normalizer, pre-tokenizer or word-piece settings differ)")
+    src, tgt = source.get_vocab(), target.get_vocab()
+    if src == tgt and all(getattr(source, f"{r}_token_id") == getattr(target, f"{r}_token_id") for r in SPECIAL_ROLES):
+        return None
+    specials = set(source.all_special_tokens)
+    missing = [t for t in src if t not in specials and t not in tgt]
+    if missing:
+        raise ConfigError(f"{len(missing)} word pieces of {type(source).__name__} are not in "
+                          f"{type(target).__name__}'s vocabulary (e.g. {missing[0]!r})")
+    table = torch.full((max(src.values()) + 1,), target.unk_token_id, dtype=torch.long)
+    for token, i in src.items():
+        if token not in specials:
+            table[i] = tgt[token]
+    for role in SPECIAL_ROLES:
+        i, j = getattr(source, f"{role}_token_id"), getattr(target, f"{role}_token_id")
+        if i is not None and j is not None:
+            table[i] = j
+    return table
 
 
 class ModelBag(nn.Module):
@@ -40,14 +85,31 @@ class ModelBag(nn.Module):
         first = members[0]
         for i, m in enumerate(members[1:], 2):
             differ = [k for k in SHARED_INPUT_SETTINGS if getattr(m.cfg, k) != getattr(first.cfg, k)]
-            if differ or m.text_encoder.tokenizer.get_vocab() != first.text_encoder.tokenizer.get_vocab():
-                what = ", ".join(f"{k} {getattr(first.cfg, k)!r} vs {getattr(m.cfg, k)!r}" for k in differ) or "tokenizer"
+            if differ:
+                what = ", ".join(f"{k} {getattr(first.cfg, k)!r} vs {getattr(m.cfg, k)!r}" for k in differ)
                 raise ConfigError(f"model bag member {i} reads other inputs than member 1: {what}")
         self.members = nn.ModuleList(members)
         self.shares_image_encoder = all(_same_weights(m.image_encoder, first.image_encoder) for m in members[1:])
         if self.shares_image_encoder:
             for m in members[1:]:
                 m.image_encoder = first.image_encoder
+        distinct: list[TextEncoder] = []
+        for m in members:  # identical (frozen) text encoders: one module, run once
+            same = next((e for e in distinct if e is m.text_encoder or _same_weights(e, m.text_encoder)), None)
+            if same is None:
+                distinct.append(m.text_encoder)
+            else:
+                m.text_encoder = same
+        self.distinct_text_encoders = distinct
+        # The lookup table of each member whose tokenizer numbers the pieces otherwise, as a
+        # buffer (a constant Gather in the graph); "" where the first member's ids serve.
+        self.id_maps: list[str] = []
+        for k, m in enumerate(members):
+            table = token_id_map(first.text_encoder.tokenizer, m.text_encoder.tokenizer)
+            name = "" if table is None else f"token_ids_of_member_{k}"
+            if table is not None:
+                self.register_buffer(name, table, persistent=False)
+            self.id_maps.append(name)
 
     # What export and scoring ask of a model: the first member's settings stand for all.
     @property
@@ -63,8 +125,19 @@ class ModelBag(nn.Module):
         return self.members[0].image_encoder
 
     @property
-    def text_encoders(self) -> list[nn.Module]:
-        return [m.text_encoder for m in self.members]
+    def text_encoder_name(self) -> str:
+        """The members' text encoders, e.g. 'minilm-l6 + DIR/all-mpnet-base-v2' (the manifest's)."""
+        return " + ".join(dict.fromkeys(m.cfg.text_encoder for m in self.members))
+
+    @property
+    def text_encoders(self) -> list[TextEncoder]:
+        """The distinct text encoders: the ones the graph runs."""
+        return list(self.distinct_text_encoders)
+
+    @property
+    def remapped_text_encoders(self) -> list[TextEncoder]:
+        """The text encoders that read token ids looked up from the graph's."""
+        return [m.text_encoder for m, id_map in zip(self.members, self.id_maps) if id_map]
 
     @property
     def uses_text(self) -> bool:
@@ -78,9 +151,17 @@ class ModelBag(nn.Module):
         image_features = None
         if self.shares_image_encoder and self.uses_image:
             image_features = self.image_encoder(pixel_values)      # [B,N,Hi], [B,Hi], once for all members
+        text_features: dict[int, tuple] = {}                      # per distinct text encoder, run once
         logits = []
-        for m in self.members:
-            features = m.forward_features(input_ids, attention_mask, pixel_values,
+        for m, id_map in zip(self.members, self.id_maps):
+            ids = getattr(self, id_map)[input_ids] if id_map else input_ids   # [B,L] in the member's vocabulary
+            encoded = None
+            if m.uses_text:
+                key = id(m.text_encoder)
+                if key not in text_features:
+                    text_features[key] = m.encode_text(ids, attention_mask)
+                encoded = text_features[key]
+            features = m.forward_features(ids, attention_mask, pixel_values, text_features=encoded,
                                           image_features=image_features if m.uses_image else None)
             logits.append(m.forward_head(features)[0])             # [B, C]
         return fuse_probabilities(*logits)                         # log(mean of probabilities) [B, C]

@@ -29,8 +29,16 @@ class MultimodalModel(nn.Module):
         return self.fusion.uses_image
 
     @property
+    def text_encoder_name(self) -> str:
+        return self.cfg.text_encoder
+
+    @property
     def text_encoders(self) -> list[TextEncoder]:
         return [self.text_encoder]  # a ModelBag has one per member
+
+    @property
+    def remapped_text_encoders(self) -> list[TextEncoder]:
+        return []  # a ModelBag's members may read looked-up token ids
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         return self.text_encoder(input_ids, attention_mask)        # [B,L,Ht], [B,Ht]

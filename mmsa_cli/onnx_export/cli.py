@@ -38,8 +38,10 @@ def describe(report) -> list[str]:
 
 
 @click.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
-              help="A run folder written by `mmsa train` (of a `--folds` run: with --fold).")
+@click.option("--run", "run_dirs", required=True, multiple=True, type=click.Path(file_okay=False),
+              help="A run folder written by `mmsa train` (of a `--folds` run: with --fold). Repeat it to "
+                   "bag the models of several runs (their text encoders may differ if their tokenizers "
+                   "cut text alike, as MiniLM-L6's and all-mpnet-base-v2's do).")
 @click.option("--fusion", type=click.Choice(FUSION_NAMES), default=None,
               help="Which model of a `--fusion all` run folder.")
 @click.option("--fold", default=None, metavar="K|all",
@@ -60,12 +62,12 @@ def describe(report) -> list[str]:
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out (only by an export that passed its checks).")
 @device_option
 @library_errors
-def export(run_dir, fusion, fold, out, precision, target, parity_data, parity_rows, no_decision_rule, overwrite,
+def export(run_dirs, fusion, fold, out, precision, target, parity_data, parity_rows, no_decision_rule, overwrite,
            device):
     """Export a trained model to one optimized ONNX graph (fused, validated against PyTorch)."""
     from .export import export_run
 
-    report = export_run(run_dir, out, fusion=fusion, fold=fold, precision=precision, target=target, device=device,
+    report = export_run(run_dirs, out, fusion=fusion, fold=fold, precision=precision, target=target, device=device,
                         parity_data=parity_data, max_parity_rows=parity_rows, overwrite=overwrite,
                         decision_rule=not no_decision_rule)
     for line in describe(report):

@@ -17,6 +17,7 @@ import platform
 import shutil
 import tempfile
 import time
+from typing import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,7 +124,8 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
         parts = fz.op_counts(graph)
         report = fz.FusionReport(
             text=fz.bert_fusion_counts(optimized["text_encoder"]),
-            expected_text=fz.expected_text_fusions(bert.model_type, bert.num_hidden_layers, model.uses_text, encoders),
+            expected_text=fz.expected_text_fusions([e.bert.config for e in model.text_encoders], model.uses_text,
+                                                   [e in model.remapped_text_encoders for e in model.text_encoders]),
             parts=parts, raw=raw_counts)
         save_onnx(graph, tmp / "model.onnx")  # a first copy for the sessions below
         ep_provider = PROVIDERS["cuda"] if target == "cuda" and cuda_usable() else PROVIDERS["cpu"]
@@ -139,7 +141,7 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
 
         manifest = Manifest(
             labels=list(LABELS), max_length=model.cfg.max_length, image_size=enc.image_size,
-            image_mean=list(enc.mean), image_std=list(enc.std), text_encoder=model.cfg.text_encoder,
+            image_mean=list(enc.mean), image_std=list(enc.std), text_encoder=model.text_encoder_name,
             image_encoder=model.cfg.image_encoder, fusion=model.cfg.fusion, precision=precision, target=target,
             opset=spec.opset, model_sha256="", uses_text=model.uses_text, uses_image=model.uses_image,
             text_normalization=model.cfg.text_normalization,
@@ -179,29 +181,39 @@ def _source(folder: Path, meta: dict) -> dict:
             "validation": {k: validation[k] for k in ("n", "accuracy", "weighted_f1", "macro_f1") if k in validation}}
 
 
-def export_run(run_dir: str | Path, out: str | Path, *, fusion: str | None = None, fold: str | None = None,
-               precision: str = "fp32", target: str = "cpu", device: str = "auto",
+def export_run(run_dir: str | Path | Sequence[str | Path], out: str | Path, *, fusion: str | None = None,
+               fold: str | None = None, precision: str = "fp32", target: str = "cpu", device: str = "auto",
                parity_data: str | Path | None = None, max_parity_rows: int = 512,
                overwrite: bool = False, decision_rule: bool = True) -> ExportReport:
     """Export one trained model of a run folder (`fusion` picks one of a `--fusion all` run;
     `fold` one fold of a cross-validation run, or "all": the mean of every fold's model).
+    Several run folders: one bag of the models `fusion` and `fold` pick in each (models/bag.py).
     A CV run's decision rule (decision_rule.json, `mmsa train --decision-rule offsets`) goes
-    into the manifest unless `decision_rule` is False."""
+    into the manifest unless `decision_rule` is False; a bag of several runs has none, since each
+    rule was fitted on its own run's probabilities."""
     _check_choices(precision, target)
     refuse_existing(Path(out), overwrite)
-    runs = [load_run(folder, fusion) for folder in select_folds(run_dir, fold)]
+    run_dirs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+    runs = []
+    for folder in run_dirs:
+        picked = [load_run(f, fusion) for f in select_folds(folder, fold)]
+        if fold == "all" and len(picked) != picked[0].train_cfg.folds:
+            raise ConfigError(f"'{folder}' holds {len(picked)} of its {picked[0].train_cfg.folds} folds: train the "
+                              f"others (mmsa train --fold K) or export one with --fold K")
+        runs += picked
     run = runs[0]
-    if fold == "all" and len(runs) != run.train_cfg.folds:
-        raise ConfigError(f"'{run_dir}' holds {len(runs)} of its {run.train_cfg.folds} folds: train the others "
-                          f"(mmsa train --fold K) or export one with --fold K")
     rows = find_parity_rows(run.folder, run.meta.get("data"), parity_data=parity_data, max_rows=max_parity_rows)
-    rule = load_decision_rule(Path(run_dir)) if decision_rule else None
+    rules = [load_decision_rule(Path(folder)) for folder in run_dirs] if decision_rule else [None]
+    if len(rules) > 1 and any(rules):
+        fitted = ", ".join(str(f) for f, r in zip(run_dirs, rules) if r)
+        raise ConfigError(f"{fitted} carries a decision rule fitted on its own probabilities, not on the mean of "
+                          f"{len(run_dirs)} runs': export the bag with --no-decision-rule")
     if len(runs) == 1:
         return export_model(run.model, run.model.text_encoder.tokenizer, out, rows, precision=precision,
                             target=target, device=device, source_run=_source(run.folder, run.meta), overwrite=overwrite,
-                            decision_rule=rule)
+                            decision_rule=rules[0])
     model = ModelBag([r.model for r in runs])
-    source = {"path": str(run_dir), "bag": "mean of the probabilities of these models",
+    source = {"path": ", ".join(map(str, run_dirs)), "bag": "mean of the probabilities of these models",
               "members": [_source(r.folder, r.meta) for r in runs]}
     return export_model(model, model.text_encoder.tokenizer, out, rows, precision=precision, target=target,
-                        device=device, source_run=source, overwrite=overwrite, decision_rule=rule)
+                        device=device, source_run=source, overwrite=overwrite, decision_rule=rules[0])

@@ -28,6 +28,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import onnx
 
@@ -74,23 +75,27 @@ def bert_fusion_counts(counts: dict[str, int]) -> dict[str, int]:
     }
 
 
-def expected_text_fusions(model_type: str, num_hidden_layers: int, uses_text: bool, encoders: int = 1) -> dict[str, int]:
-    """The fusions the graph's text encoders (`encoders` of them: a ModelBag has several) must
-    get, by their Hugging Face model_type.
+def expected_text_fusions(configs: Sequence, uses_text: bool, remapped: Sequence[bool] = ()) -> dict[str, int]:
+    """The fusions the graph's text encoders (their Hugging Face configs: a ModelBag may run
+    several, of several types) must get, by model_type. remapped[i]: encoder i reads token ids
+    looked up from the graph's (models/bag.py), not the graph input itself.
 
     BERT (and types not listed): all four kinds, every layer. MPNet adds a relative-position
     bias inside attention, which ORT's Attention patterns do not match: its attention stays
     MatMul + Softmax (slower on a GPU), and its embedding LayerNorm, after a plain Add, becomes
-    one more SkipLayerNormalization instead of an EmbedLayerNormalization. With several
-    encoders the embeddings stay unfused (see text_fusion_options)."""
-    layers = num_hidden_layers if uses_text else 0
-    if model_type == "mpnet":
-        one = {"EmbedLayerNormalization": 0, "Attention": 0,
-               "SkipLayerNormalization": 2 * layers + int(uses_text), "Gelu": layers}
-    else:
-        one = {"EmbedLayerNormalization": int(uses_text and encoders == 1), "Attention": layers,
-               "SkipLayerNormalization": 2 * layers, "Gelu": layers}
-    return {op: n * encoders for op, n in one.items()}
+    one more SkipLayerNormalization instead of an EmbedLayerNormalization, unless its ids are
+    looked up (ORT fuses an embedding's Add only when the Gather reads a graph input). With
+    several encoders the embeddings stay unfused (see text_fusion_options)."""
+    total = Counter({"EmbedLayerNormalization": 0, "Attention": 0, "SkipLayerNormalization": 0, "Gelu": 0})
+    remapped = list(remapped) or [False] * len(configs)
+    for config, looked_up in zip(configs, remapped):
+        layers = config.num_hidden_layers if uses_text else 0
+        if config.model_type == "mpnet":
+            total.update({"SkipLayerNormalization": 2 * layers + int(uses_text and not looked_up), "Gelu": layers})
+        else:
+            total.update({"EmbedLayerNormalization": int(uses_text and len(configs) == 1), "Attention": layers,
+                          "SkipLayerNormalization": 2 * layers, "Gelu": layers})
+    return dict(total)
 
 
 def text_fusion_options(encoders: int) -> dict | None:
