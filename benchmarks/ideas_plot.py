@@ -49,6 +49,11 @@ IDEAS = [
     ("bag: seeds 42, 7\narg-max", "mvsa_single_cv5_bag2_decision_rule.json", "mean of probabilities: arg-max"),
     ("bag: seeds 42, 7 + decision rule\nfor weighted F1 (nested CV)", "mvsa_single_cv5_bag2_decision_rule.json",
      "mean of probabilities: offsets for weighted_f1"),
+    ("ensemble frozen MPNet text\n(recipe best, --freeze both)", "mvsa_single_cv5_frozen_mpnet_ensemble.json",
+     "ensemble"),
+    ("mean: recipe best +\nfrozen MPNet run", "mvsa_single_cv5_mix_minilm_mpnet.json", "mean of probabilities: arg-max"),
+    ("mean: recipe best + frozen MPNet\n+ decision rule for weighted F1", "mvsa_single_cv5_mix_minilm_mpnet.json",
+     "mean of probabilities: offsets for weighted_f1"),
 ]
 
 
