@@ -17,9 +17,9 @@ import platform
 import shutil
 import tempfile
 import time
-from typing import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import onnx
 import torch
@@ -206,8 +206,8 @@ def export_run(run_dir: str | Path | Sequence[str | Path], out: str | Path, *, f
     rules = [load_decision_rule(Path(folder)) for folder in run_dirs] if decision_rule else [None]
     if len(rules) > 1 and any(rules):
         fitted = ", ".join(str(f) for f, r in zip(run_dirs, rules) if r)
-        raise ConfigError(f"{fitted} carries a decision rule fitted on its own probabilities, not on the mean of "
-                          f"{len(run_dirs)} runs': export the bag with --no-decision-rule")
+        raise ConfigError(f"{fitted}: a decision rule fitted on one run's probabilities, not on the mean of "
+                          f"the {len(run_dirs)} runs; export the bag with --no-decision-rule")
     if len(runs) == 1:
         return export_model(run.model, run.model.text_encoder.tokenizer, out, rows, precision=precision,
                             target=target, device=device, source_run=_source(run.folder, run.meta), overwrite=overwrite,
