@@ -54,6 +54,8 @@ IDEAS = [
     ("mean: recipe best +\nfrozen MPNet run", "mvsa_single_cv5_mix_minilm_mpnet.json", "mean of probabilities: arg-max"),
     ("mean: recipe best + frozen MPNet\n+ decision rule for weighted F1", "mvsa_single_cv5_mix_minilm_mpnet.json",
      "mean of probabilities: offsets for weighted_f1"),
+    ("mean: recipe best + frozen MPNet\nseeds 42 and 7", "mvsa_single_cv5_mix_minilm_mpnet2.json",
+     "mean of probabilities: arg-max"),
 ]
 
 
