@@ -1,6 +1,5 @@
 """Shared test settings, the tiny scoring model folders (test_score, test_reliability) and a
 local S3 server (test_ray, test_object_storage)."""
-import os
 import sys
 from pathlib import Path
 
@@ -23,15 +22,18 @@ def one_torch_thread():
 @pytest.fixture
 def tiny_mpnet_folder(tmp_path):
     """A local Hugging Face folder of a 2-layer random MPNet (an architecture transformers runs
-    only eagerly), with MiniLM's tokenizer."""
-    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+    only eagerly) whose tokenizer is all-mpnet-base-v2's kind: MiniLM's (bert-base-uncased)
+    word pieces shifted by 4 ids, with <s>, <pad>, </s>, <unk> and <mask>."""
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
 
     from mmsa_cli.models.text_encoders import minilm_dir
 
     folder = tmp_path / "tiny-mpnet"
-    MPNetModel(MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    pieces = (minilm_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocab = {piece: i for i, piece in enumerate(["<s>", "<pad>", "</s>", "<unk>", *pieces, "<mask>"])}
+    MPNetModel(MPNetConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                            intermediate_size=64)).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(folder)
+    MPNetTokenizerFast(vocab=vocab).save_pretrained(folder)
     return folder
 
 
@@ -53,22 +55,9 @@ def scorers(models) -> dict:
 
 @pytest.fixture(scope="module")
 def s3():
-    """A real S3-compatible server (moto) on localhost, its address in the environment that
-    pyarrow, boto3, image workers and Ray workers read (started before them, so inherited).
-    Empty for each module: moto keeps its buckets per process, so it is reset first."""
-    import urllib.request
+    """A local S3 server (moto), empty for each module, its address in the environment that
+    pyarrow, boto3, image workers and Ray workers read (started before them, so inherited)."""
+    from scoring_helpers import local_s3_server
 
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")).close()
-    saved = dict(os.environ)
-    os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_EC2_METADATA_DISABLED": "true"})
-    yield f"http://{host}:{port}"
-    server.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+    with local_s3_server() as url:
+        yield url

@@ -5,6 +5,8 @@ make_model_folder() exports with `mmsa_cli.onnx_export.export_model`, the real `
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +67,29 @@ def noisy_jpeg(path: Path, size: tuple[int, int], seed: int, quality: int = 85, 
     arr = np.asarray(img, np.int16) + rng.normal(0, noise, (h, w, 3))
     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=quality)
     return path
+
+
+@contextlib.contextmanager
+def local_s3_server():
+    """A real S3-compatible server (moto) on localhost, empty, its address in the environment
+    that pyarrow, boto3 and processes started meanwhile read; the environment is restored after.
+    Yields its URL."""
+    import urllib.request
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    # moto keeps its buckets per process: start from none
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")).close()
+    saved = dict(os.environ)
+    os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_EC2_METADATA_DISABLED": "true"})
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        os.environ.clear()
+        os.environ.update(saved)

@@ -274,22 +274,7 @@ def test_cv_run_exports_as_one_graph_averaging_its_folds(tmp_path, shared_image)
     assert_score_matches_predict(report.folder, [cv / f"fold-{k}" for k in (1, 2, 3)], tmp_path)
 
 
-def write_tiny_mpnet(folder: Path) -> Path:
-    """A random 2-layer MPNet model folder whose tokenizer is all-mpnet-base-v2's kind: MiniLM's
-    (bert-base-uncased) word pieces shifted by 4 ids, with <s>, <pad>, </s>, <unk> and <mask>."""
-    from transformers import MPNetConfig, MPNetTokenizerFast
-
-    from mmsa_cli.models.text_encoders import minilm_dir
-
-    pieces = (minilm_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    vocab = {piece: i for i, piece in enumerate(["<s>", "<pad>", "</s>", "<unk>", *pieces, "<mask>"])}
-    MPNetTokenizerFast(vocab=vocab).save_pretrained(folder)
-    MPNetConfig(vocab_size=len(pieces) + 5, hidden_size=32, num_hidden_layers=TINY_BERT_LAYERS, num_attention_heads=2,
-                intermediate_size=64, max_position_embeddings=130).save_pretrained(folder)
-    return folder
-
-
-def test_runs_with_other_text_encoders_export_as_one_bag(tmp_path):
+def test_runs_with_other_text_encoders_export_as_one_bag(tiny_mpnet_folder, tmp_path):
     """`--run A --run B --fold all`: the folds of a tiny-BERT run (MiniLM's tokenizer) and of a
     frozen tiny-MPNet run in one graph. The graph reads MiniLM's token ids and looks up MPNet's
     for its members; the MPNet encoder, the same in both folds, runs once; `mmsa score` gives the
@@ -297,12 +282,12 @@ def test_runs_with_other_text_encoders_export_as_one_bag(tmp_path):
     from mmsa_cli.models.bag import token_id_map
     from mmsa_cli.models.text_encoders import create_text_encoder
 
-    mpnet = write_tiny_mpnet(tmp_path / "mpnet")
+    mpnet = tiny_mpnet_folder
     minilm = create_text_encoder("tiny-bert", pretrained=False).tokenizer
-    table = token_id_map(minilm, create_text_encoder(str(mpnet), pretrained=False).tokenizer)
+    mpnet_tokenizer = create_text_encoder(str(mpnet), pretrained=False).tokenizer
     text = "Héllo WORLD!! #Happy 😀 中文 http://t.co/x @bob café"
-    assert table[minilm(text)["input_ids"]].tolist() == \
-        create_text_encoder(str(mpnet), pretrained=False).tokenizer(text)["input_ids"]
+    assert token_id_map(minilm, mpnet_tokenizer)[minilm(text)["input_ids"]].tolist() == \
+        mpnet_tokenizer(text)["input_ids"]
 
     bert_run, mpnet_run = tmp_path / "bert", tmp_path / "mpnet-run"
     frozen_text = None
