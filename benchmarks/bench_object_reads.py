@@ -35,23 +35,20 @@ def main() -> None:
 
     import logging
 
-    import boto3
-    from moto.server import ThreadedMotoServer
+    from scoring_helpers import local_s3_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    with local_s3_server():
+        measure(args)
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "x",
-                       "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_EC2_METADATA_DISABLED": "true"})
 
+def measure(args) -> None:
     import tempfile
 
+    import boto3
     from scoring_helpers import noisy_jpeg
 
-    from mmsa_cli.scoring import preprocess, storage
+    from mmsa_cli.scoring import preprocess, remote_images
     from mmsa_cli.scoring.preprocess import ImageSpec, prepare_images
 
     client = boto3.client("s3")
@@ -62,14 +59,14 @@ def main() -> None:
         client.put_object(Bucket="bench", Key=f"images/{i}.jpg", Body=photo)
     spec = ImageSpec(260, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     tasks = [(f"{i}.jpg", "s3://bench/images") for i in range(args.images)]
-    read = storage.RemoteImages.read
+    read = remote_images.RemoteImages.read
     results = []
     for latency in args.latency_ms:
         def slow_read(self, *a, _wait=latency / 1000, **kw):
             time.sleep(_wait)
             return read(self, *a, **kw)
 
-        storage.RemoteImages.read = slow_read
+        remote_images.RemoteImages.read = slow_read
         for in_flight in args.in_flight:
             preprocess.REMOTE_READS_IN_FLIGHT = in_flight
             preprocess._remote_reader.cache_clear()
@@ -82,8 +79,7 @@ def main() -> None:
                    "seconds": round(seconds, 2), "images_per_second": round(args.images / seconds, 1)}
             results.append(row)
             print(json.dumps(row), flush=True)
-    storage.RemoteImages.read = read
-    server.stop()
+    remote_images.RemoteImages.read = read
     report = {"what": "prepare_images over images on a moto S3 server on localhost, one task list",
               "image_bytes": len(photo), "machine": f"{os.cpu_count()}-core CPU", "platform": platform.platform(),
               "command": "python " + " ".join(sys.argv), "results": results}

@@ -6,6 +6,7 @@ import functools
 import click
 
 from .errors import MmsaError, exit_code_for
+from .scoring.storage import is_uri, open_fs
 
 
 class CommandFailed(click.ClickException):
@@ -178,9 +179,7 @@ def write_stats(stats_json: str | None, stats: dict) -> None:
     text = json.dumps(stats, indent=2)
     if stats_json == "-":
         click.echo(text)
-    elif stats_json and "://" in stats_json:
-        from .scoring.storage import open_fs
-
+    elif stats_json and is_uri(stats_json):
         fs, path = open_fs(stats_json)
         with fs.open_output_stream(path) as f:
             f.write((text + "\n").encode())

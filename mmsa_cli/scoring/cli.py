@@ -12,6 +12,7 @@ from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
 from .errors import InputError
 from .preprocess import DECODERS
 from .ray_cli import check_local_out, ray_options, score_with_ray  # imports neither Ray nor numpy
+from .storage import is_uri
 
 
 def _exit_codes(fn):
@@ -68,7 +69,7 @@ def check_stats_path(path: str | None) -> None:
     (or a folder given as the file) would otherwise fail after the whole job."""
     if not path or path == "-":
         return
-    if "://" in path:  # object storage: the bucket must exist
+    if is_uri(path):  # object storage: the bucket must exist
         from .storage import bucket_of, one_line, open_fs
 
         try:

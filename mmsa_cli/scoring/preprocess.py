@@ -25,7 +25,8 @@ from PIL import Image
 from ..contract.geometry import resize_crop
 from ..data.images import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageLoadError, load_image, read_image_bytes,
                            resolve_image_path)
-from .storage import is_uri, read_remote_image
+from .remote_images import read_remote_image
+from .storage import is_uri
 
 _EXIF_ORIENTATION = 0x0112
 

@@ -7,6 +7,8 @@ import os
 
 import click
 
+from .storage import is_uri
+
 
 class _Actors(click.ParamType):
     """MIN or MIN,MAX: the scoring actor pool (MIN,MAX lets Ray grow it while there is work)."""
@@ -52,7 +54,7 @@ _OPTIONS = [
 
 def check_local_out(out) -> None:
     """The local engine writes one Parquet file (local or s3://, gs://...), never into a folder."""
-    if "://" not in str(out) and os.path.isdir(out):
+    if not is_uri(out) and os.path.isdir(out):
         raise click.BadParameter(f"{out} is a directory (the local engine writes one Parquet file)", param_hint="--out")
 
 
