@@ -427,14 +427,13 @@ def test_jpegs_passed_to_the_actors_undecoded_give_the_same_rows(data, model):
 def test_jpeg_bytes_go_only_to_actors_that_run_on_cuda():
     """The job's JPEG share follows the actor's device, not its GPU reservation: actors kept
     on the CPU (--device cpu --gpus-per-actor 1) get pixels, since they have no nvJPEG."""
-    from mmsa_cli.scoring.ray_engine import actor_device_for
-    from mmsa_cli.scoring.ray_job import _ray_share
+    from mmsa_cli.scoring.ray_engine import actor_device_for, jpeg_share_for
 
-    assert _ray_share("auto", actor_device_for("cpu", 1.0)) == 0.0
-    assert _ray_share(0.5, actor_device_for("cpu", 1.0)) == 0.0
-    assert _ray_share("auto", actor_device_for("auto", 0.0)) == 0.0
-    assert _ray_share("auto", actor_device_for("auto", 0.5)) == 1.0
-    assert _ray_share(0.25, actor_device_for("cuda", 1.0)) == 0.25
+    assert jpeg_share_for("auto", actor_device_for("cpu", 1.0)) == 0.0
+    assert jpeg_share_for(0.5, actor_device_for("cpu", 1.0)) == 0.0
+    assert jpeg_share_for("auto", actor_device_for("auto", 0.0)) == 0.0
+    assert jpeg_share_for("auto", actor_device_for("auto", 0.5)) == 1.0
+    assert jpeg_share_for(0.25, actor_device_for("cuda", 1.0)) == 0.25
 
 
 def test_the_actor_applies_the_models_decision_rule_and_the_image_byte_limit(data, tmp_path):

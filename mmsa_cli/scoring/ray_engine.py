@@ -247,7 +247,7 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
                   batch_size: int | None = None, rows_per_call: int = 1024, threads: int | None = None,
                   roots_from_paths: str | None = None, actor_class: type | None = None,
                   actor_kwargs: dict | None = None, schema: pa.Schema | None = None,
-                  gpu_decode_share: float | None = None, max_image_bytes: int = MAX_IMAGE_BYTES,
+                  gpu_decode_share: float | str | None = None, max_image_bytes: int = MAX_IMAGE_BYTES,
                   decision_rule: bool = True):
     """`ds` with mmsa's result columns: the id column, label, prob_positive, prob_neutral,
     prob_negative, error, error_kind, predicted_from, then `columns.keep`. Lazy, like every
@@ -259,8 +259,8 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
     actor_class: a ScoreActor subclass (extra columns, instrumentation), given actor_kwargs too.
     schema: the input columns' types when the caller knows them; otherwise ds.schema(), which
     may run the pipeline on a first block to find out. gpu_decode_share: the fraction of plain
-    JPEGs the image tasks pass to the actors undecoded, for nvJPEG on their GPU (default: 1 for
-    GPU actors, 0 otherwise: CPU actors would decode them between model calls). Images over
+    JPEGs the image tasks pass to CUDA actors undecoded, for nvJPEG (jpeg_share_for; CPU actors
+    get pixels: they would decode between model calls). Images over
     max_image_bytes are `too_large` rows; decision_rule=False labels by the arg-max instead of
     the model's decision offsets (the local engine's max_image_bytes and decision_rule)."""
     ray = require_ray()
@@ -277,7 +277,7 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
     if not 1 <= low <= high:
         raise ConfigError(f"actors must be 1 <= min <= max, not {low},{high}")
     actor_device = actor_device_for(device, gpus_per_actor)
-    share = gpu_decode_share if gpu_decode_share is not None else (1.0 if actor_device == "cuda" else 0.0)
+    share = jpeg_share_for(gpu_decode_share, actor_device)
     root = root_string(image_root)
     if cols.image:
         spec = ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std), allow_outside_root=allow_outside_root,
@@ -301,6 +301,16 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
                                    allow_outside_root=allow_outside_root, batch_size=batch_size, threads=threads,
                                    max_image_bytes=max_image_bytes, decision_rule=decision_rule,
                                    **(actor_kwargs or {})))
+
+
+def jpeg_share_for(setting: float | str | None, actor_device: str) -> float:
+    """The share of plain JPEGs the image tasks pass to the actors undecoded: only actors on
+    CUDA take any (nvJPEG), also when Ray reserved a GPU for an actor kept on the CPU. None or
+    "auto" is 1 there: the local pipeline's "auto" balances two decoders in one process, and
+    here the image tasks run elsewhere."""
+    if actor_device != "cuda":
+        return 0.0
+    return 1.0 if setting in (None, "auto") else float(setting)
 
 
 def actor_device_for(device: str, gpus_per_actor: float) -> str:

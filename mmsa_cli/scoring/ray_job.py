@@ -265,7 +265,7 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
         raise InputError(_NEED_ID)
     in_fs, paths, scheme = source.location()
     total_rows, prints, schema = source.total_rows, source.fingerprint(), source.unified_schema(cols.read)
-    actor_device = actor_device_for(opts.device, ropts.gpus_per_actor)   # exit 2: cuda without GPUs
+    actor_device_for(opts.device, ropts.gpus_per_actor)       # exit 2: cuda without GPUs
     c = opts.columns
     job = {"format": "mmsa-ray-output/1", "inputs": prints, "model_sha256": m.model_sha256,
            "columns": {"text": c.text, "image": c.image, "id": cols.id, "keep": list(c.keep)},
@@ -306,7 +306,7 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
                                actors=ropts.actors, gpus_per_actor=ropts.gpus_per_actor, image_cpus=ropts.image_cpus,
                                batch_size=opts.batch_size, rows_per_call=ropts.rows_per_call,
                                roots_from_paths=scheme, schema=schema,
-                               gpu_decode_share=_ray_share(opts.gpu_decode_share, actor_device),
+                               gpu_decode_share=opts.gpu_decode_share,
                                max_image_bytes=opts.max_image_bytes, decision_rule=opts.decision_rule)
         written = scored.map_batches(write_part, batch_format="pyarrow", batch_size=ropts.rows_per_file,
                                      fn_kwargs={"fs": target.fs, "path": target.path, "id_col": cols.id})
@@ -322,15 +322,6 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
         if started:
             ray.shutdown()
     return _finalize(target, cols.id, total_rows, this_run, resumed, job, model, ropts, wall)
-
-
-def _ray_share(setting, actor_device: str) -> float:
-    """--gpu-decode-share for CUDA actors ("auto", which balances the local pipeline's two
-    decoders, is 1 here: the image tasks run elsewhere). Actors on the CPU get pixels, also
-    when Ray reserved them a GPU (--device cpu --gpus-per-actor N): they have no nvJPEG."""
-    if actor_device != "cuda":
-        return 0.0
-    return 1.0 if setting == "auto" else float(setting)
 
 
 def _finalize(target: OutputDir, id_col: str, total_rows: int, this_run: int, resumed: int, job: dict,
