@@ -254,16 +254,12 @@ def find_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
     raise InputError(f"input {text!r} does not exist (expected a Parquet file, a folder of them, or a glob)")
 
 
-def list_inputs(spec: str | Path | Sequence[str | Path]):
-    """(filesystem, [paths in it], scheme) for local paths/folders/globs (made absolute), or
-    for URIs of one object store: objects, prefixes holding Parquet files, or globs."""
+def list_inputs(specs: Sequence[str | Path]):
+    """(filesystem, [paths in it], scheme) for URIs of one object store: objects, prefixes
+    holding Parquet files, or globs (local inputs: find_inputs)."""
     from pyarrow import fs as pafs
 
-    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
     remote = [s for s in specs if is_uri(s)]
-    if not remote:
-        fs, _ = open_fs(".")
-        return fs, [str(p.resolve()) for p in find_inputs(specs)], ""
     if len(remote) != len(specs) or len({scheme_of(s) for s in specs}) != 1:
         raise InputError("inputs must all be local or all on the same object store")
     fs, paths = None, []
