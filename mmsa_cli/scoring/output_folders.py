@@ -206,14 +206,14 @@ class StoreFolder:
         with self.fs.open_input_file(f"{self.dir}/{name}") as f:
             return f.readall().decode()
 
-    def write_durable(self, name: str, data: bytes) -> None:
+    def write_durable(self, name: str, data: bytes | pa.Buffer) -> None:
         with self.fs.open_output_stream(f"{self.dir}/{name}") as f:
             f.write(data)
 
     def write_table(self, name: str, table: pa.Table) -> None:
         buffer = pa.BufferOutputStream()  # one upload of a finished file, never a half-written one
         pq.write_table(table, buffer, row_group_size=max(table.num_rows, 1))
-        self.write_durable(name, buffer.getvalue().to_pybytes())
+        self.write_durable(name, buffer.getvalue())  # the Arrow buffer itself, not a bytes copy
 
     def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         with self.fs.open_input_file(f"{self.dir}/{name}") as f:
