@@ -88,6 +88,9 @@ class TrainConfig:
                          choices=FREEZE_CHOICES)
     image_train_stages: int = option(0, "With the image encoder trained (--freeze none/text): fine-tune only its last "
                                         "N trunk stages (EfficientNet-Lite: stem, each block, head); 0 = all.", min=0)
+    text_train_layers: int = option(0, "With the text encoder trained (--freeze none/image): fine-tune only its top "
+                                       "N transformer layers and pooler; the rest runs fixed, without gradients "
+                                       "(faster); 0 = all.", min=0)
     reencode_images: bool = option(False, "Run a frozen image encoder every epoch instead of once.")
     feature_cache: str = option("", "Folder that keeps a frozen image encoder's features between runs (same images, "
                                     "same encoder); '' = memory only.")

@@ -256,6 +256,32 @@ def test_image_train_stages_fine_tunes_only_the_last_stages(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["train"]["image_train_stages"] == 1
 
 
+@pytest.mark.parametrize("encoder", ["tiny-bert", "tiny-mpnet"])
+def test_text_train_layers_fine_tunes_only_the_top_layers(tmp_path, tiny_mpnet_folder, encoder):
+    """--text-train-layers 1 on a 2-layer encoder: the top layer learns; the embeddings, the layer
+    below and MPNet's shared relative-position bias keep their weights; the fixed parts carry no
+    gradient; the fusion learns."""
+    from mmsa_cli.models import create_model
+
+    name = str(tiny_mpnet_folder) if encoder == "tiny-mpnet" else encoder
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(fusion="naive-cat", text_encoder=name, image_encoder="tiny-cnn"), pretrained=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=1, max_train_examples=48, text_train_layers=1, **(FAST | {"freeze": "image"}))
+    fit_on_samples(model, cfg, tmp_path)
+
+    after = model.state_dict()
+    changed = lambda prefix: [k for k in before  # noqa: E731
+                              if k.startswith(prefix) and not torch.equal(before[k], after[k])]
+    bert = "text_encoder.bert."
+    assert changed(bert + "embeddings.") == changed(bert + "encoder.layer.0.") == []
+    assert changed(bert + "encoder.relative_attention_bias.") == []  # MPNet's; BERT has none
+    assert bert + "encoder.layer.1.intermediate.dense.weight" in changed(bert + "encoder.layer.1.")
+    assert changed("fusion.")
+    assert not any(p.requires_grad for p in model.text_encoder.bert.embeddings.parameters())
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["text_train_layers"] == 1
+
+
 @pytest.mark.parametrize("freeze", ["none", "image", "both"])  # pixels, cached image features, both cached
 @pytest.mark.parametrize("missing", ["image", "text"])
 def test_a_blanked_modality_is_what_scoring_feeds_for_a_missing_one(freeze, missing):
@@ -383,14 +409,18 @@ def test_update_ema_averages_floats_and_copies_integer_buffers(step, expected_we
     assert ema.num_batches_tracked.item() == 7 and ema.num_batches_tracked.dtype == torch.int64
 
 
-@pytest.mark.parametrize("stages, freeze, message", [
-    (4, "none", "--image-train-stages 4: 'tiny-cnn' has 3 stages"),
-    (1, "image", "--image-train-stages 1 fine-tunes part of the image encoder, but --freeze image"),
+@pytest.mark.parametrize("fusion, option, freeze, message", [
+    ("image-only", {"image_train_stages": 4}, "none", "--image-train-stages 4: 'tiny-cnn' has 3 stages"),
+    ("image-only", {"image_train_stages": 1}, "image",
+     "--image-train-stages 1 fine-tunes part of the image encoder, but --freeze image"),
+    ("text-only", {"text_train_layers": 3}, "image", "--text-train-layers 3: this text encoder has 2 layers"),
+    ("text-only", {"text_train_layers": 1}, "text",
+     "--text-train-layers 1 fine-tunes part of the text encoder, but --freeze text"),
 ])
-def test_bad_image_train_stages_are_refused(tmp_path, stages, freeze, message):
+def test_bad_partial_fine_tunes_are_refused(tmp_path, fusion, option, freeze, message):
     with pytest.raises(ConfigError, match=message):
-        train(TrainSource(str(MVSA)), tmp_path, ["image-only"], ModelConfig(**TINY),
-              TrainConfig(epochs=1, **(FAST | {"freeze": freeze, "image_train_stages": stages})), weights=RANDOM)
+        train(TrainSource(str(MVSA)), tmp_path, [fusion], ModelConfig(**TINY),
+              TrainConfig(epochs=1, **(FAST | {"freeze": freeze} | option)), weights=RANDOM)
 
 
 def test_ensemble_trains_and_its_run_folder_rebuilds(tmp_path):

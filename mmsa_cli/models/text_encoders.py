@@ -95,6 +95,20 @@ class TextEncoder(nn.Module):
         Parameters outside them (pooler, MPNet's shared position bias) count as the top."""
         return [self.bert.embeddings, *self.bert.encoder.layer]
 
+    def fixed_parts(self, trained: int) -> list[nn.Module]:
+        """What stays fixed when only the top `trained` transformer layers (and the pooler) are
+        fine-tuned (0 = all trained): the embeddings, the layers below, and what the encoder
+        shares between all layers (MPNet's relative position bias; training it would make every
+        fixed layer carry gradients and save nothing)."""
+        layers = list(self.bert.encoder.layer)
+        if not 0 <= trained <= len(layers):
+            raise ConfigError(f"--text-train-layers {trained}: this text encoder has {len(layers)} layers "
+                              f"(0 = train them all)")
+        if not trained:
+            return []
+        shared = [m for name, m in self.bert.encoder.named_children() if name != "layer"]
+        return [self.bert.embeddings, *layers[: len(layers) - trained], *shared]
+
     def set_attention(self, implementation: str) -> None:
         """'sdpa' trains faster; 'eager' is what ONNX Runtime's BERT optimizer can fuse."""
         if hasattr(self.bert, "set_attn_implementation"):

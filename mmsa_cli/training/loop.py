@@ -58,15 +58,21 @@ def predict_indices(model: MultimodalModel, data: Prepared, idx: Sequence[int], 
     return torch.cat(probs) if probs else torch.zeros((0, len(LABELS)))
 
 
-def set_train_mode(model: MultimodalModel, frozen: Sequence[str], fixed_stages: Sequence[torch.nn.Module]) -> None:
+def fixed_parts(model: MultimodalModel, cfg: TrainConfig) -> list[torch.nn.Module]:
+    """Parts of trained encoders that stay fixed (--image-train-stages, --text-train-layers)."""
+    return [*model.image_encoder.fixed_stages(cfg.image_train_stages),
+            *model.text_encoder.fixed_parts(cfg.text_train_layers)]
+
+
+def set_train_mode(model: MultimodalModel, frozen: Sequence[str], fixed: Sequence[torch.nn.Module]) -> None:
     model.train()
-    # Frozen encoders (and fixed image stages) stay in eval mode: no dropout, BatchNorm statistics untouched.
+    # Frozen encoders (and fixed parts) stay in eval mode: no dropout, BatchNorm statistics untouched.
     if "text" in frozen:
         model.text_encoder.eval()
     if "image" in frozen:
         model.image_encoder.eval()
-    for stage in fixed_stages:
-        stage.eval()
+    for part in fixed:
+        part.eval()
 
 
 def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, device, data_name: str,
@@ -75,8 +81,8 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     seed_everything(cfg.seed)
     write_run_config(out, model, cfg, data_name, weights or EncoderWeights())
     model.to(device)
-    fixed_stages = model.image_encoder.fixed_stages(cfg.image_train_stages)
-    opt, frozen = optimizer(model, cfg, fixed_stages)
+    fixed = fixed_parts(model, cfg)
+    opt, frozen = optimizer(model, cfg, fixed)
     ema = copy.deepcopy(model) if cfg.ema_decay else None  # validated and saved; training goes on with model
     steps_per_epoch = math.ceil(len(data.train_idx) / cfg.batch_size)
     sched = warmup_then_linear_decay(opt, steps_per_epoch * cfg.epochs, cfg.warmup_ratio)
@@ -90,7 +96,7 @@ def fit(model: MultimodalModel, data: Prepared, cfg: TrainConfig, out: Path, dev
     # In a log (not a terminal) each epoch prints its own line below: the bar prints none.
     epochs = progress(range(1, cfg.epochs + 1), desc=f"{name}", unit="epoch", every_s=math.inf)
     for epoch in epochs:
-        set_train_mode(model, frozen, fixed_stages)
+        set_train_mode(model, frozen, fixed)
         seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
         steps = progress(batches(model, data, data.train_idx, cfg.batch_size, shuffle=True,
                                  augment="image" not in frozen, cfg=cfg, epoch=epoch),

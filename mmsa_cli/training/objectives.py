@@ -15,13 +15,13 @@ from ..models import MultimodalModel
 FROZEN_ENCODERS = {"none": (), "text": ("text",), "image": ("image",), "both": ("text", "image")}
 
 
-def optimizer(model: MultimodalModel, cfg: TrainConfig, fixed_stages: Sequence[torch.nn.Module]):
+def optimizer(model: MultimodalModel, cfg: TrainConfig, fixed: Sequence[torch.nn.Module]):
     """AdamW over what learns, and the names of the frozen encoders ("text", "image")."""
     frozen = FROZEN_ENCODERS[cfg.freeze]
     model.text_encoder.requires_grad_("text" not in frozen and model.uses_text)
     model.image_encoder.requires_grad_("image" not in frozen and model.uses_image)
-    for stage in fixed_stages:
-        stage.requires_grad_(False)
+    for part in fixed:
+        part.requires_grad_(False)
     groups = [{"params": list(model.fusion.parameters()), "lr": cfg.head_lr}]
     groups += layerwise_lr_groups(model.text_encoder, model.text_encoder.layers(), cfg.lr, cfg.layer_lr_decay)
     groups += layerwise_lr_groups(model.image_encoder, model.image_encoder.stages(), cfg.lr, cfg.layer_lr_decay)

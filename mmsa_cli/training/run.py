@@ -19,7 +19,7 @@ from ..contract.device import torch_device
 from ..data import load_examples, stratified_kfold, stratified_split, write_split
 from ..errors import ConfigError, DataError
 from ..models import FUSIONS, create_model
-from .loop import fit, seed_everything
+from .loop import fit, fixed_parts, seed_everything
 from ..outputs import refuse_existing
 from .output import staged_folder
 from .prepared import image_weights_id, prepare, with_split, write_skipped
@@ -63,6 +63,9 @@ def check_options(fusions: Sequence[str], model_cfg: ModelConfig, cfg: TrainConf
     if cfg.image_train_stages and cfg.freeze in ("image", "both"):
         raise ConfigError(f"--image-train-stages {cfg.image_train_stages} fine-tunes part of the image encoder, "
                           f"but --freeze {cfg.freeze} keeps it fixed: use --freeze none or --freeze text")
+    if cfg.text_train_layers and cfg.freeze in ("text", "both"):
+        raise ConfigError(f"--text-train-layers {cfg.text_train_layers} fine-tunes part of the text encoder, "
+                          f"but --freeze {cfg.freeze} keeps it fixed: use --freeze image or --freeze none")
 
 
 # Options that may differ between folds trained one by one (machines differ, not the experiment;
@@ -137,7 +140,7 @@ def _train_folds(staging: Path, source: TrainSource, labelled, fusions, model_cf
     create = dict(pretrained=pretrained, text_weights=weights.text_weights or None,
                   image_weights=weights.image_weights or None)
     first = create_model(dataclasses.replace(model_cfg, fusion=fusions[0]), **create)
-    first.image_encoder.fixed_stages(cfg.image_train_stages)  # a bad stage count fails before any data work
+    fixed_parts(first, cfg)  # a bad stage or layer count fails before any data work
     keep_tokens = any(FUSIONS[f].needs_tokens(model_cfg) for f in fusions)
     data = prepare(labelled, first, cfg, device, keep_tokens, image_weights_id(pretrained, create["image_weights"]))
     results = []
