@@ -5,13 +5,16 @@
       model.onnx       inputs : input_ids [B,L] int64, attention_mask [B,L] int64,
                                 pixel_values [B,3,S,S] float32 (normalised, see manifest)
                        outputs: probs [B,C] float32 (softmax, LABELS order), logits [B,C] float32
+      model.onnx.data  only for a graph over protobuf's 2 GB limit (a bag of large encoders):
+                       its weights as ONNX external data, which ONNX Runtime finds beside
+                       model.onnx by this name
       tokenizer/       Hugging Face tokenizer files
       manifest.json    see Manifest below; also mirrored in model.onnx metadata_props; its
                        decision_offsets choose the label from probs (contract/decision.py)
       fused_operators.json   operator counts before/after optimisation
       checksums.sha256 sha256 of every file that decides a prediction (`sha256sum -c` format):
-                       model.onnx, manifest.json, every file under tokenizer/ (and
-                       fused_operators.json). Loading refuses a folder where one differs, is
+                       model.onnx (and model.onnx.data), manifest.json, every file under
+                       tokenizer/ (and fused_operators.json). Loading refuses a folder where one differs, is
                        missing, or where tokenizer/ holds a file it does not list. Its own
                        sha256 is the folder's digest (ModelFolder.digest), recorded by
                        `mmsa score` in the job fingerprint and the output's metadata.
@@ -39,7 +42,8 @@ OUTPUT_NAMES = ("probs", "logits")
 CHECKSUMS = "checksums.sha256"
 # What the checksums cover, besides every file under tokenizer/ (what decides a prediction;
 # fused_operators.json is informative, covered so the folder travels as one unit).
-CHECKED_FILES = ("model.onnx", "manifest.json", "fused_operators.json")
+ONNX_DATA = "model.onnx.data"
+CHECKED_FILES = ("model.onnx", ONNX_DATA, "manifest.json", "fused_operators.json")
 
 
 class ModelFolderError(FolderError):

@@ -394,6 +394,36 @@ def test_corrupted_model_folder_is_refused(exported, tmp_path):
         load_model_folder(folder)
 
 
+def test_a_graph_over_the_single_file_limit_keeps_its_weights_beside_it(tiny_run, tmp_path, monkeypatch):
+    """Protobuf cannot write a graph of 2 GB or more (a bag of five BERT-base folds is 2.2 GB):
+    such a graph's weights go to model.onnx.data. Here the limit is lowered to 0. The export
+    validates and scores like a single file; the data file is covered by the checksums."""
+    from mmsa_cli.onnx_export import folder as folder_module
+
+    monkeypatch.setattr(folder_module, "SINGLE_FILE_LIMIT", 0)
+    report = export_run(tiny_run / "ote", tmp_path / "m", device="cpu", max_parity_rows=PARITY_ROWS)
+    assert report.parity.passed and report.fusions.failures() == []
+    folder = report.folder
+    weights = (folder / "model.onnx.data").stat().st_size
+    assert (folder / "model.onnx").stat().st_size < weights  # the graph alone, its weights beside it
+    assert report.sizes["model.onnx"] == weights + (folder / "model.onnx").stat().st_size
+    assert sorted(p.name for p in folder.iterdir()) == ["checksums.sha256", "fused_operators.json", "manifest.json",
+                                                        "model.onnx", "model.onnx.data", "tokenizer"]
+    assert "model.onnx.data" in (folder / "checksums.sha256").read_text()
+    assert (folder / "model.onnx.data").stat().st_mode & 0o044 == (folder / "model.onnx").stat().st_mode & 0o044
+    verify_model_folder(folder)
+    assert_score_matches_predict(folder, tiny_run / "ote", tmp_path)
+
+    data = bytearray((folder / "model.onnx.data").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.onnx.data").write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match="model.onnx.data' does not match its checksum"):
+        load_model_folder(folder)
+    (folder / "model.onnx.data").unlink()
+    with pytest.raises(ModelFolderError, match="model.onnx.data' is listed in checksums.sha256 but missing"):
+        load_model_folder(folder)
+
+
 def test_missing_fusions_fail_the_export(tiny_run, tmp_path, monkeypatch):
     """An optimizer that fuses nothing (e.g. after a library upgrade) must fail the export."""
     monkeypatch.setattr(fusions, "optimize_bert", lambda raw, heads, hidden, options=None: raw)

@@ -27,7 +27,7 @@ import torch
 from .. import LABELS, __version__
 from ..errors import ConfigError
 from ..outputs import current_umask, refuse_existing
-from ..model_folder import Manifest, write_checksums
+from ..model_folder import ONNX_DATA, Manifest, write_checksums
 from ..models import ExportableModel, ModelBag
 from ..runs import load_run, select_folds
 from ..training.decision_rule import load_decision_rule
@@ -105,10 +105,11 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700: readable by other users like any output
     try:
-        raw_path = tmp / "raw.onnx"
-        raw = export_onnx(model, spec, raw_path)
-        raw_bytes, raw_counts = raw_path.stat().st_size, fz.op_counts(raw)["all"]
-        raw_path.unlink()
+        raw_dir = tmp / "raw"  # its own folder: over 2 GB the exporter writes a file per weight beside it
+        raw_dir.mkdir()
+        raw = export_onnx(model, spec, raw_dir / "raw.onnx")
+        raw_bytes, raw_counts = _folder_bytes(raw_dir), fz.op_counts(raw)["all"]
+        shutil.rmtree(raw_dir)
         lap("export")
 
         bert = model.text_encoder.bert.config
@@ -166,7 +167,8 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     seconds["total"] = round(time.perf_counter() - start, 2)
-    sizes = {"model.onnx": (out / "model.onnx").stat().st_size, "raw_export": raw_bytes,
+    sizes = {"model.onnx": sum(f.stat().st_size for f in (out / "model.onnx", out / ONNX_DATA) if f.is_file()),
+             "raw_export": raw_bytes,
              "tokenizer": _folder_bytes(out / "tokenizer")}
     return ExportReport(out, manifest, report, parity, sizes, seconds)
 

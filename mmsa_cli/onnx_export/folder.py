@@ -7,13 +7,16 @@ alone still says what it is, and an edited manifest.json is caught on load.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import onnx
+from onnx.external_data_helper import load_external_data_for_model
 
 from ..model_folder import Manifest, ModelFolder, ModelFolderError, load_model_folder, sha256_file
+from ..outputs import current_umask
 
 METADATA_KEY = "mmsa.manifest"
 
@@ -31,9 +34,28 @@ def set_metadata(graph: onnx.ModelProto, values: dict[str, str]) -> None:
         graph.metadata_props.add(key=key, value=value)
 
 
+# Protobuf cannot serialise a message of 2 GB or more: a bag of five BERT-base folds is 2.2 GB.
+SINGLE_FILE_LIMIT = 2**31 - 2**24
+
+
+def serialized_bytes(graph: onnx.ModelProto) -> int:
+    """About what the graph takes as one file: its weights and nodes, each measured alone
+    (protobuf refuses to measure a whole message of 2 GB or more)."""
+    return sum(part.ByteSize() for part in (*graph.graph.initializer, *graph.graph.node))
+
+
 def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
-    # Single file: every model here is far below protobuf's 2 GB limit.
-    onnx.save_model(graph, str(path))
+    """One file, or past SINGLE_FILE_LIMIT the graph in `path` and its weights in `path`.data
+    (ONNX external data, named relative to the graph). `graph` keeps its weights in memory."""
+    data = path.with_name(path.name + ".data")
+    data.unlink(missing_ok=True)  # onnx appends to an existing data file
+    if serialized_bytes(graph) < SINGLE_FILE_LIMIT:
+        onnx.save_model(graph, str(path))
+        return
+    onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    os.chmod(data, 0o666 & ~current_umask())  # onnx creates it 0600; the folder's other files are readable
+    load_external_data_for_model(graph, str(path.parent))  # saving moved the weights out of `graph`
 
 
 def write_manifest(folder: Path, graph: onnx.ModelProto, manifest: Manifest) -> Manifest:

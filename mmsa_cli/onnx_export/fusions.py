@@ -190,6 +190,8 @@ def ep_fusion_counts(model_path: Path, provider: str) -> dict:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.optimized_model_filepath = str(Path(tmp) / "ep.onnx")
+        # Weights in a file beside it, as a graph over 2 GB needs: only the nodes are counted.
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "ep.onnx.data")
         options.log_severity_level = 3
         ort.InferenceSession(str(model_path), options, providers=[provider])
         graph = onnx.load(options.optimized_model_filepath, load_external_data=False)
