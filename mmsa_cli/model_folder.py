@@ -14,10 +14,11 @@
       fused_operators.json   operator counts before/after optimisation
       checksums.sha256 sha256 of every file that decides a prediction (`sha256sum -c` format):
                        model.onnx (and model.onnx.data), manifest.json, every file under
-                       tokenizer/ (and fused_operators.json). Loading refuses a folder where one differs, is
-                       missing, or where tokenizer/ holds a file it does not list. Its own
-                       sha256 is the folder's digest (ModelFolder.digest), recorded by
-                       `mmsa score` in the job fingerprint and the output's metadata.
+                       tokenizer/ (and fused_operators.json). Loading refuses a folder where
+                       one differs, is missing, or where tokenizer/ holds a file it does not
+                       list. Its own sha256 is the folder's digest (ModelFolder.digest),
+                       recorded by `mmsa score` in the job fingerprint and the output's
+                       metadata.
 
 The checksums catch corruption and edits (a changed mean/std, a swapped token, a truncated
 copy); they do not stop a forger who rewrites checksums.sha256 too (signing: a later issue).

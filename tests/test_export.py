@@ -395,7 +395,7 @@ def test_corrupted_model_folder_is_refused(exported, tmp_path):
 
 
 def test_a_graph_over_the_single_file_limit_keeps_its_weights_beside_it(tiny_run, tmp_path, monkeypatch):
-    """Protobuf cannot write a graph of 2 GB or more (a bag of five BERT-base folds is 2.2 GB):
+    """Protobuf cannot write a graph of 2 GB or more (a bag of five BERT-base folds is 2.4 GB):
     such a graph's weights go to model.onnx.data. Here the limit is lowered to 0. The export
     validates and scores like a single file; the data file is covered by the checksums."""
     from mmsa_cli.onnx_export import folder as folder_module

@@ -34,7 +34,7 @@ def set_metadata(graph: onnx.ModelProto, values: dict[str, str]) -> None:
         graph.metadata_props.add(key=key, value=value)
 
 
-# Protobuf cannot serialise a message of 2 GB or more: a bag of five BERT-base folds is 2.2 GB.
+# Protobuf cannot serialise a message of 2 GB or more: a bag of five BERT-base folds is 2.4 GB.
 SINGLE_FILE_LIMIT = 2**31 - 2**24
 
 
