@@ -6,7 +6,8 @@ against the arg-max on the same rows.
 Out-of-fold probabilities come from each fold's validation_predictions.csv when the run wrote
 one (`mmsa train` does since the rule exists), else by rebuilding each fold's model as
 benchmarks/cv_ensemble.py does (it checks each reproduces its recorded accuracy). With several
-runs, their mean is scored too (the bagging estimate) on the first run's folds.
+runs, their mean is scored too (the bagging estimate) on the first run's folds; with two, also
+their weighted mean, the weight fitted for accuracy by the same nested CV (a row per metric).
 
 --save-rule writes decision_rule.json (fitted on every out-of-fold row, --metric) into the
 first run's folder, as `mmsa train --decision-rule offsets` would have: `mmsa export` then
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cv_ensemble import ENSEMBLE, fold_dirs, out_of_fold, parse_runs_args  # noqa: E402
 from mmsa_cli import LABELS  # noqa: E402
-from mmsa_cli.contract.decision import METRICS, nested_cv  # noqa: E402
+from mmsa_cli.contract.decision import METRICS, decide_labels, label_metrics, nested_cv, summarise  # noqa: E402
 from mmsa_cli.training.decision_rule import PREDICTIONS, RULE_FILE, fit_rule, read_out_of_fold  # noqa: E402
 
 
@@ -46,6 +47,21 @@ def run_out_of_fold(run: Path, labelled, index_of, feature_cache, prepared, devi
         return full, [[order[i] for i in rows] for rows in fold_rows]
     probs, fold_rows = out_of_fold(run, labelled, index_of, feature_cache, prepared, device)
     return probs.numpy().astype(np.float64), fold_rows
+
+
+def nested_weight(first: np.ndarray, second: np.ndarray, labels: np.ndarray, folds: list[list[int]]) -> dict:
+    """w * first + (1 - w) * second, w in 0, 0.05 .. 1 fitted for accuracy on the other folds'
+    rows, judged on each fold's: does weighing two runs beat their plain mean?"""
+    weights = np.linspace(0, 1, 21)
+    per_fold, fitted = [], []
+    for k, rows in enumerate(folds):
+        rest = np.concatenate([np.asarray(f, int) for j, f in enumerate(folds) if j != k])
+        mixed = lambda w, idx: w * first[idx] + (1 - w) * second[idx]  # noqa: E731
+        w = max(weights, key=lambda w: (decide_labels(mixed(w, rest)) == labels[rest]).mean())
+        rows = np.asarray(rows, int)
+        per_fold.append(label_metrics(labels[rows], decide_labels(mixed(w, rows)), len(LABELS)))
+        fitted.append(round(float(w), 2))
+    return {"weight_of_first_per_fold": fitted, "after": summarise(per_fold)}
 
 
 def row(name: str, summary: dict) -> dict:
@@ -86,6 +102,11 @@ def main() -> None:
             if metric == METRICS[0]:
                 rows.append(row(f"{name}: arg-max", nested["before"]))
             rows.append(row(f"{name}: offsets for {metric}", nested["after"]))
+    if len(args.runs) == 2:
+        first, second = (oof[str(r)] for r in args.runs)
+        weighted = nested_weight(first, second, labels, folds)
+        details["weighted mean / accuracy"] = weighted
+        rows.append(row(f"{ENSEMBLE}, weight fitted for accuracy", weighted["after"]))
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
               "command": command, "rows": rows, "nested_cv": details}
     if opts.save_rule:
