@@ -383,7 +383,10 @@ def test_9_sigint_exits_130_writes_stats_and_keeps_the_parts(models, scorers, da
     proc = subprocess.Popen([sys.executable, "-m", "mmsa_cli.cli", "score", str(data), "--model", str(models["ote"]),
                              "--out", str(out), "--workers", "1", "--no-progress", "--device", "cpu",
                              "--stats-json", str(stats), *opts], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # A test run in the background (nohup, `cmd &`) inherits SIGINT ignored,
+                            # and Python keeps that: give the scorer the terminal's default.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = Path(str(out) + ".parts") / "checkpoint.json"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not checkpoint.exists():
