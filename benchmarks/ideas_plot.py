@@ -56,6 +56,11 @@ IDEAS = [
      "mean of probabilities: offsets for weighted_f1"),
     ("mean: recipe best + frozen MPNet\nseeds 42 and 7", "mvsa_single_cv5_mix_minilm_mpnet2.json",
      "mean of probabilities: arg-max"),
+    ("mean: recipe best + frozen MPNet,\nweight fitted (nested CV)", "mvsa_single_cv5_mix_minilm_mpnet.json",
+     "mean of probabilities, weight fitted for accuracy"),
+    ("MPNet top 2 layers\nfine-tuned (recipe best)", "mvsa_single_cv5_mpnet_top2.json", "ensemble"),
+    ("mean: recipe best + frozen MPNet\n+ MPNet top 2 layers", "mvsa_single_cv5_mix_minilm_mpnet_top2.json",
+     "mean of probabilities: arg-max"),
 ]
 
 
