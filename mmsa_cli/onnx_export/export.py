@@ -128,7 +128,7 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
             expected_text=fz.expected_text_fusions([e.bert.config for e in model.text_encoders], model.uses_text,
                                                    [e in model.remapped_text_encoders for e in model.text_encoders]),
             parts=parts, raw=raw_counts)
-        save_onnx(graph, tmp / "model.onnx")  # a first copy for the sessions below
+        save_onnx(graph, tmp / "model.onnx")  # a first copy for the sessions below (over 2 GB, weights and all)
         ep_provider = PROVIDERS["cuda"] if target == "cuda" and cuda_usable() else PROVIDERS["cpu"]
         report.ep = fz.ep_fusion_counts(tmp / "model.onnx", ep_provider)
         if ep_provider != PROVIDERS[target]:

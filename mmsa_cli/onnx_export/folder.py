@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import onnx
-from onnx.external_data_helper import load_external_data_for_model
+from onnx.external_data_helper import uses_external_data
 
 from ..model_folder import Manifest, ModelFolder, ModelFolderError, load_model_folder, sha256_file
 from ..outputs import current_umask
@@ -46,8 +46,15 @@ def serialized_bytes(graph: onnx.ModelProto) -> int:
 
 def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
     """One file, or past SINGLE_FILE_LIMIT the graph in `path` and its weights in `path`.data
-    (ONNX external data, named relative to the graph). `graph` keeps its weights in memory."""
+    (ONNX external data, named relative to the graph). Saving moves the weights out of `graph`,
+    which then refers to that file: saved again to `path` (the manifest, after the checks),
+    only the small graph file is rewritten."""
     data = path.with_name(path.name + ".data")
+    if any(uses_external_data(t) for t in graph.graph.initializer):
+        if not data.is_file():
+            raise ModelFolderError(f"the graph's weights are in {data.name}, which is not beside {path}")
+        onnx.save_model(graph, str(path))
+        return
     data.unlink(missing_ok=True)  # onnx appends to an existing data file
     if serialized_bytes(graph) < SINGLE_FILE_LIMIT:
         onnx.save_model(graph, str(path))
@@ -55,7 +62,6 @@ def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
     onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=data.name, size_threshold=1024)
     os.chmod(data, 0o666 & ~current_umask())  # onnx creates it 0600; the folder's other files are readable
-    load_external_data_for_model(graph, str(path.parent))  # saving moved the weights out of `graph`
 
 
 def write_manifest(folder: Path, graph: onnx.ModelProto, manifest: Manifest) -> Manifest:
