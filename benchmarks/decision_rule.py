@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cv_ensemble import ENSEMBLE, fold_dirs, out_of_fold, parse_runs_args  # noqa: E402
 from mmsa_cli import LABELS  # noqa: E402
-from mmsa_cli.contract.decision import METRICS, decide_labels, label_metrics, nested_cv, summarise  # noqa: E402
+from mmsa_cli.contract.decision import (METRICS, decide_labels, held_out, label_metrics, nested_cv,  # noqa: E402
+                                        summarise)
 from mmsa_cli.training.decision_rule import PREDICTIONS, RULE_FILE, fit_rule, read_out_of_fold  # noqa: E402
 
 
@@ -54,11 +55,9 @@ def nested_weight(first: np.ndarray, second: np.ndarray, labels: np.ndarray, fol
     rows, judged on each fold's: does weighing two runs beat their plain mean?"""
     weights = np.linspace(0, 1, 21)
     per_fold, fitted = [], []
-    for k, rows in enumerate(folds):
-        rest = np.concatenate([np.asarray(f, int) for j, f in enumerate(folds) if j != k])
-        mixed = lambda w, idx: w * first[idx] + (1 - w) * second[idx]  # noqa: E731
+    mixed = lambda w, idx: w * first[idx] + (1 - w) * second[idx]  # noqa: E731
+    for rows, rest in held_out(folds):
         w = max(weights, key=lambda w: (decide_labels(mixed(w, rest)) == labels[rest]).mean())
-        rows = np.asarray(rows, int)
         per_fold.append(label_metrics(labels[rows], decide_labels(mixed(w, rows)), len(LABELS)))
         fitted.append(round(float(w), 2))
     return {"weight_of_first_per_fold": fitted, "after": summarise(per_fold)}

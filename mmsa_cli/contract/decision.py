@@ -77,6 +77,14 @@ def fit_offsets(probs: np.ndarray, labels: Sequence[int], metric: str = "macro_f
     return [float(b) for b in offsets]
 
 
+def held_out(folds: Sequence[Sequence[int]]):
+    """(this fold's rows, the other folds' rows) for each fold, as index arrays: what nested CV
+    judges on and what it fits on."""
+    for k, rows in enumerate(folds):
+        yield (np.asarray(rows, int),
+               np.concatenate([np.asarray(f, int) for j, f in enumerate(folds) if j != k]))
+
+
 def nested_cv(probs: np.ndarray, labels: Sequence[int], folds: Sequence[Sequence[int]],
               metric: str = "macro_f1") -> dict:
     """An honest estimate of the rule: for each fold, offsets fitted on the other folds'
@@ -86,10 +94,8 @@ def nested_cv(probs: np.ndarray, labels: Sequence[int], folds: Sequence[Sequence
     probs, labels = np.asarray(probs), np.asarray(labels)
     num_classes = probs.shape[1]
     before, after, fitted = [], [], []
-    for k, rows in enumerate(folds):
-        rest = np.concatenate([np.asarray(f, int) for j, f in enumerate(folds) if j != k])
+    for rows, rest in held_out(folds):
         offsets = fit_offsets(probs[rest], labels[rest], metric)
-        rows = np.asarray(rows, int)
         before.append(label_metrics(labels[rows], decide_labels(probs[rows]), num_classes))
         after.append(label_metrics(labels[rows], decide_labels(probs[rows], offsets), num_classes))
         fitted.append(offsets)
