@@ -311,6 +311,35 @@ def test_runs_with_other_text_encoders_export_as_one_bag(tiny_mpnet_folder, tmp_
     assert_score_matches_predict(report.folder, folds, tmp_path)
 
 
+@pytest.mark.parametrize("encoder", ["tiny-bert", "tiny-mpnet"])
+def test_encoders_fine_tuned_above_one_depth_share_their_bottom_in_a_bag(encoder, tiny_mpnet_folder, tmp_path):
+    """A frozen run and a `--text-train-layers 1` run of one pretrained encoder, bagged: their
+    embeddings and bottom layer are identical, so the graph runs them once, then the frozen top
+    layer and each fine-tuned fold's own (4 layers for 3 distinct encoders of 2, not 6). The
+    export validates against PyTorch and `mmsa score` gives the mean of the four models."""
+    name = str(tiny_mpnet_folder) if encoder == "tiny-mpnet" else encoder
+    cfg = ModelConfig(fusion="naive-cat", text_encoder=name, image_encoder="tiny-cnn")
+    frozen, top1 = tmp_path / "frozen", tmp_path / "top1"
+    pretrained = None
+    for seed, folder in enumerate(run / f"fold-{k}" for run in (frozen, top1) for k in (1, 2)):
+        torch.manual_seed(seed)
+        write_tiny_run(folder, cfg, pretrained=False, folds=2)
+        model = load_run(folder).model
+        pretrained = pretrained or model.text_encoder.state_dict()
+        fixed = {k: v for k, v in pretrained.items() if folder.parent == frozen or ".layer.1." not in k}
+        model.text_encoder.load_state_dict(fixed, strict=False)
+        save_weights(folder, model)
+    folds = [run / f"fold-{k}" for run in (frozen, top1) for k in (1, 2)]
+    report = export_run([frozen, top1], tmp_path / "bag", fold="all", precision="fp32", device="cpu",
+                        max_parity_rows=PARITY_ROWS)
+    assert report.parity.passed and report.parity.max_abs_diff_probs <= 1e-4
+    assert report.fusions.failures() == []
+    assert report.fusions.text["Gelu"] == TINY_BERT_LAYERS + 1 + 1
+    # BERT's attention fuses in the shared layer only: the tops' layers read one tensor (fusions.py).
+    assert report.fusions.text["Attention"] == (1 if encoder == "tiny-bert" else 0)
+    assert_score_matches_predict(report.folder, folds, tmp_path)
+
+
 def test_a_bag_refuses_tokenizers_that_cut_text_otherwise_and_run_rules(tmp_path):
     """Members whose tokenizers split text into other pieces (here: cased against uncased) are
     refused; so is a decision rule fitted on one run's probabilities for a bag of several runs."""

@@ -14,7 +14,9 @@ token ids; a member whose tokenizer gives the same pieces other ids (all-mpnet-b
 vocabulary is bert-base-uncased's shifted by 4, with its own special tokens) gets them through
 a lookup table in the graph. Members whose encoders have identical weights (frozen pretrained
 ones: `--freeze image`, `--freeze both`) share one, so each image and text is encoded once
-per distinct encoder; fine-tuned text encoders differ per fold, and each runs.
+per distinct encoder; fine-tuned text encoders differ per fold, and each runs. Encoders
+fine-tuned above one depth from the same pretrained model (`--text-train-layers`, beside a
+frozen run of that model) share the identical bottom: it runs once, then each encoder's top.
 """
 from __future__ import annotations
 
@@ -27,16 +29,11 @@ from torch import nn
 from ..errors import ConfigError
 from .fusion import fuse_probabilities
 from .model import MultimodalModel
-from .text_encoders import TextEncoder
+from .text_encoders import TextEncoder, TextSlice, same_weights
 
 # Member settings that decide what the model reads: they must agree across the bag.
 SHARED_INPUT_SETTINGS = ("image_encoder", "max_length", "text_normalization", "image_size", "num_classes")
 SPECIAL_ROLES = ("cls", "sep", "pad", "unk", "mask")
-
-
-def _same_weights(a: nn.Module, b: nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def _splitting(tokenizer) -> dict:
@@ -93,13 +90,13 @@ class ModelBag(nn.Module):
                 what = ", ".join(f"{k} {getattr(first.cfg, k)!r} vs {getattr(m.cfg, k)!r}" for k in differ)
                 raise ConfigError(f"model bag member {i} reads other inputs than member 1: {what}")
         self.members = nn.ModuleList(members)
-        self.shares_image_encoder = all(_same_weights(m.image_encoder, first.image_encoder) for m in members[1:])
+        self.shares_image_encoder = all(same_weights(m.image_encoder, first.image_encoder) for m in members[1:])
         if self.shares_image_encoder:
             for m in members[1:]:
                 m.image_encoder = first.image_encoder
         distinct: list[TextEncoder] = []
         for m in members:  # identical (frozen) text encoders: one module, run once
-            same = next((e for e in distinct if e is m.text_encoder or _same_weights(e, m.text_encoder)), None)
+            same = next((e for e in distinct if e is m.text_encoder or same_weights(e, m.text_encoder)), None)
             if same is None:
                 distinct.append(m.text_encoder)
             else:
@@ -114,6 +111,28 @@ class ModelBag(nn.Module):
             if table is not None:
                 self.register_buffer(name, table, persistent=False)
             self.id_maps.append(name)
+        # Distinct encoders fine-tuned above a fixed depth from one pretrained model (a
+        # --text-train-layers run, and a frozen run of that model) have an identical bottom: the
+        # graph runs it once, for the first of them (the owner), then each encoder's own top.
+        groups: list[list[TextEncoder]] = []
+        for e in distinct:
+            group = next((g for g in groups if token_id_map(g[0].tokenizer, e.tokenizer) is None
+                          and e.shared_depth(g[0])), None)
+            if group is None:
+                groups.append([e])
+            else:
+                group.append(e)
+        trunk_of: dict[int, tuple[TextEncoder, int]] = {}   # id(encoder) -> (owner, depth)
+        self._text_slices = []
+        for owner, *others in groups:
+            depth = min((e.shared_depth(owner) for e in others), default=0)
+            self._text_slices.append(TextSlice(owner, first_layer=0, split_at=depth))
+            for e in others:
+                e.tie_trunk(owner, depth)
+                self._text_slices.append(TextSlice(e, first_layer=depth, split_at=depth))
+            if others:
+                trunk_of.update({id(e): (owner, depth) for e in (owner, *others)})
+        self.text_trunks = [trunk_of.get(id(m.text_encoder)) for m in members]   # per member
 
     # What export and scoring ask of a model: the first member's settings stand for all.
     @property
@@ -139,6 +158,11 @@ class ModelBag(nn.Module):
         return list(self.distinct_text_encoders)
 
     @property
+    def text_encoder_slices(self) -> list[TextSlice]:
+        """What the graph runs of each distinct encoder."""
+        return list(self._text_slices)
+
+    @property
     def remapped_text_encoders(self) -> list[TextEncoder]:
         """The text encoders that read token ids looked up from the graph's."""
         return [m.text_encoder for m, id_map in zip(self.members, self.id_maps) if id_map]
@@ -156,14 +180,21 @@ class ModelBag(nn.Module):
         if self.shares_image_encoder and self.uses_image:
             image_features = self.image_encoder(pixel_values)      # [B,N,Hi], [B,Hi], once for all members
         text_features: dict[int, tuple] = {}                      # per distinct text encoder, run once
+        trunk_states: dict[int, torch.Tensor] = {}                 # per trunk owner, run once
         logits = []
-        for m, id_map in zip(self.members, self.id_maps):
+        for m, id_map, trunk in zip(self.members, self.id_maps, self.text_trunks):
             ids = getattr(self, id_map)[input_ids] if id_map else input_ids   # [B,L] in the member's vocabulary
             encoded = None
             if m.uses_text:
                 key = id(m.text_encoder)
-                if key not in text_features:
+                if key not in text_features and trunk is None:
                     text_features[key] = m.encode_text(ids, attention_mask)
+                elif key not in text_features:
+                    owner, depth = trunk
+                    if id(owner) not in trunk_states:
+                        trunk_states[id(owner)] = owner(ids, attention_mask, layer_slice=slice(0, depth))[0]   # [B,L,H]
+                    text_features[key] = m.text_encoder(None, attention_mask, layer_slice=slice(depth, None),
+                                                        hidden_states=trunk_states[id(owner)])
                 encoded = text_features[key]
             features = m.forward_features(ids, attention_mask, pixel_values, text_features=encoded,
                                           image_features=image_features if m.uses_image else None)

@@ -9,7 +9,7 @@ from torch import nn
 from ..config import ModelConfig
 from .fusion import Features, check_fusion_config, fusion_class
 from .image_encoders import ImageEncoder, create_image_encoder
-from .text_encoders import TextEncoder, create_text_encoder
+from .text_encoders import TextEncoder, TextSlice, create_text_encoder
 
 
 class MultimodalModel(nn.Module):
@@ -35,6 +35,10 @@ class MultimodalModel(nn.Module):
     @property
     def text_encoders(self) -> list[TextEncoder]:
         return [self.text_encoder]  # a ModelBag has one per member
+
+    @property
+    def text_encoder_slices(self) -> list[TextSlice]:
+        return [TextSlice(self.text_encoder, first_layer=0, split_at=0)]  # a ModelBag's may share a bottom
 
     @property
     def remapped_text_encoders(self) -> list[TextEncoder]:

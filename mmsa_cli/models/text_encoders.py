@@ -6,8 +6,10 @@ the architecture can be rebuilt without any pretrained weights.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -33,6 +35,15 @@ TEXT_PRESETS: dict[str, TextPreset] = bind(TEXT_PRESET_NAMES, {  # names: mmsa_c
     "tiny-bert": TextPreset("random", pooling="mean", tiny=True),
 }, "text encoder preset")
 POOLINGS = ("cls", "pooler", "mean")
+
+
+class TextSlice(NamedTuple):
+    """What a graph runs of a text encoder: the layers from first_layer up (above 0, its
+    embeddings and the layers below are another encoder's, models/bag.py), and split_at, the
+    layer where the hidden states of a bottom shared with other encoders come in (0: none)."""
+    encoder: "TextEncoder"
+    first_layer: int
+    split_at: int
 
 
 def minilm_dir() -> Path:
@@ -78,8 +89,22 @@ class TextEncoder(nn.Module):
         self.pooling = pooling
         self.hidden_size = int(bert.config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, *,
+                layer_slice: slice = slice(None), hidden_states: torch.Tensor | None = None):
+        """A slice of the transformer layers runs part of the encoder (a ModelBag computes the
+        bottom that several encoders share once, models/bag.py): slice(0, d) gives the hidden
+        states after the bottom d layers as tokens; slice(d, None) with hidden_states = those
+        states [B, L, H] runs the rest, from them instead of the embeddings of input_ids."""
+        bert = self.bert
+        if layer_slice != slice(None):
+            # A view on the layers asked for (no weights copied), run by the Hugging Face forward
+            # itself, which builds the attention mask (and MPNet's position bias) as for the whole.
+            encoder = _view(bert.encoder, layer=nn.ModuleList(bert.encoder.layer[layer_slice]))
+            bert = _view(bert, encoder=encoder, embeddings=bert.embeddings if hidden_states is None else _HiddenStatesIn())
+        if hidden_states is None:
+            out = bert(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        else:
+            out = bert(inputs_embeds=hidden_states, attention_mask=attention_mask, return_dict=True)
         tokens = out.last_hidden_state                                    # [B, L, H]
         if self.pooling == "pooler":
             pooled = out.pooler_output                                    # [B, H]
@@ -109,6 +134,33 @@ class TextEncoder(nn.Module):
         shared = [m for name, m in self.bert.encoder.named_children() if name != "layer"]
         return [self.bert.embeddings, *layers[: len(layers) - trained], *shared]
 
+    def shared_depth(self, other: "TextEncoder") -> int:
+        """How many bottom transformer layers this encoder has identical to `other`'s, with
+        identical embeddings and encoder-shared modules (0 when those differ): encoders
+        fine-tuned above a fixed depth from one pretrained model (--text-train-layers)."""
+        if type(self.bert) is not type(other.bert) or _architecture(self.bert) != _architecture(other.bert):
+            return 0
+        shared = [(m, getattr(other.bert.encoder, name)) for name, m in self.bert.encoder.named_children()
+                  if name != "layer"]
+        if not all(same_weights(a, b) for a, b in [(self.bert.embeddings, other.bert.embeddings), *shared]):
+            return 0
+        depth = 0
+        for a, b in zip(self.bert.encoder.layer, other.bert.encoder.layer):
+            if not same_weights(a, b):
+                break
+            depth += 1
+        return depth
+
+    def tie_trunk(self, owner: "TextEncoder", depth: int) -> None:
+        """Use `owner`'s modules for the embeddings, the encoder-shared modules and the bottom
+        `depth` layers (identical weights, shared_depth): one copy in memory and in a graph."""
+        self.bert.embeddings = owner.bert.embeddings
+        for name, module in owner.bert.encoder.named_children():
+            if name != "layer":
+                setattr(self.bert.encoder, name, module)
+        for i in range(depth):
+            self.bert.encoder.layer[i] = owner.bert.encoder.layer[i]
+
     def set_attention(self, implementation: str) -> None:
         """'sdpa' trains faster; 'eager' is what ONNX Runtime's BERT optimizer can fuse."""
         if hasattr(self.bert, "set_attn_implementation"):
@@ -121,6 +173,33 @@ class TextEncoder(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         self.bert.config.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Equal parameters and buffers, name by name (frozen copies of one pretrained module)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _architecture(bert: nn.Module) -> dict:
+    """The Hugging Face config without where it was loaded from."""
+    return {k: v for k, v in bert.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+
+
+def _view(module: nn.Module, **children: nn.Module | None) -> nn.Module:
+    """A shallow copy of `module` with some children replaced; it shares every parameter and
+    other child with `module`, which stays as it is. Lets the Hugging Face forward (its masks,
+    MPNet's position bias) run a slice of a model without copying weights."""
+    view = copy.copy(module)
+    view._modules = {**module._modules, **children}  # its own dict: replacing leaves `module` intact
+    return view
+
+
+class _HiddenStatesIn(nn.Module):
+    """The embeddings of a top slice: its input is already hidden states (given as inputs_embeds)."""
+
+    def forward(self, input_ids=None, inputs_embeds=None, **_):
+        return inputs_embeds
 
 
 def _load_bert(folder: Path, pretrained: bool):

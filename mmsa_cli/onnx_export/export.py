@@ -125,8 +125,9 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
         parts = fz.op_counts(graph)
         report = fz.FusionReport(
             text=fz.bert_fusion_counts(optimized["text_encoder"]),
-            expected_text=fz.expected_text_fusions([e.bert.config for e in model.text_encoders], model.uses_text,
-                                                   [e in model.remapped_text_encoders for e in model.text_encoders]),
+            expected_text=fz.expected_text_fusions(model.text_encoder_slices, model.uses_text,
+                                                   [s.encoder in model.remapped_text_encoders
+                                                    for s in model.text_encoder_slices]),
             parts=parts, raw=raw_counts)
         save_onnx(graph, tmp / "model.onnx")  # a first copy for the sessions below (over 2 GB, weights and all)
         ep_provider = PROVIDERS["cuda"] if target == "cuda" and cuda_usable() else PROVIDERS["cpu"]

@@ -75,25 +75,32 @@ def bert_fusion_counts(counts: dict[str, int]) -> dict[str, int]:
     }
 
 
-def expected_text_fusions(configs: Sequence, uses_text: bool, remapped: Sequence[bool] = ()) -> dict[str, int]:
-    """The fusions the graph's text encoders (their Hugging Face configs: a ModelBag may run
-    several, of several types) must get, by model_type. remapped[i]: encoder i reads token ids
-    looked up from the graph's (models/bag.py), not the graph input itself.
+def expected_text_fusions(slices: Sequence, uses_text: bool, remapped: Sequence[bool] = ()) -> dict[str, int]:
+    """The fusions the graph's text encoders must get, by model_type (a ModelBag may run
+    several, of several types, and share their bottom layers): slices are TextSlices
+    (models/text_encoders.py). remapped[i]: encoder i reads token ids looked up from the
+    graph's (models/bag.py), not the graph input itself.
 
-    BERT (and types not listed): all four kinds, every layer. MPNet adds a relative-position
+    BERT (and types not listed): all four kinds, every layer it runs, but for the layer where a
+    shared bottom's hidden states come in: they feed several encoders' layers, and ORT fuses an
+    attention only when its input feeds the 3 MatMuls of one layer. MPNet adds a relative-position
     bias inside attention, which ORT's Attention patterns do not match: its attention stays
     MatMul + Softmax (slower on a GPU), and its embedding LayerNorm, after a plain Add, becomes
     one more SkipLayerNormalization instead of an EmbedLayerNormalization, unless its ids are
     looked up (ORT fuses an embedding's Add only when the Gather reads a graph input). With
     several encoders the embeddings stay unfused (see text_fusion_options)."""
     total = Counter({"EmbedLayerNormalization": 0, "Attention": 0, "SkipLayerNormalization": 0, "Gelu": 0})
-    remapped = list(remapped) or [False] * len(configs)
-    for config, looked_up in zip(configs, remapped):
-        layers = config.num_hidden_layers if uses_text else 0
+    remapped = list(remapped) or [False] * len(slices)
+    for s, looked_up in zip(slices, remapped):
+        config = s.encoder.bert.config
+        layers = config.num_hidden_layers - s.first_layer if uses_text else 0
+        embeddings = uses_text and not s.first_layer
+        fed_by_shared_bottom = int(uses_text and 0 < s.split_at < config.num_hidden_layers)
         if config.model_type == "mpnet":
-            total.update({"SkipLayerNormalization": 2 * layers + int(uses_text and not looked_up), "Gelu": layers})
+            total.update({"SkipLayerNormalization": 2 * layers + int(embeddings and not looked_up), "Gelu": layers})
         else:
-            total.update({"EmbedLayerNormalization": int(uses_text and len(configs) == 1), "Attention": layers,
+            total.update({"EmbedLayerNormalization": int(embeddings and len(slices) == 1),
+                          "Attention": layers - fed_by_shared_bottom,
                           "SkipLayerNormalization": 2 * layers, "Gelu": layers})
     return dict(total)
 

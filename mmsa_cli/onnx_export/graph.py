@@ -42,7 +42,7 @@ class ProbabilitiesAndLogits(nn.Module):
 def export_onnx(model: ExportableModel, spec: ExportSpec, path: Path) -> onnx.ModelProto:
     """Trace `model` (eval mode, eager attention) to `path` and return the loaded graph."""
     model.eval()
-    attention = model.text_encoder.bert.config._attn_implementation
+    attention = [encoder.bert.config._attn_implementation for encoder in model.text_encoders]  # each put back after
     for encoder in model.text_encoders:
         encoder.set_attention("eager")
     wrapper = ProbabilitiesAndLogits(model).eval()
@@ -58,8 +58,8 @@ def export_onnx(model: ExportableModel, spec: ExportSpec, path: Path) -> onnx.Mo
         except Exception as exc:  # the exporter raises many types; the message is what matters
             raise ExportError(f"torch.onnx.export failed for fusion '{model.cfg.fusion}': {exc}") from exc
         finally:
-            for encoder in model.text_encoders:
-                encoder.set_attention(attention or "sdpa")
+            for encoder, implementation in zip(model.text_encoders, attention):
+                encoder.set_attention(implementation or "sdpa")
     graph = onnx.load(str(path))
     add_unused_inputs(graph, spec)
     return graph
