@@ -59,7 +59,7 @@ IDEAS = [
     ("mean: recipe best + frozen MPNet,\nweight fitted (nested CV)", "mvsa_single_cv5_mix_minilm_mpnet.json",
      "mean of probabilities, weight fitted for accuracy"),
     ("MPNet top 2 layers\nfine-tuned (recipe best)", "mvsa_single_cv5_mpnet_top2.json", "ensemble"),
-    ("mean: recipe best + frozen MPNet\n+ MPNet top 2 layers", "mvsa_single_cv5_mix_minilm_mpnet_top2.json",
+    ("mean: recipe best + frozen MPNet\n+ MPNet top 2 (test predictions)", "mvsa_single_cv5_mix_minilm_mpnet_top2.json",
      "mean of probabilities: arg-max"),
 ]
 
