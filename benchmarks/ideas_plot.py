@@ -61,6 +61,7 @@ IDEAS = [
     ("MPNet top 2 layers\nfine-tuned (recipe best)", "mvsa_single_cv5_mpnet_top2.json", "ensemble"),
     ("mean: recipe best + frozen MPNet\n+ MPNet top 2 (test predictions)", "mvsa_single_cv5_mix_minilm_mpnet_top2.json",
      "mean of probabilities: arg-max"),
+    ("mean of those three\n+ recipe best seed 7", "mvsa_single_cv5_mix4_best_seed7.json", "mean of probabilities: arg-max"),
 ]
 
 
