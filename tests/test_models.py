@@ -323,3 +323,25 @@ def test_local_text_encoder_without_sdpa_support_loads(tiny_mpnet_folder):
     ids = torch.tensor([[101, 2293, 102, 0]])
     tokens, pooled = encoder(ids, (ids != 0).long())
     assert tokens.shape == (1, 4, 32) and pooled.shape == (1, 32) and torch.isfinite(pooled).all()
+
+
+@pytest.mark.parametrize("encoder_name", ["tiny-bert", "tiny-mpnet"])
+@pytest.mark.parametrize("pooling", ["mean", "pooler"])
+def test_a_text_encoder_runs_in_two_slices_as_a_whole(encoder_name, pooling, tiny_mpnet_folder):
+    """What a bag does with a shared bottom (models/bag.py): the hidden states after layer 1,
+    then the layers above from them, give the whole encoder's tokens and pooled output, with
+    padding; the slices leave the encoder itself whole."""
+    from mmsa_cli.models.text_encoders import create_text_encoder
+
+    torch.manual_seed(0)
+    name = str(tiny_mpnet_folder) if encoder_name == "tiny-mpnet" else encoder_name
+    encoder = create_text_encoder(name, pretrained=False, pooling=pooling).eval()
+    ids = torch.tensor([[101, 2293, 2000, 102], [101, 7592, 102, 0]]) + (4 if encoder_name == "tiny-mpnet" else 0)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    with torch.no_grad():
+        tokens, pooled = encoder(ids, mask)
+        bottom, _ = encoder(ids, mask, layer_slice=slice(0, 1))
+        top_tokens, top_pooled = encoder(None, mask, layer_slice=slice(1, None), hidden_states=bottom)
+    assert not torch.allclose(bottom, tokens, atol=1e-3)  # the bottom alone is not the whole
+    assert torch.allclose(top_tokens, tokens, atol=1e-6) and torch.allclose(top_pooled, pooled, atol=1e-6)
+    assert len(encoder.bert.encoder.layer) == 2 and type(encoder.bert.embeddings).__name__.endswith("Embeddings")
