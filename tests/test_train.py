@@ -282,17 +282,20 @@ def test_text_train_layers_fine_tunes_only_the_top_layers(tmp_path, tiny_mpnet_f
     assert json.loads((tmp_path / "config.json").read_text())["train"]["text_train_layers"] == 1
 
 
-@pytest.mark.parametrize("freeze", ["none", "image", "both"])  # pixels, cached image features, both cached
+# pixels, cached image features, both cached, cached image features and text encoder's fixed bottom
+@pytest.mark.parametrize("freeze, text_train_layers", [("none", 0), ("image", 0), ("both", 0), ("image", 1)])
 @pytest.mark.parametrize("missing", ["image", "text"])
-def test_a_blanked_modality_is_what_scoring_feeds_for_a_missing_one(freeze, missing):
+def test_a_blanked_modality_is_what_scoring_feeds_for_a_missing_one(freeze, text_train_layers, missing):
     """Modality dropout and predict_indices(missing=...) give each row exactly what the model
     computes from scoring's blank inputs: zero pixels (the mean image) or the empty text,
-    [CLS] [SEP]; the other modality is the row's own. ote uses tokens of both modalities."""
+    [CLS] [SEP]; the other modality is the row's own. ote uses tokens of both modalities.
+    With --text-train-layers, training reads the fixed bottom's cached hidden states: they give
+    what the whole text encoder computes, for the rows' texts and for the empty one."""
     from mmsa_cli.training.batches import pad_tokens
     from mmsa_cli.training.loop import predict_indices
 
     model = tiny_model("ote").eval()
-    cfg = TrainConfig(**(FAST | {"freeze": freeze}))
+    cfg = TrainConfig(**(FAST | {"freeze": freeze, "text_train_layers": text_train_layers}))
     examples = load_examples(MVSA)
     data = prepare(examples, model, cfg, torch.device("cpu"), keep_tokens=True)
     rows = list(range(20))
@@ -305,8 +308,15 @@ def test_a_blanked_modality_is_what_scoring_feeds_for_a_missing_one(freeze, miss
         pixels = torch.zeros_like(pixels)
     with torch.no_grad():
         expected = model(ids, mask, pixels).softmax(-1)
-    torch.testing.assert_close(got, expected, atol=2e-3, rtol=0)  # cached image tokens are float16
-    assert not torch.allclose(got, predict_indices(model, data, rows, cfg, torch.device("cpu")), atol=1e-3)
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=0)  # cached tokens and bottoms are float16
+    own = predict_indices(model, data, rows, cfg, torch.device("cpu"))
+    assert not torch.allclose(got, own, atol=1e-3)
+    assert (data.text_bottoms is not None) == bool(text_train_layers)
+    if text_train_layers:
+        ids, mask = pad_tokens([data.tokens[i] for i in rows], data.pad_id)
+        pixels = torch.stack([torch.as_tensor(data.images[i][1]) for i in rows])
+        with torch.no_grad():
+            torch.testing.assert_close(own, model(ids, mask, pixels).softmax(-1), atol=2e-3, rtol=0)
 
 
 def test_modality_dropout_blanks_one_modality_of_about_p_of_the_rows():

@@ -44,19 +44,26 @@ class MultimodalModel(nn.Module):
     def remapped_text_encoders(self) -> list[TextEncoder]:
         return []  # a ModelBag's members may read looked-up token ids
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, bottom=None):
+        """bottom = (depth, hidden states [B,L,Ht] after the bottom depth layers, cached while
+        those stay fixed): run only the layers above."""
+        if bottom is not None:
+            depth, hidden = bottom
+            return self.text_encoder(None, attention_mask, layer_slice=slice(depth, None), hidden_states=hidden)
         return self.text_encoder(input_ids, attention_mask)        # [B,L,Ht], [B,Ht]
 
     def encode_image(self, pixel_values: torch.Tensor):
         return self.image_encoder(pixel_values)                    # [B,N,Hi], [B,Hi]
 
     def forward_features(self, input_ids, attention_mask, pixel_values=None, image_features=None,
-                         text_features=None) -> Features:
+                         text_features=None, text_bottom=None) -> Features:
         """Run the encoders a fusion needs. image_features / text_features = (tokens, pooled)
-        skip that encoder (cached outputs of a frozen encoder)."""
+        skip that encoder (cached outputs of a frozen encoder); text_bottom skips the text
+        encoder's fixed bottom (encode_text)."""
         text_tokens = text_pooled = image_tokens = image_pooled = None
         if self.uses_text:
-            text_tokens, text_pooled = text_features if text_features is not None else self.encode_text(input_ids, attention_mask)
+            text_tokens, text_pooled = (text_features if text_features is not None
+                                        else self.encode_text(input_ids, attention_mask, text_bottom))
         if self.uses_image:
             image_tokens, image_pooled = image_features if image_features is not None else self.encode_image(pixel_values)
         return Features(text_tokens, attention_mask, text_pooled, image_tokens, image_pooled)

@@ -125,14 +125,18 @@ class TextEncoder(nn.Module):
         fine-tuned (0 = all trained): the embeddings, the layers below, and what the encoder
         shares between all layers (MPNet's relative position bias; training it would make every
         fixed layer carry gradients and save nothing)."""
-        layers = list(self.bert.encoder.layer)
-        if not 0 <= trained <= len(layers):
-            raise ConfigError(f"--text-train-layers {trained}: this text encoder has {len(layers)} layers "
-                              f"(0 = train them all)")
         if not trained:
             return []
         shared = [m for name, m in self.bert.encoder.named_children() if name != "layer"]
-        return [self.bert.embeddings, *layers[: len(layers) - trained], *shared]
+        return [self.bert.embeddings, *self.bert.encoder.layer[: self.fixed_depth(trained)], *shared]
+
+    def fixed_depth(self, trained: int) -> int:
+        """How many bottom layers stay fixed when the top `trained` are fine-tuned (0 = all trained)."""
+        layers = len(self.bert.encoder.layer)
+        if not 0 <= trained <= layers:
+            raise ConfigError(f"--text-train-layers {trained}: this text encoder has {layers} layers "
+                              f"(0 = train them all)")
+        return layers - trained if trained else 0
 
     def shared_depth(self, other: "TextEncoder") -> int:
         """How many bottom transformer layers this encoder has identical to `other`'s, with

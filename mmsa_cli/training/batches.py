@@ -132,6 +132,36 @@ def encode_texts(encoder, tokens: Sequence[Sequence[int]], pad_id: int, *, batch
     return TextFeatures(hidden, pooled, torch.tensor([len(t) for t in tokens]))
 
 
+@dataclass
+class TextBottoms:
+    """The hidden states after a text encoder's fixed bottom (--text-train-layers: the
+    embeddings and the layers below the trained ones) for every example, padded to the longest
+    text: they never change in training, so each epoch runs only the layers above."""
+    depth: int                          # layers below the trained ones
+    hidden: torch.Tensor                # [N, L, H] float16
+    lengths: torch.Tensor               # [N] real tokens per example
+
+    def take(self, idx: torch.Tensor, device) -> torch.Tensor:
+        width = int(self.lengths[idx].max())  # same trim as pad_tokens gives the batch's mask
+        return self.hidden[idx, :width].to(device, torch.float32)
+
+
+@torch.no_grad()
+def encode_text_bottoms(encoder, tokens: Sequence[Sequence[int]], pad_id: int, depth: int, *, batch_size: int,
+                        device, desc: str = "encoding fixed text layers") -> TextBottoms:
+    encoder.eval().to(device)
+    lengths = torch.tensor([len(t) for t in tokens])
+    hidden = torch.zeros((len(tokens), int(lengths.max()), encoder.hidden_size), dtype=torch.float16)
+    order = torch.argsort(lengths)  # batches of similar lengths: little padding to compute
+    for s in progress(range(0, len(tokens), batch_size), desc=desc, unit="batch"):
+        idx = order[s: s + batch_size]
+        ids, mask = pad_tokens([tokens[i] for i in idx.tolist()], pad_id)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            states, _ = encoder(ids.to(device), mask.to(device), layer_slice=slice(0, depth))
+        hidden[idx, : states.shape[1]] = states.to(torch.float16).cpu()
+    return TextBottoms(depth, hidden, lengths)
+
+
 def cached_image_features(cache_dir: str | Path, key_parts: Sequence[str], keep_tokens: bool, compute) -> ImageFeatures:
     """Image features from a cache file keyed by encoder, weights and every file's size and
     content, or computed and saved there: a frozen encoder gives the same features every run.

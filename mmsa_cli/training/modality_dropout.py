@@ -18,23 +18,29 @@ class Blanks:
     text_ids: list[int]                  # the empty text's token ids
     text_features: Encoded | None        # a frozen text encoder's output for it (when texts are cached)
     image_features: Encoded | None       # a frozen image encoder's output for the blank image (same)
+    text_bottom: torch.Tensor | None = None  # [1, T, H] its fixed bottom's (when those are cached)
 
 
 @torch.no_grad()
-def make_blanks(model, device, *, text_cached: bool, image_cached: bool, keep_tokens: bool) -> Blanks:
+def make_blanks(model, device, *, text_cached: bool, image_cached: bool, keep_tokens: bool,
+                bottom_depth: int = 0) -> Blanks:
     """The missing-modality inputs, and the frozen encoders' outputs for them where training
-    uses cached features instead of running those encoders."""
+    uses cached features instead of running those encoders (bottom_depth: the text encoder's
+    fixed bottom, when its hidden states are cached)."""
     ids = model.text_encoder.tokenizer("", return_token_type_ids=False)["input_ids"]
-    text = image = None
+    text = image = bottom = None
+    t = torch.tensor([ids], device=device)
     if text_cached:
-        t = torch.tensor([ids], device=device)
         tokens, pooled = model.text_encoder.eval().to(device)(t, torch.ones_like(t))
         text = (tokens.float().cpu() if keep_tokens else None, pooled.float().cpu())
+    if bottom_depth:
+        states, _ = model.text_encoder.eval().to(device)(t, torch.ones_like(t), layer_slice=slice(0, bottom_depth))
+        bottom = states.float().cpu()
     if image_cached:
         size = model.image_encoder.image_size
         tokens, pooled = model.image_encoder.eval().to(device)(torch.zeros((1, 3, size, size), device=device))
         image = (tokens.float().cpu() if keep_tokens else None, pooled.float().cpu())
-    return Blanks(ids, text, image)
+    return Blanks(ids, text, image, bottom)
 
 
 def draw_dropped(rows: int, p: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,8 +62,15 @@ def blank_encoded(encoded: Encoded, drop: torch.Tensor, blank: Encoded, width: i
     drop = drop.to(pooled.device)
     pooled[drop] = blank[1].to(pooled)
     if tokens is not None:
-        tokens = tokens[:, :width] if width is not None else tokens
-        blank_tokens = blank[0].to(tokens)[0]                     # [T, H]
-        tokens[drop] = 0.0
-        tokens[drop, : blank_tokens.shape[0]] = blank_tokens
+        tokens = blank_tokens(tokens, drop, blank[0], width)
     return tokens, pooled
+
+
+def blank_tokens(tokens: torch.Tensor, drop: torch.Tensor, blank: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """Per-token states of a batch [B, L, H] with the dropped rows replaced by the blank's [1, T, H]."""
+    tokens = tokens[:, :width] if width is not None else tokens
+    drop = drop.to(tokens.device)
+    blank = blank.to(tokens)[0]                                   # [T, H]
+    tokens[drop] = 0.0
+    tokens[drop, : blank.shape[0]] = blank
+    return tokens

@@ -16,9 +16,10 @@ from ..config import TrainConfig
 from ..data import Example
 from ..errors import DataError
 from ..models import MultimodalModel
-from .batches import (ImageDataset, ImageFeatures, TextFeatures, cached_image_features, encode_images, encode_texts,
-                      file_fingerprint, image_loader, pad_tokens, scan_images, tokenize)
-from .modality_dropout import Blanks, blank_encoded, blank_token_lists, make_blanks
+from .batches import (ImageDataset, ImageFeatures, TextBottoms, TextFeatures, cached_image_features, encode_images,
+                      encode_text_bottoms, encode_texts, file_fingerprint, image_loader, pad_tokens, scan_images,
+                      tokenize)
+from .modality_dropout import Blanks, blank_encoded, blank_token_lists, blank_tokens, make_blanks
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Prepared:
     text_features: TextFeatures | None   # cached frozen text-encoder outputs, if any
     skipped: dict[int, str]              # example index -> image error
     blanks: Blanks                       # a missing image / text as scoring presents it (modality dropout)
+    text_bottoms: TextBottoms | None = None  # cached hidden states of the text encoder's fixed bottom
 
 
 def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, device, keep_tokens: bool,
@@ -73,10 +75,15 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
     if cfg.freeze in ("text", "both"):
         text_features = encode_texts(model.text_encoder, tokens, tok.pad_token_id, batch_size=64, device=device,
                                      keep_tokens=keep_tokens)
+    bottoms = None
+    depth = model.text_encoder.fixed_depth(cfg.text_train_layers)
+    if depth:  # --text-train-layers: the fixed layers' outputs, once for every fusion and fold of the run
+        bottoms = encode_text_bottoms(model.text_encoder, tokens, tok.pad_token_id, depth, batch_size=64,
+                                      device=device)
     blanks = make_blanks(model, device, text_cached=text_features is not None, image_cached=features is not None,
-                         keep_tokens=keep_tokens)
+                         keep_tokens=keep_tokens, bottom_depth=bottoms.depth if bottoms else 0)
     return Prepared(examples, torch.tensor([e.label for e in examples]), tokens, tok.pad_token_id, [], [],
-                    images, features, text_features, skipped, blanks)
+                    images, features, text_features, skipped, blanks, bottoms)
 
 
 def with_split(data: Prepared, train_idx: Sequence[int], val_idx: Sequence[int], cfg: TrainConfig) -> Prepared:
@@ -122,14 +129,17 @@ def batch_inputs(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixe
     ids, mask = ids.to(device), mask.to(device)
     cached = data.features.take(idx, device) if (data.features is not None and model.uses_image) else None
     cached_text = data.text_features.take(idx, device) if (data.text_features is not None and model.uses_text) else None
+    bottom = data.text_bottoms.take(idx, device) if (data.text_bottoms is not None and model.uses_text) else None
     pix = pixels.to(device, non_blocking=True) if pixels is not None else None
     if dropped is not None:
         drop_text, drop_image = dropped
         if cached_text is not None:
             cached_text = blank_encoded(cached_text, drop_text, data.blanks.text_features, width=mask.shape[1])
+        if bottom is not None:
+            bottom = blank_tokens(bottom, drop_text, data.blanks.text_bottom, width=mask.shape[1])
         if cached is not None:
             cached = blank_encoded(cached, drop_image, data.blanks.image_features)
         if pix is not None:
             pix[drop_image.to(pix.device)] = 0.0                        # the normalised mean image
     return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix, "image_features": cached,
-            "text_features": cached_text}
+            "text_features": cached_text, "text_bottom": (data.text_bottoms.depth, bottom) if bottom is not None else None}
