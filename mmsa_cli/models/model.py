@@ -38,7 +38,7 @@ class MultimodalModel(nn.Module):
 
     @property
     def text_encoder_slices(self) -> list[TextSlice]:
-        return [TextSlice(self.text_encoder, first_layer=0, split_at=0)]  # a ModelBag's may share a bottom
+        return [TextSlice(self.text_encoder, first_layer=0, split_at=0)]  # a ModelBag's encoders may share layers
 
     @property
     def remapped_text_encoders(self) -> list[TextEncoder]:
