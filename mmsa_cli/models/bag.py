@@ -114,25 +114,23 @@ class ModelBag(nn.Module):
         # Distinct encoders fine-tuned above a fixed depth from one pretrained model (a
         # --text-train-layers run, and a frozen run of that model) have an identical bottom: the
         # graph runs it once, for the first of them (the owner), then each encoder's own top.
-        groups: list[list[TextEncoder]] = []
+        groups: list[tuple[TextEncoder, list[tuple[TextEncoder, int]]]] = []  # owner, [(encoder, shared depth)]
         for e in distinct:
-            group = next((g for g in groups if token_id_map(g[0].tokenizer, e.tokenizer) is None
-                          and e.shared_depth(g[0])), None)
-            if group is None:
-                groups.append([e])
+            for owner, others in groups:
+                depth = e.shared_depth(owner) if token_id_map(owner.tokenizer, e.tokenizer) is None else 0
+                if depth:
+                    others.append((e, depth))
+                    break
             else:
-                group.append(e)
-        trunk_of: dict[int, tuple[TextEncoder, int]] = {}   # id(encoder) -> (owner, depth)
-        self._text_slices = []
-        for owner, *others in groups:
-            depth = min((e.shared_depth(owner) for e in others), default=0)
-            self._text_slices.append(TextSlice(owner, first_layer=0, split_at=depth))
-            for e in others:
+                groups.append((e, []))
+        slice_of: dict[int, TextSlice] = {}
+        for owner, others in groups:
+            depth = min((d for _, d in others), default=0)
+            slice_of[id(owner)] = TextSlice(owner, owner, depth)
+            for e, _ in others:
                 e.tie_trunk(owner, depth)
-                self._text_slices.append(TextSlice(e, first_layer=depth, split_at=depth))
-            if others:
-                trunk_of.update({id(e): (owner, depth) for e in (owner, *others)})
-        self.text_trunks = [trunk_of.get(id(m.text_encoder)) for m in members]   # per member
+                slice_of[id(e)] = TextSlice(e, owner, depth)
+        self.text_slices = [slice_of[id(m.text_encoder)] for m in members]   # per member
 
     # What export and scoring ask of a model: the first member's settings stand for all.
     @property
@@ -160,7 +158,7 @@ class ModelBag(nn.Module):
     @property
     def text_encoder_slices(self) -> list[TextSlice]:
         """What the graph runs of each distinct encoder."""
-        return list(self._text_slices)
+        return list({id(s.encoder): s for s in self.text_slices}.values())
 
     @property
     def remapped_text_encoders(self) -> list[TextEncoder]:
@@ -180,21 +178,20 @@ class ModelBag(nn.Module):
         if self.shares_image_encoder and self.uses_image:
             image_features = self.image_encoder(pixel_values)      # [B,N,Hi], [B,Hi], once for all members
         text_features: dict[int, tuple] = {}                      # per distinct text encoder, run once
-        trunk_states: dict[int, torch.Tensor] = {}                 # per trunk owner, run once
+        bottoms: dict[int, torch.Tensor] = {}                      # per owner of a shared bottom, run once
         logits = []
-        for m, id_map, trunk in zip(self.members, self.id_maps, self.text_trunks):
+        for m, id_map, s in zip(self.members, self.id_maps, self.text_slices):
             ids = getattr(self, id_map)[input_ids] if id_map else input_ids   # [B,L] in the member's vocabulary
             encoded = None
             if m.uses_text:
                 key = id(m.text_encoder)
-                if key not in text_features and trunk is None:
-                    text_features[key] = m.encode_text(ids, attention_mask)
-                elif key not in text_features:
-                    owner, depth = trunk
-                    if id(owner) not in trunk_states:
-                        trunk_states[id(owner)] = owner(ids, attention_mask, layer_slice=slice(0, depth))[0]   # [B,L,H]
-                    text_features[key] = m.text_encoder(None, attention_mask, layer_slice=slice(depth, None),
-                                                        hidden_states=trunk_states[id(owner)])
+                if key not in text_features:
+                    bottom = None
+                    if s.split_at:
+                        if id(s.owner) not in bottoms:
+                            bottoms[id(s.owner)] = s.owner.bottom(ids, attention_mask, s.split_at)   # [B,L,H]
+                        bottom = (s.split_at, bottoms[id(s.owner)])
+                    text_features[key] = m.encode_text(ids, attention_mask, bottom)
                 encoded = text_features[key]
             features = m.forward_features(ids, attention_mask, pixel_values, text_features=encoded,
                                           image_features=image_features if m.uses_image else None)

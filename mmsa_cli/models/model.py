@@ -38,7 +38,7 @@ class MultimodalModel(nn.Module):
 
     @property
     def text_encoder_slices(self) -> list[TextSlice]:
-        return [TextSlice(self.text_encoder, first_layer=0, split_at=0)]  # a ModelBag's encoders may share layers
+        return [TextSlice(self.text_encoder, owner=self.text_encoder, split_at=0)]  # a ModelBag's may share layers
 
     @property
     def remapped_text_encoders(self) -> list[TextEncoder]:
@@ -49,7 +49,7 @@ class MultimodalModel(nn.Module):
         those stay fixed): run only the layers above."""
         if bottom is not None:
             depth, hidden = bottom
-            return self.text_encoder(None, attention_mask, layer_slice=slice(depth, None), hidden_states=hidden)
+            return self.text_encoder.top(hidden, attention_mask, depth)
         return self.text_encoder(input_ids, attention_mask)        # [B,L,Ht], [B,Ht]
 
     def encode_image(self, pixel_values: torch.Tensor):

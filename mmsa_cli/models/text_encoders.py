@@ -38,12 +38,18 @@ POOLINGS = ("cls", "pooler", "mean")
 
 
 class TextSlice(NamedTuple):
-    """What a graph runs of a text encoder: the layers from first_layer up (above 0, its
-    embeddings and the layers below are another encoder's, models/bag.py), and split_at, the
-    layer where the hidden states of a bottom shared with other encoders come in (0: none)."""
+    """What a graph runs of a text encoder: split_at is the layer where the hidden states of a
+    bottom shared with other encoders come in (0: none), and owner the encoder that runs that
+    bottom (models/bag.py)."""
     encoder: "TextEncoder"
-    first_layer: int
+    owner: "TextEncoder"
     split_at: int
+
+    @property
+    def first_layer(self) -> int:
+        """The first layer this encoder runs itself: above 0, its embeddings and the layers
+        below are the owner's."""
+        return 0 if self.owner is self.encoder else self.split_at
 
 
 def minilm_dir() -> Path:
@@ -114,6 +120,14 @@ class TextEncoder(nn.Module):
             mask = attention_mask.unsqueeze(-1).to(tokens.dtype)          # [B, L, 1]
             pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return tokens, pooled
+
+    def bottom(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, depth: int) -> torch.Tensor:
+        """The hidden states after the embeddings and the bottom `depth` layers [B, L, H]."""
+        return self(input_ids, attention_mask, layer_slice=slice(0, depth))[0]
+
+    def top(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, depth: int):
+        """forward() from bottom()'s hidden states: the layers from `depth` up."""
+        return self(None, attention_mask, layer_slice=slice(depth, None), hidden_states=hidden_states)
 
     def layers(self) -> list[nn.Module]:
         """Bottom to top: the embeddings, then each transformer layer (BERT and MPNet alike).

@@ -157,7 +157,7 @@ def encode_text_bottoms(encoder, tokens: Sequence[Sequence[int]], pad_id: int, d
         idx = order[s: s + batch_size]
         ids, mask = pad_tokens([tokens[i] for i in idx.tolist()], pad_id)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            states, _ = encoder(ids.to(device), mask.to(device), layer_slice=slice(0, depth))
+            states = encoder.bottom(ids.to(device), mask.to(device), depth)
         hidden[idx, : states.shape[1]] = states.to(torch.float16).cpu()
     return TextBottoms(depth, hidden, lengths)
 

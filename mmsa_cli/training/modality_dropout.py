@@ -34,8 +34,7 @@ def make_blanks(model, device, *, text_cached: bool, image_cached: bool, keep_to
         tokens, pooled = model.text_encoder.eval().to(device)(t, torch.ones_like(t))
         text = (tokens.float().cpu() if keep_tokens else None, pooled.float().cpu())
     if bottom_depth:
-        states, _ = model.text_encoder.eval().to(device)(t, torch.ones_like(t), layer_slice=slice(0, bottom_depth))
-        bottom = states.float().cpu()
+        bottom = model.text_encoder.eval().to(device).bottom(t, torch.ones_like(t), bottom_depth).float().cpu()
     if image_cached:
         size = model.image_encoder.image_size
         tokens, pooled = model.image_encoder.eval().to(device)(torch.zeros((1, 3, size, size), device=device))
