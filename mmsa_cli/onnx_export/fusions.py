@@ -142,10 +142,10 @@ def optimize_bert(raw: onnx.ModelProto, num_heads: int, hidden_size: int, *, opt
 def _shape_inference_copies_freed():
     """ORT's BERT optimizer runs symbolic shape inference between fusions; each run copies the
     whole model, weights included, into an object that sits in a reference cycle, so the copies
-    pile up until Python's cyclic GC happens to run (a BERT-base graph of 0.44 GB: +2.6 GB while
+    pile up until Python's cyclic GC happens to run (a BERT-base graph of 0.41 GB: +2.95 GB while
     optimizing). Collect them before each run, and drop the helper that holds the previous copy
-    when the optimizer asks for a new one: +1.0 GB. A version of ORT without this method runs
-    unchanged."""
+    when the optimizer asks for a new one: +0.90 GB (benchmarks/optimizer_memory.py). A version
+    of ORT without this method runs unchanged."""
     from onnxruntime.transformers.optimizer import MODEL_TYPES
 
     owner = next((k for k in MODEL_TYPES["bert"][0].__mro__ if "infer_runtime_shape" in vars(k)), None)
