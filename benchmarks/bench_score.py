@@ -395,7 +395,7 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
     import pyarrow.parquet as pq
 
     from mmsa_cli.config import ModelConfig
-    from mmsa_cli.data.text import clean_text
+    from mmsa_cli.contract.text import clean_text
     from mmsa_cli.models import create_model
     from mmsa_cli.contract.rows import decide, result_table
 
@@ -404,7 +404,7 @@ def run_torch(args, state_path: Path, data: Path, out: Path, rows: int) -> dict:
     offsets: list = []  # the labels follow the run's decision rule, as the exported model's do
     if args.run:  # the run's own architecture (its text encoder folder, image size)
         from mmsa_cli.runs import load_run
-        from mmsa_cli.training.decision_rule import load_decision_rule
+        from mmsa_cli.contract.decision import load_decision_rule
 
         model = load_run(args.run).model
         offsets = (load_decision_rule(args.run) or {}).get("offsets", [])

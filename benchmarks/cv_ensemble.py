@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmsa_cli import LABELS  # noqa: E402
 from mmsa_cli.data import load_examples, read_split  # noqa: E402
-from mmsa_cli.training.metrics import classification_metrics  # noqa: E402
+from mmsa_cli.contract.metrics import classification_metrics  # noqa: E402
 from mmsa_cli.models import FUSIONS  # noqa: E402
 from mmsa_cli.runs import fold_folders, load_run  # noqa: E402
 from mmsa_cli.training.loop import predict_indices  # noqa: E402

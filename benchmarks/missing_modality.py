@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cv_ensemble import check_recorded, fold_dirs, parse_runs_args, predict_fold  # noqa: E402
-from mmsa_cli.training.metrics import classification_metrics  # noqa: E402
+from mmsa_cli.contract.metrics import classification_metrics  # noqa: E402
 from mmsa_cli.training.reports import METRICS_REPORTED, cv_summary  # noqa: E402
 
 CASES = {"": "both modalities", "image": "image blanked (text only)", "text": "text emptied (image only)"}

@@ -11,10 +11,10 @@ import sys
 
 import onnxruntime as ort
 
-from mmsa_cli.contract.geometry import preprocess_image   # resize shorter side, centre crop, normalise
-from mmsa_cli.data.images import load_image                # any format -> RGB, EXIF applied, JPEG drafted
-from mmsa_cli.model_folder import load_model_folder         # checks the folder's checksums
-from mmsa_cli.scoring.texts import BatchTokenizer           # text normalization + tokenizer, as trained
+from mmsa_cli.contract.geometry import preprocess_image        # resize shorter side, centre crop, normalise
+from mmsa_cli.contract.images import load_image                 # any format -> RGB, EXIF applied, JPEG drafted
+from mmsa_cli.contract.model_folder import load_model_folder    # checks the folder's checksums
+from mmsa_cli.contract.tokenizer import BatchTokenizer          # text normalization + tokenizer, as trained
 
 
 def main(folder: str, text: str, image: str) -> None:

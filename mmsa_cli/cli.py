@@ -148,7 +148,7 @@ def predict(run_dir, fusion, data, label_file, text_col, image_col, id_col, labe
             device):
     """Per-row predictions for DATA with a trained run: the columns of `mmsa score` (guid, label, prob_*,
     error, error_kind, predicted_from)."""
-    from .outputs import refuse_existing
+    from .io.outputs import refuse_existing
     from .runs import load_run
     from .scoring.evaluate import predict_examples, table_image_root, write_predictions
 

@@ -6,7 +6,7 @@ import functools
 import click
 
 from .errors import MmsaError, exit_code_for
-from .scoring.storage import is_uri, open_fs
+from .io.storage import is_uri, open_fs
 
 
 class CommandFailed(click.ClickException):

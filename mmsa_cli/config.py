@@ -16,11 +16,11 @@ from typing import Any, Callable
 
 from .contract.decision import METRICS as DECISION_METRICS  # what the decision offsets can maximise
 from .contract.device import DEVICES  # the device rule lives there
+from .contract.text import TEXT_NORMALIZATIONS  # the contract names them
 from .errors import ConfigError
 from .registry import FUSION_NAMES, IMAGE_PRESET_NAMES, TEXT_PRESET_NAMES
 
 FREEZE_CHOICES = ("none", "text", "image", "both")
-TEXT_NORMALIZATIONS = ("none", "tweet")
 TEXT_POOLINGS = ("", "cls", "pooler", "mean")
 CLASS_WEIGHTINGS = ("none", "balanced")
 DECISION_RULES = ("none", "offsets")                         # mmsa_cli/training/decision_rule.py

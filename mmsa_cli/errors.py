@@ -45,6 +45,10 @@ class DataError(MmsaError):
     exit_code = EXIT_USAGE
 
 
+class InputError(DataError):
+    """The input files, their columns or an option make the job impossible."""
+
+
 class FolderError(MmsaError):
     """A model or run folder is incomplete, modified or of another format."""
     exit_code = EXIT_MODEL

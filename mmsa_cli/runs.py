@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from . import LABELS, __version__
-from .outputs import current_umask
+from .io.outputs import current_umask
 from .config import EncoderWeights, ModelConfig, TrainConfig, from_dict, save_json, to_dict
 from .errors import ConfigError, FolderError
 from .models import FUSIONS, MultimodalModel

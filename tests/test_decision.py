@@ -102,7 +102,7 @@ def test_a_cv_runs_rule_is_exported_and_scored_and_can_be_switched_off(tmp_path)
 
     from mmsa_cli.cli import main
     from mmsa_cli.config import ModelConfig
-    from mmsa_cli.model_folder import load_model_folder
+    from mmsa_cli.contract.model_folder import load_model_folder
     from mmsa_cli.onnx_export import export_run
     from mmsa_cli.scoring import Scorer
     from test_export import write_tiny_run

@@ -16,7 +16,7 @@ from mmsa_cli.cli import main
 from mmsa_cli.config import ModelConfig, TrainConfig
 from mmsa_cli.data import load_examples, stratified_split, write_split
 from mmsa_cli.errors import DataError, MmsaError
-from mmsa_cli.model_folder import INPUT_NAMES, OUTPUT_NAMES, ModelFolderError, load_model_folder, write_checksums
+from mmsa_cli.contract.model_folder import INPUT_NAMES, OUTPUT_NAMES, ModelFolderError, load_model_folder, write_checksums
 from mmsa_cli.models import FUSIONS, create_model
 from mmsa_cli.onnx_export import (FusionCheckError, ParityError, export_run, find_parity_rows,
                                   verify_model_folder)

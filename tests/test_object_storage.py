@@ -144,7 +144,7 @@ def test_an_image_over_the_byte_limit_is_refused_before_download(bucket, models,
 def test_an_interrupted_run_on_s3_resumes_where_it_stopped(bucket, models, reference, monkeypatch):
     """Parts and checkpoint live on the bucket: a run stopped after two row groups, rerun with
     --resume, scores only the rest and gives the same file as an uninterrupted run."""
-    from mmsa_cli.scoring import output
+    from mmsa_cli.io import checkpointed as output
 
     client = bucket["client"]
     out = "s3://tweets/out/resumed.parquet"

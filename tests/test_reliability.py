@@ -21,12 +21,12 @@ import pytest
 from click.testing import CliRunner
 
 from mmsa_cli.cli import main
-from mmsa_cli.data.images import ImageLoadError, read_image_bytes
+from mmsa_cli.contract.images import ImageLoadError, read_image_bytes
 from mmsa_cli.errors import EXIT_INTERRUPTED, EXIT_MODEL, EXIT_RESUME_MISMATCH, EXIT_RUNTIME, EXIT_USAGE
-from mmsa_cli.model_folder import CHECKSUMS, ModelFolderError, load_model_folder, write_checksums
+from mmsa_cli.contract.model_folder import CHECKSUMS, ModelFolderError, load_model_folder, write_checksums
 from mmsa_cli.scoring import ScoreOptions, score_files
 from mmsa_cli.scoring.errors import InputError, ResumeMismatchError
-from mmsa_cli.scoring.output import PAUSE_ENV
+from mmsa_cli.io.checkpointed import PAUSE_ENV
 
 from scoring_helpers import noisy_jpeg
 
@@ -78,7 +78,7 @@ def _copy_folder(models, tmp_path, name="m") -> Path:
 
 def _interrupt_after(parts: int, fn, monkeypatch):
     """Run fn(); a KeyboardInterrupt (like Ctrl-C) once `parts` row groups are written."""
-    from mmsa_cli.scoring import output
+    from mmsa_cli.io import checkpointed as output
 
     original = output.OutputWriter.write_part
 
@@ -284,7 +284,7 @@ def test_5_output_on_a_read_only_file_system_is_one_line(models, data, tmp_path,
     assert "Read-only file system" in one_line_error(result, EXIT_USAGE)
     monkeypatch.undo()
 
-    from mmsa_cli.scoring import output_folders
+    from mmsa_cli.io import folders as output_folders
 
     def fails(*a, **kw):
         raise OSError(errno.EROFS, "Read-only file system")
@@ -316,7 +316,7 @@ def test_6_a_part_damaged_after_the_checkpoint_fails_once_then_resume_repairs(mo
                                                                              monkeypatch):
     """The damage appears while the last parts are written: finalize says so in one line,
     leaves no hidden temporary file, and --resume then re-scores the bad part."""
-    from mmsa_cli.scoring import output
+    from mmsa_cli.io import checkpointed as output
 
     opts = dict(row_group_size=5, batch_size=4)
     out = tmp_path / "late.parquet"

@@ -24,10 +24,10 @@ from mmsa_cli.cli import main
 from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files, score_table
 from mmsa_cli.scoring.errors import InputError, OutputExistsError, ResumeMismatchError
 from mmsa_cli.scoring.gpu_images import resize_crop_batch
-from mmsa_cli.scoring.output import PAUSE_ENV
+from mmsa_cli.io.checkpointed import PAUSE_ENV
 from mmsa_cli.contract.geometry import normalise, plan_resize, resize_crop
 from mmsa_cli.scoring.preprocess import GpuSplit, ImageSpec, _gpu_ready, prepare_image, prepare_images
-from mmsa_cli.scoring.texts import tokenize
+from mmsa_cli.contract.tokenizer import tokenize
 from mmsa_cli.scoring.gpu_images import GpuImages
 from mmsa_cli.scoring.onnx_model import pad_rows
 
@@ -423,7 +423,7 @@ def _out(path, models, scorers, fusion, tmp_path) -> Path:
 
 
 def test_tokenizer_gives_the_folder_tokenizers_ids(scorers):
-    from mmsa_cli.scoring.texts import BatchTokenizer, decode_texts
+    from mmsa_cli.contract.tokenizer import BatchTokenizer, decode_texts
 
     scorer = scorers["ote"]
     texts = decode_texts(pa.array(["Caf\u00e9 \u201cquoted\u201d #BestDayEver @user http://t.co/x",
@@ -559,7 +559,7 @@ def test_reader_waits_for_the_writer(messy, models, scorers, tmp_path, monkeypat
     """At most CHUNKS_IN_FLIGHT row groups exist between being read and being written, even
     when writing is slow: memory depends on the row-group size, not on the file's length."""
     from mmsa_cli.scoring import pipeline
-    from mmsa_cli.scoring.output import OutputWriter
+    from mmsa_cli.io.checkpointed import OutputWriter
 
     path, _ = messy
     scorer, alive, peak = scorers["ote"], [0], [0]
@@ -826,7 +826,7 @@ def test_resume_with_other_options_is_refused(messy, models, scorers, tmp_path):
 
 
 def _interrupt_after_first_part(path, models, scorers, out):
-    from mmsa_cli.scoring import output
+    from mmsa_cli.io import checkpointed as output
 
     original = output.OutputWriter.write_part
 

@@ -15,15 +15,15 @@ import torch
 from mmsa_cli.training.batches import pad_tokens, tokenize
 from mmsa_cli.config import EncoderWeights, ModelConfig, TrainConfig
 from mmsa_cli.data import Example, load_image, preprocess_image
-from mmsa_cli.data.tweet_text import normalize_text
+from mmsa_cli.contract.tweet_text import normalize_text
 from mmsa_cli.errors import ConfigError
 from mmsa_cli.contract.rows import PROB_COLUMNS
 from mmsa_cli.scoring.evaluate import predict_examples
-from mmsa_cli.model_folder import load_model_folder, write_checksums
+from mmsa_cli.contract.model_folder import load_model_folder, write_checksums
 from mmsa_cli.onnx_export import export_run, verify_model_folder
 from mmsa_cli.runs import load_run
 from mmsa_cli.scoring import Scorer
-from mmsa_cli.scoring.texts import BatchTokenizer
+from mmsa_cli.contract.tokenizer import BatchTokenizer
 from mmsa_cli.training.run import TrainSource, train
 
 MVSA = Path(__file__).resolve().parents[1] / "samples" / "mvsa"

@@ -11,15 +11,24 @@ cross-validation run (`fit_offsets`), never on the rows they are judged on (`nes
 The probabilities themselves are never changed: they stay the model's (calibrated as
 trained); the offsets choose the label only.
 
+The rule a CV run fitted is its decision_rule.json (`load_decision_rule`), which export
+carries into the manifest and `mmsa evaluate`/`predict` apply to a run's model.
+
 numpy only: the scoring install has neither torch nor scikit-learn.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .. import LABELS
+from ..errors import FolderError
+
 METRICS = ("accuracy", "weighted_f1", "macro_f1")
+RULE_FILE = "decision_rule.json"      # in a CV run folder (mmsa_cli/training/decision_rule.py writes it)
 # Offsets tried per class: +-2 in log-probability is a prior shift of e^2 = 7x, far more than
 # any sensible correction; 0.05 steps are finer than the metric can tell apart on 800 rows.
 GRID = np.round(np.arange(-2.0, 2.0 + 1e-9, 0.05), 2)
@@ -111,3 +120,22 @@ def summarise(per_fold: list[dict]) -> dict:
         out[m], out[f"{m}_std"] = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
     out["f1_per_class"] = np.mean([f["f1_per_class"] for f in per_fold], axis=0).tolist()
     return out
+
+
+def load_decision_rule(run_dir: Path) -> dict | None:
+    """A CV run folder's fitted rule (decision_rule.json), or None when it has none."""
+    path = Path(run_dir) / RULE_FILE
+    if not path.is_file():
+        return None
+    rule = json.loads(path.read_text())
+    if rule.get("labels") != list(LABELS) or len(rule.get("offsets", [])) != len(LABELS):
+        raise FolderError(f"{path} is for labels {rule.get('labels')}, not {list(LABELS)}")
+    return rule
+
+
+def run_decision_rule(run_dir: Path) -> dict | None:
+    """The rule that applies to a run folder's model: its own, or, for a fold of a CV run
+    (fold-K), the CV run's, as export carries it."""
+    folder = Path(run_dir)
+    return load_decision_rule(folder) or (load_decision_rule(folder.parent) if folder.name.startswith("fold-")
+                                          else None)

@@ -18,7 +18,7 @@ from .images import (
     resolve_image_path,
     train_augment,
 )
-from .text import FALLBACK_ERRORS, clean_text, decode_text, guess_legacy_encoding, read_text_file
+from ..contract.text import FALLBACK_ERRORS, clean_text, decode_text, guess_legacy_encoding, read_text_file
 
 __all__ = [
     "Example", "load_examples", "read_mvsa", "read_split", "read_table", "stratified_kfold",

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from .. import LABELS
 from ..errors import ConfigError, DataError
-from .text import FALLBACK_ERRORS, clean_text, decode_text, guess_legacy_encoding
+from ..contract.text import FALLBACK_ERRORS, clean_text, decode_text, guess_legacy_encoding
 
 log = logging.getLogger(__name__)
 

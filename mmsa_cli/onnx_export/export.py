@@ -25,12 +25,12 @@ import onnx
 import torch
 
 from .. import LABELS, __version__
+from ..contract.decision import load_decision_rule
 from ..errors import ConfigError
-from ..outputs import current_umask, refuse_existing
-from ..model_folder import ONNX_DATA, Manifest, write_checksums
+from ..io.outputs import current_umask, refuse_existing
+from ..contract.model_folder import ONNX_DATA, Manifest, write_checksums
 from ..models import ExportableModel, ModelBag
 from ..runs import load_run, select_folds
-from ..training.decision_rule import load_decision_rule
 from . import fusions as fz
 from .folder import replace_folder, save_onnx, write_manifest
 from .graph import EXPORTER, add_unused_inputs, export_onnx

@@ -15,8 +15,8 @@ from pathlib import Path
 import onnx
 from onnx.external_data_helper import uses_external_data
 
-from ..model_folder import Manifest, ModelFolder, ModelFolderError, load_model_folder, sha256_file
-from ..outputs import current_umask
+from ..contract.model_folder import Manifest, ModelFolder, ModelFolderError, load_model_folder, sha256_file
+from ..io.outputs import current_umask
 
 METADATA_KEY = "mmsa.manifest"
 

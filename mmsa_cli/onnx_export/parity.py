@@ -28,9 +28,9 @@ from ..contract.geometry import normalise
 from ..data import Example, load_examples, read_split
 from ..contract.decision import decide_labels
 from ..errors import DataError, MmsaError
-from ..model_folder import INPUT_NAMES, OUTPUT_NAMES
-from ..scoring.preprocess import ImageSpec, prepare_image
-from ..scoring.texts import BatchTokenizer
+from ..contract.model_folder import INPUT_NAMES, OUTPUT_NAMES
+from ..contract.images import ImageSpec, prepare_image
+from ..contract.tokenizer import BatchTokenizer
 from ..models import ExportableModel
 from .graph import ExportError
 from .spec import ExportSpec

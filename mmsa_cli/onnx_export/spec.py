@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model_folder import INPUT_NAMES, OUTPUT_NAMES
+from ..contract.model_folder import INPUT_NAMES, OUTPUT_NAMES
 from ..models import ExportableModel
 
 OPSET = 17  # first opset with LayerNormalization, which ORT's SkipLayerNormalization fusion matches

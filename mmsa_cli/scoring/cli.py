@@ -12,7 +12,7 @@ from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
 from .errors import InputError
 from .preprocess import DECODERS
 from .ray_cli import check_local_out, ray_options, score_with_ray  # imports neither Ray nor numpy
-from .storage import is_uri
+from ..io.storage import is_uri
 
 
 def _exit_codes(fn):
@@ -38,7 +38,7 @@ def _exit_codes(fn):
 
 
 def _rows_done(out: str | None) -> tuple[int, str]:
-    from .output import rows_done
+    from ..io.checkpointed import rows_done
 
     return rows_done(out) if out else (0, "")
 
@@ -70,7 +70,7 @@ def check_stats_path(path: str | None) -> None:
     if not path or path == "-":
         return
     if is_uri(path):  # object storage: the bucket must exist
-        from .storage import bucket_of, one_line, open_fs
+        from ..io.storage import bucket_of, one_line, open_fs
 
         try:
             bucket, found = bucket_of(*open_fs(path))

@@ -2,14 +2,10 @@
 from __future__ import annotations
 
 from ..errors import (EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_OTHER, EXIT_OUTPUT_EXISTS,  # noqa: F401
-                      EXIT_RESUME_MISMATCH, EXIT_RUNTIME, EXIT_USAGE, DataError, FolderError, MmsaError,
+                      EXIT_RESUME_MISMATCH, EXIT_RUNTIME, EXIT_USAGE, DataError, FolderError, InputError, MmsaError,
                       OutputExistsError, PipelineError, ResumeMismatchError, exit_code_for)
 
 ScoreError = MmsaError  # what scoring raises; kept as a name for API users
-
-
-class InputError(DataError):
-    """The input files, their columns or an option make the job impossible."""
 
 
 class ModelLoadError(FolderError):

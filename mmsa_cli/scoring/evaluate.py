@@ -42,7 +42,7 @@ def evaluate_examples(run, examples: list[Example], **kwargs) -> tuple[dict, pd.
     """Metrics over the labelled rows that got a prediction (rows predicted from one modality
     count, as `mmsa score` would label them); rows with errors and rows without a prediction
     are counted in the metrics, never dropped silently."""
-    from ..training.metrics import classification_metrics
+    from ..contract.metrics import classification_metrics
 
     labelled = [e for e in examples if e.label is not None]
     if not labelled:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
-from .storage import is_uri, one_line, open_fs, root_string, scheme_of
+from ..io.storage import is_uri, one_line, open_fs, root_string, scheme_of
 from ..contract.rows import RESULT_COLUMNS, ROW_COLUMN
 
 log = logging.getLogger(__name__)

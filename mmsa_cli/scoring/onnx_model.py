@@ -12,7 +12,7 @@ import numpy as np
 from ..contract.device import onnxruntime_cuda_check, resolve_device
 from ..contract.inputs import ModelInputs
 from ..errors import DeviceUnavailableError
-from ..model_folder import ModelFolder, load_model_folder
+from ..contract.model_folder import ModelFolder, load_model_folder
 from .errors import ModelLoadError
 
 log = logging.getLogger(__name__)

@@ -35,14 +35,14 @@ import numpy as np
 import pyarrow as pa
 
 from .. import __version__
-from ..model_folder import load_model_folder
+from ..contract.model_folder import load_model_folder
 from .errors import InputError, PipelineError, ScoreError
 from .inputs import (BAD_INPUT_CHOICES, Chunk, Columns, InputSet, ResolvedColumns, check_output_not_an_input,
                      iter_chunks, open_inputs)
-from .output import OutputWriter
+from ..io.checkpointed import OutputWriter
 from .preprocess import MAX_IMAGE_BYTES, ImageSpec, prepare_images
 from .report import STAGES, RowProgress, ScoreSummary
-from .storage import root_string
+from ..io.storage import root_string
 from ..contract.rows import ROW_COLUMN, count_kinds, output_schema
 from .workers import WorkerPool
 

@@ -1,4 +1,5 @@
-"""Image preparation for scoring.
+"""Image preparation for scoring: the contract's (mmsa_cli/contract/images.py), plus images
+on object storage and the hand-over of JPEGs to a GPU decoder.
 
 Image preparation runs in worker processes (workers.py: this module imports neither torch,
 onnxruntime nor pyarrow, so workers start fast and small). Each image becomes exactly one of:
@@ -16,30 +17,17 @@ import io
 import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import NamedTuple, Sequence
+from dataclasses import replace
+from typing import Sequence
 
 from PIL import Image
 
-from ..contract.geometry import resize_crop
-from ..data.images import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageLoadError, load_image, read_image_bytes,
-                           resolve_image_path)
+from ..contract import images as contract
+from ..contract.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageResult, ImageSpec, ImageTask  # noqa: F401
 from .remote_images import read_remote_image
-from .storage import is_uri
+from ..io.storage import is_uri
 
 _EXIF_ORIENTATION = 0x0112
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    size: int                                   # S (manifest image_size)
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    max_pixels: int = MAX_IMAGE_PIXELS          # decompression-bomb limit
-    max_bytes: int = MAX_IMAGE_BYTES            # larger files are refused before reading (too_large)
-    allow_outside_root: bool = False
-    gpu_jpeg: bool = False                      # hand plain JPEGs to the GPU decoder as bytes
 
 
 # Who decodes and resizes JPEGs on a CUDA run (dali_images.gpu_image_path); `--image-decoder`.
@@ -56,29 +44,11 @@ def check_decoder(requested: str) -> str:
     return value
 
 
-class ImageResult(NamedTuple):
-    status: str                                 # "pixels", "jpeg" or "error"
-    payload: object                             # uint8 [S,S,3], bytes, or None
-    error: str | None                           # "<kind>: <message>" when status == "error"
-
-
-# An image task is (value, root): value is a path string (joined onto root, a local folder or
-# a URI prefix such as s3://bucket/images), raw bytes, or None.
-ImageTask = tuple[object, str]
-
-
 def _read(value: object, root: str, spec: ImageSpec) -> bytes:
-    """The image's bytes, or ImageLoadError (missing, empty, outside_root...)."""
-    if value is None:
-        raise ImageLoadError("missing", "no image (the image cell is null)")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        if not len(value):
-            raise ImageLoadError("empty", "image bytes are empty")
-        return read_image_bytes(value, spec.max_bytes)[0]
-    if is_uri(root) or is_uri(str(value)):
-        return read_remote_image(str(value), root, spec.allow_outside_root, spec.max_bytes)
-    path = resolve_image_path(str(value).strip(), Path(root), allow_outside=spec.allow_outside_root)
-    return read_image_bytes(path, spec.max_bytes)[0]
+    """The image's bytes, from object storage (a URI root or value) or the local disk."""
+    if isinstance(value, str) and (is_uri(root) or is_uri(value)):
+        return read_remote_image(value, root, spec.allow_outside_root, spec.max_bytes)
+    return contract.read_local_image(value, root, spec)
 
 
 def _gpu_ready(data: bytes, spec: ImageSpec) -> bool:
@@ -137,29 +107,15 @@ def prepare_image(value: object, root: str, spec: ImageSpec, split: GpuSplit | N
                   fetched: Future | None = None) -> ImageResult:
     """One image -> pixels, JPEG bytes for the GPU (spec.gpu_jpeg, a ready JPEG, and `split`,
     if given, takes it) or an error. `fetched`: its bytes already being read (fetch_remote)."""
-    try:
-        data = fetched.result() if fetched is not None else _read(value, root, spec)
-        if spec.gpu_jpeg and _gpu_ready(data, spec) and (split is None or split.take()):
-            return ImageResult("jpeg", data, None)
-        img = load_image(data, max_pixels=spec.max_pixels, draft_size=spec.size, max_bytes=spec.max_bytes)
-        return ImageResult("pixels", resize_crop(img, spec.size), None)
-    except ImageLoadError as exc:
-        return ImageResult("error", None, f"{exc.kind}: {_name_source(str(exc), value)}")
-    except Exception as exc:  # never let one row stop the job; PIL raises many types
-        return ImageResult("error", None, f"corrupt: image {value!r} cannot be decoded: {type(exc).__name__}: {exc}")
-
-
-def _name_source(message: str, value: object) -> str:
-    # load_image(bytes) says "<image bytes>"; name the row's path instead.
-    if isinstance(value, str) and "<image bytes>" in message:
-        return message.replace("<image bytes>", repr(value))
-    return message
+    read = (lambda *_: fetched.result()) if fetched is not None else _read
+    keep = ((lambda data: _gpu_ready(data, spec) and (split is None or split.take())) if spec.gpu_jpeg else None)
+    return contract.prepare_image(value, root, spec, read=read, keep_jpeg=keep)
 
 
 def decode_on_cpu(data: bytes, spec: ImageSpec) -> ImageResult:
     """JPEG bytes a worker meant for a GPU decoder, prepared on the CPU instead (a CPU run, or
     a file nvJPEG/DALI refused): pixels, or the error that names why not."""
-    return prepare_image(data, "", replace(spec, gpu_jpeg=False))
+    return contract.prepare_image(data, "", replace(spec, gpu_jpeg=False))
 
 
 def prepare_images(tasks: Sequence[ImageTask], spec: ImageSpec, gpu_share: float = 1.0,

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from .storage import is_uri
+from ..io.storage import is_uri
 
 
 class _Actors(click.ParamType):

@@ -33,11 +33,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError
-from ..model_folder import ModelFolder
+from ..contract.model_folder import ModelFolder
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
 from .preprocess import MAX_IMAGE_BYTES, GpuSplit, ImageResult, ImageSpec, fetch_remote, prepare_image
-from .storage import is_relative_path, root_string
+from ..io.storage import is_relative_path, root_string
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
     max_image_bytes are `too_large` rows; decision_rule=False labels by the arg-max instead of
     the model's decision offsets (the local engine's max_image_bytes and decision_rule)."""
     ray = require_ray()
-    from ..model_folder import load_model_folder
+    from ..contract.model_folder import load_model_folder
 
     # A folder the caller already loaded (and so checked) is not hashed a second time.
     folder = model_dir if isinstance(model_dir, ModelFolder) else load_model_folder(model_dir)

@@ -15,9 +15,6 @@ Ray does not keep input order: join on the id.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import posixpath
 import socket
 import time
@@ -30,15 +27,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..errors import OutputExistsError, PipelineError, ResumeMismatchError
-from .errors import InputError
+from ..errors import InputError, PipelineError
+from ..io.part_folder import MANIFEST_FILE, OutputDir, write_part
+from ..io.storage import root_string
 from .inputs import open_inputs
-from .output import PAUSE_ENV
 from .ray_engine import _NEED_ID, PATH_COLUMN, RayUnavailableError, actor_device_for, require_ray, score_dataset
-from .storage import open_fs, root_string, scheme_of
 
-JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"
-PART_PREFIX = "part-"
 # Actors that may die while starting, in a row, before the job fails (Ray Data's default is
 # 0: the first one fails the job). Deaths at start were seen in the multi-node test when it
 # ran in the same process after another cluster (actors cancelled before they ran, dozens a
@@ -92,107 +86,6 @@ class RaySummary:
                 f"({self.rows_this_run} scored by this run, {self.resumed_rows} kept from before)",
                 f"  {self.rows_with_errors} rows with errors ({kinds}); {self.rows_without_prediction} without prediction",
                 f"  {self.wall_seconds:.1f} s, {self.rows_per_second:,.1f} rows/s"]
-
-
-# ----------------------------------------------------------------------------- the output directory
-
-class OutputDir:
-    """OUT as a directory (local or on an object store): refuses another job's output, knows
-    whether it is complete, and what an interrupted run already wrote."""
-
-    def __init__(self, out: str | Path, job: dict, *, overwrite: bool, resume: bool):
-        """Decides only (exit 4 or 5 here, before the cluster starts); prepare() writes."""
-        from pyarrow import fs as pafs
-
-        if overwrite and resume:
-            raise InputError("--resume and --overwrite exclude each other")
-        self.uri = str(out)
-        self.fs, self.path = open_fs(out)
-        self.scheme = scheme_of(out)
-        self.job = job
-        self.complete = False
-        info = self.fs.get_file_info(self.path)
-        if info.type == pafs.FileType.File:
-            raise OutputExistsError(f"--out {out} is a file; the Ray engine writes a directory (choose another name)")
-        existing = (self.fs.get_file_info(pafs.FileSelector(self.path)) if info.type == pafs.FileType.Directory
-                    else [])
-        self.clear = bool(existing) and overwrite
-        if existing and not overwrite:
-            self._decide_existing({posixpath.basename(i.path) for i in existing}, resume)
-
-    def prepare(self) -> None:
-        """Create OUT (emptied with --overwrite) and record the job in it."""
-        if self.clear:
-            self.fs.delete_dir_contents(self.path)
-        self.fs.create_dir(self.path, recursive=True)
-        self._write(JOB_FILE, self.job)
-
-    def _decide_existing(self, names: set[str], resume: bool) -> None:
-        if MANIFEST_FILE in names:
-            if self.read_json(MANIFEST_FILE).get("job") == self.job:
-                self.complete = True
-                return
-            raise OutputExistsError(f"{self.uri} holds the finished output of another job (other inputs, model or "
-                                    f"options): use --overwrite or another --out")
-        if JOB_FILE not in names:
-            raise OutputExistsError(f"{self.uri} exists and is not an mmsa output directory: use --overwrite or "
-                                    f"another --out")
-        if not resume:
-            raise OutputExistsError(f"{self.uri} holds an interrupted run: rerun with --resume (or --overwrite)")
-        before = self.read_json(JOB_FILE)
-        changed = sorted(k for k in set(before) | set(self.job) if before.get(k) != self.job.get(k))
-        if changed:
-            raise ResumeMismatchError(f"--resume refused: the interrupted run in {self.uri} used other "
-                                      f"{', '.join(changed)}; use --overwrite")
-
-    def read_json(self, name: str) -> dict:
-        with self.fs.open_input_stream(f"{self.path}/{name}") as f:
-            return json.loads(f.read())
-
-    def _write(self, name: str, data: dict) -> None:
-        write_atomic(self.fs, f"{self.path}/{name}", (json.dumps(data, indent=2) + "\n").encode())
-
-    def part_files(self) -> list[str]:
-        from pyarrow import fs as pafs
-
-        return sorted(i.path for i in self.fs.get_file_info(pafs.FileSelector(self.path))
-                      if posixpath.basename(i.path).startswith(PART_PREFIX) and i.path.endswith(".parquet"))
-
-    def read_parts(self, columns: list[str]) -> pa.Table:
-        tables = [pq.read_table(p, columns=columns, filesystem=self.fs) for p in self.part_files()]
-        return pa.concat_tables(tables) if tables else None
-
-    def finalize(self, manifest: dict) -> None:
-        self._write(MANIFEST_FILE, manifest)
-
-
-def write_atomic(fs, path: str, data: bytes) -> None:
-    """Whole or nothing: a temporary name renamed on a local disk; object stores publish an
-    object only once its upload completes."""
-    from pyarrow import fs as pafs
-
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{posixpath.dirname(path)}/.tmp-{posixpath.basename(path)}-{time.time_ns()}"
-        with fs.open_output_stream(tmp) as f:
-            f.write(data)
-        fs.move(tmp, path)
-    else:
-        with fs.open_output_stream(path) as f:
-            f.write(data)
-
-
-def write_part(table: pa.Table, *, fs, path: str, id_col: str) -> pa.Table:
-    """The write stage (Ray tasks): one Parquet file per batch, named by its ids' hash, so a
-    re-executed batch replaces its own file instead of adding a second copy of its rows."""
-    ids = "\n".join(sorted(str(v) for v in table.column(id_col).to_pylist()))
-    name = f"{PART_PREFIX}{hashlib.sha256(ids.encode()).hexdigest()[:24]}.parquet"
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    write_atomic(fs, f"{path}/{name}", sink.getvalue().to_pybytes())
-    pause = float(os.environ.get(PAUSE_ENV) or 0)  # tests: time to kill the driver between parts
-    if pause:
-        time.sleep(pause)
-    return pa.table({"file": [name], "rows": [table.num_rows]})
 
 
 def drop_done(table: pa.Table, *, id_col: str, done) -> pa.Table:
@@ -250,7 +143,7 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
     """What `mmsa score --engine ray` runs. `options` is the local engine's ScoreOptions
     (columns, image_root, allow_outside_root, device, batch_size, max_image_bytes, decision_rule,
     overwrite, resume)."""
-    from ..model_folder import load_model_folder
+    from ..contract.model_folder import load_model_folder
     from .pipeline import ScoreOptions
 
     opts, ropts = options or ScoreOptions(), ray_options or RayOptions()

@@ -8,9 +8,9 @@ from __future__ import annotations
 import functools
 import posixpath
 
-from ..data.images import ImageLoadError
+from ..contract.images import ImageLoadError
 from .errors import InputError
-from .storage import is_uri, open_fs, scheme_of
+from ..io.storage import is_uri, open_fs, scheme_of
 
 
 class RemoteImages:

@@ -26,8 +26,8 @@ from .inputs import Columns, ResolvedColumns, resolve_columns
 from .onnx_model import OnnxModel
 from .preprocess import (MAX_IMAGE_BYTES, ImageResult, ImageSpec, ImageTask, check_decoder, decode_on_cpu,
                          prepare_images)
-from .storage import is_relative_path, root_string
-from .texts import BatchTokenizer, decode_texts
+from ..io.storage import is_relative_path, root_string
+from ..contract.tokenizer import BatchTokenizer, decode_texts
 
 
 @dataclass

@@ -4,11 +4,11 @@ geometry and bad-row policy), and export parity compares the two backends on the
 Needs the [train] extra (torch); imported only by those commands."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..contract.decision import run_decision_rule
 from ..contract.device import resolve_device, torch_cuda_check
 from ..contract.inputs import ModelInputs
 
@@ -41,11 +41,7 @@ class TorchModel:
     def from_run(cls, run, device: str = "auto", **kwargs) -> "TorchModel":
         """A run folder's model (mmsa_cli.runs.load_run) with the inputs it was trained on, and
         the decision rule of the CV run it is a fold of (decision_rule.json), as export carries it."""
-        from ..training.decision_rule import load_decision_rule
-
-        folder = Path(run.folder)
-        rule = load_decision_rule(folder) or (load_decision_rule(folder.parent) if folder.name.startswith("fold-")
-                                              else None)
+        rule = run_decision_rule(run.folder)
         kwargs.setdefault("decision_offsets", rule["offsets"] if rule else None)
         cfg = run.model_cfg
         inputs = ModelInputs(run.image_size, tuple(run.mean), tuple(run.std), cfg.max_length, cfg.text_normalization,

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..progress import progress
 from ..contract.geometry import preprocess_image
 from ..data.images import ImageLoadError, load_image, train_augment
-from ..scoring.texts import BatchTokenizer
+from ..contract.tokenizer import BatchTokenizer
 
 
 class ImageDataset(Dataset):

@@ -14,11 +14,10 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from .. import LABELS
-from ..contract.decision import METRICS, fit_offsets, nested_cv
+from ..contract.decision import METRICS, RULE_FILE, fit_offsets, load_decision_rule, nested_cv  # noqa: F401
 from ..errors import FolderError
 
 PREDICTIONS = "validation_predictions.csv"
-RULE_FILE = "decision_rule.json"
 
 
 def write_validation_predictions(path: Path, guids: Sequence[str], labels: Sequence[int], probs: np.ndarray) -> None:
@@ -84,14 +83,3 @@ def rule_markdown(rule: dict) -> str:
         cells = " | ".join(f"{100 * s[m]:.2f} ± {100 * s[m + '_std']:.2f}" for m in METRICS)
         lines.append(f"| {name} | {cells} | " + " | ".join(f"{100 * f:.2f}" for f in s["f1_per_class"]) + " |")
     return "\n".join(lines) + "\n"
-
-
-def load_decision_rule(run_dir: Path) -> dict | None:
-    """A CV run folder's fitted rule (decision_rule.json), or None when it has none."""
-    path = Path(run_dir) / RULE_FILE
-    if not path.is_file():
-        return None
-    rule = json.loads(path.read_text())
-    if rule.get("labels") != list(LABELS) or len(rule.get("offsets", [])) != len(LABELS):
-        raise FolderError(f"{path} is for labels {rule.get('labels')}, not {list(LABELS)}")
-    return rule

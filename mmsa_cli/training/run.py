@@ -20,8 +20,8 @@ from ..data import load_examples, stratified_kfold, stratified_split, write_spli
 from ..errors import ConfigError, DataError
 from ..models import FUSIONS, create_model
 from .loop import fit, fixed_parts, seed_everything
-from ..outputs import refuse_existing
-from .output import staged_folder
+from ..io.outputs import refuse_existing
+from ..io.staging import staged_folder
 from .prepared import image_weights_id, prepare, with_split, write_skipped
 from .decision_rule import PREDICTIONS, RULE_FILE, write_decision_rule
 from .reports import write_comparison, write_cv_summary
