@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from mmsa_cli.scoring.gpu_images import GpuJpegDecoder  # noqa: E402
+from mmsa_cli.scoring.images.gpu import GpuJpegDecoder  # noqa: E402
 
 
 # nvImageCodec (pip: nvidia-nvimgcodec-cu13 + nvidia-nvjpeg) behind GpuJpegDecoder's contract.

@@ -48,8 +48,8 @@ def measure(args) -> None:
     import boto3
     from scoring_helpers import noisy_jpeg
 
-    from mmsa_cli.scoring import preprocess, remote_images
-    from mmsa_cli.scoring.preprocess import ImageSpec, prepare_images
+    from mmsa_cli.scoring.images import prepare as preprocess, remote as remote_images
+    from mmsa_cli.scoring.images.prepare import ImageSpec, prepare_images
 
     client = boto3.client("s3")
     client.create_bucket(Bucket="bench")

@@ -80,7 +80,7 @@ def main() -> None:
     import ray
 
     from mmsa_cli.scoring import ScoreOptions, score_files
-    from mmsa_cli.scoring.ray_job import RayOptions, score_files_ray
+    from mmsa_cli.scoring.engines.ray_files import RayOptions, score_files_ray
 
     opts = dict(device=args.device, batch_size=batch, overwrite=True, progress=False)
     local_out = work / "local.parquet"

@@ -270,7 +270,7 @@ def batch_size_runs(args, model_dir: Path, data: Path, out_for, t_sweep: float, 
 def use_decoder(scorer: Scorer, decoder: str) -> str:
     """scorer.use_image_decoder(decoder); "dali@0.9" is DALI with hw_decoder_load 0.9 (the
     share of JPEGs on the hardware engines; the rest CUDA), to compare values in one run."""
-    from mmsa_cli.scoring import dali_images
+    from mmsa_cli.scoring.images import dali as dali_images
 
     name, _, load = decoder.partition("@")
     default = dali_images.HW_DECODER_LOAD
@@ -593,7 +593,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON results")
     ap.add_argument("--machine", default=None, help="machine description for the report")
     args = ap.parse_args()
-    from mmsa_cli.scoring.pipeline import check_share
+    from mmsa_cli.scoring.engines.local import check_share
 
     try:
         args.shares = [check_share(v.strip()) for v in args.gpu_decode_share.split(",") if v.strip()]

@@ -55,7 +55,7 @@ def _peak_kib(pid: int) -> int:
 
 def child(args) -> None:
     from mmsa_cli.scoring import score_files
-    from mmsa_cli.scoring.workers import WorkerPool
+    from mmsa_cli.scoring.images.workers import WorkerPool
 
     # Workers' own peak (VmHWM, read just before they exit): ru_maxrss of children would count
     # the parent's pages shared at fork time, before exec.

@@ -59,7 +59,7 @@ for f in src.iterdir():  # tokenizer and configs, not the weights
 shutil.copytree(Path(eff.__file__).parent, site / "efficientnet_lite_pytorch")
 
 sys.path.insert(0, ".")
-from mmsa_cli.scoring.preprocess import ImageSpec, prepare_image
+from mmsa_cli.scoring.images.prepare import ImageSpec, prepare_image
 
 mvsa, budget = Path(sys.argv[1]), float(sys.argv[2]) * 2**20
 out = Path(".gpu/mvsa")

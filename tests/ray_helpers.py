@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mmsa_cli.scoring.ray_engine import ScoreActor
+from mmsa_cli.scoring.engines.ray_dataset import ScoreActor
 
 
 class DiesOnceActor(ScoreActor):

@@ -18,7 +18,7 @@ from ray.cluster_utils import Cluster
 
 from mmsa_cli.scoring import Columns, ScoreOptions
 from mmsa_cli.io.checkpointed import PAUSE_ENV
-from mmsa_cli.scoring.ray_job import RayOptions, score_files_ray
+from mmsa_cli.scoring.engines.ray_files import RayOptions, score_files_ray
 
 NODE = {"num_cpus": 2, "object_store_memory": 80 * 1024 ** 2}
 

@@ -36,7 +36,7 @@ def test_refuses_agreement_over_predictions_that_do_not_vary():
 
 def test_symlinked_images_dir_stays_inside_the_scoring_root(tmp_path):
     """The old bug: --images-dir linked into --work made every row outside_root."""
-    from mmsa_cli.scoring.preprocess import ImageSpec, prepare_image
+    from mmsa_cli.scoring.images.prepare import ImageSpec, prepare_image
 
     real = tmp_path / "real"
     real.mkdir()
@@ -72,7 +72,7 @@ def test_benchmark_exits_non_zero_when_the_timed_input_has_an_error_row(tmp_path
 
 def test_decoder_spec_sets_dalis_hw_decoder_load_for_one_run_only():
     """`--image-decoder dali@0.9` builds DALI with hw_decoder_load 0.9 and leaves the default alone."""
-    from mmsa_cli.scoring import dali_images
+    from mmsa_cli.scoring.images import dali as dali_images
 
     class RecordingScorer:  # stands in for Scorer.use_image_decoder on a CUDA machine
         def use_image_decoder(self, name):

@@ -66,7 +66,7 @@ def test_help_lists_commands():
 
 def test_score_option_defaults_are_the_library_defaults():
     """`mmsa score` and ScoreOptions (the Python API) must not drift apart."""
-    from mmsa_cli.scoring.pipeline import ScoreOptions
+    from mmsa_cli.scoring.engines.local import ScoreOptions
 
     params = {p.name: p for p in main.get_command(None, "score").params}  # a lazy group: loaded on demand
     for name in ("row_group_size", "prefetch"):

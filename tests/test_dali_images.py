@@ -23,10 +23,10 @@ from mmsa_cli.cli import main
 from mmsa_cli.contract.geometry import plan_resize
 from mmsa_cli.errors import ConfigError
 from mmsa_cli.scoring import Scorer, ScoreOptions, score_files
-from mmsa_cli.scoring import dali_images
-from mmsa_cli.scoring.dali_images import DECODERS, DaliImages, crop_window, gpu_image_path, jpeg_size
-from mmsa_cli.scoring.gpu_images import GpuImages
-from mmsa_cli.scoring.preprocess import ImageResult, ImageSpec, prepare_images
+from mmsa_cli.scoring.images import dali as dali_images
+from mmsa_cli.scoring.images.dali import DECODERS, DaliImages, crop_window, gpu_image_path, jpeg_size
+from mmsa_cli.scoring.images.gpu import GpuImages
+from mmsa_cli.scoring.images.prepare import ImageResult, ImageSpec, prepare_images
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scoring_helpers import noisy_jpeg  # noqa: E402

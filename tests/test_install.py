@@ -119,14 +119,14 @@ def test_version_names_the_distribution():
 
 
 def test_image_worker_process_imports_no_heavy_library():
-    """A real worker (`python -m mmsa_cli.scoring.workers`) prepares an image; -X importtime
+    """A real worker (`python -m mmsa_cli.scoring.images.workers`) prepares an image; -X importtime
     lists every module it imported."""
-    from mmsa_cli.scoring.preprocess import ImageSpec
+    from mmsa_cli.scoring.images.prepare import ImageSpec
 
     image = next((SAMPLES / "mvsa" / "data").glob("*.jpg"))
     spec = ImageSpec(64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     feed = pickle.dumps((spec, None)) + pickle.dumps(([(image.name, str(image.parent))], 1.0, 0, None))
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mmsa_cli.scoring.workers"], input=feed,
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mmsa_cli.scoring.images.workers"], input=feed,
                             capture_output=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     (status, pixels, error), = pickle.loads(result.stdout)[0]

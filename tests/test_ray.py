@@ -1,4 +1,4 @@
-"""`mmsa score --engine ray` and the Ray Data API (mmsa_cli.scoring.ray_engine): the same rows
+"""`mmsa score --engine ray` and the Ray Data API (mmsa_cli.scoring.engines.ray_dataset): the same rows
 as the local engine, actor death, driver kill -9 + --resume, clear errors, object storage.
 
 Ray is required (the `[ray]` extra): without it this module fails at import, it never skips.
@@ -23,8 +23,8 @@ import ray
 
 from mmsa_cli.errors import ConfigError
 from mmsa_cli.scoring import Columns, ScoreOptions, score_files
-from mmsa_cli.scoring.ray_engine import INSTALL_HINT, ScoreActor, score_dataset
-from mmsa_cli.scoring.ray_job import MANIFEST_FILE, RayOptions, score_files_ray
+from mmsa_cli.scoring.engines.ray_dataset import INSTALL_HINT, ScoreActor, score_dataset
+from mmsa_cli.scoring.engines.ray_files import MANIFEST_FILE, RayOptions, score_files_ray
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scoring_helpers import make_model_folder  # noqa: E402
@@ -335,7 +335,7 @@ def test_output_directory_refuses_other_jobs_and_changed_resumes(tmp_path):
     output (4), both flags (2); the same finished job is complete (exit 0 upstream)."""
     from mmsa_cli.errors import OutputExistsError, ResumeMismatchError
     from mmsa_cli.scoring.errors import InputError
-    from mmsa_cli.scoring.ray_job import OutputDir
+    from mmsa_cli.scoring.engines.ray_files import OutputDir
 
     job = {"inputs": [["a.parquet", 1, 2]], "model_sha256": "x", "columns": {"keep": []}}
     (tmp_path / "file").write_text("")
@@ -409,8 +409,8 @@ def test_jpegs_passed_to_the_actors_undecoded_give_the_same_rows(data, model):
     on GPU actors); here the actor decodes them on the CPU, so the rows equal the local
     engine's. Plain Python: the stage function and the actor class, no cluster."""
     from mmsa_cli.scoring import Scorer
-    from mmsa_cli.scoring.preprocess import ImageSpec
-    from mmsa_cli.scoring.ray_engine import IS_JPEG, prepare_image_columns
+    from mmsa_cli.scoring.images.prepare import ImageSpec
+    from mmsa_cli.scoring.engines.ray_dataset import IS_JPEG, prepare_image_columns
 
     messy = pq.read_table(data["messy"])
     actor = ScoreActor(str(model), "cpu", columns=Columns(keep=("user",)))
@@ -427,7 +427,7 @@ def test_jpegs_passed_to_the_actors_undecoded_give_the_same_rows(data, model):
 def test_jpeg_bytes_go_only_to_actors_that_run_on_cuda():
     """The job's JPEG share follows the actor's device, not its GPU reservation: actors kept
     on the CPU (--device cpu --gpus-per-actor 1) get pixels, since they have no nvJPEG."""
-    from mmsa_cli.scoring.ray_engine import actor_device_for, jpeg_share_for
+    from mmsa_cli.scoring.engines.ray_dataset import actor_device_for, jpeg_share_for
 
     assert jpeg_share_for("auto", actor_device_for("cpu", 1.0)) == 0.0
     assert jpeg_share_for(0.5, actor_device_for("cpu", 1.0)) == 0.0

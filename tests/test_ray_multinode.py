@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mmsa_cli.scoring.ray_job import MANIFEST_FILE
+from mmsa_cli.scoring.engines.ray_files import MANIFEST_FILE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_ray import data, model  # noqa: E402,F401  (module fixtures)

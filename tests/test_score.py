@@ -23,12 +23,12 @@ from PIL import Image
 from mmsa_cli.cli import main
 from mmsa_cli.scoring import Columns, Scorer, ScoreOptions, score_files, score_table
 from mmsa_cli.scoring.errors import InputError, OutputExistsError, ResumeMismatchError
-from mmsa_cli.scoring.gpu_images import resize_crop_batch
+from mmsa_cli.scoring.images.gpu import resize_crop_batch
 from mmsa_cli.io.checkpointed import PAUSE_ENV
 from mmsa_cli.contract.geometry import normalise, plan_resize, resize_crop
-from mmsa_cli.scoring.preprocess import GpuSplit, ImageSpec, _gpu_ready, prepare_image, prepare_images
+from mmsa_cli.scoring.images.prepare import GpuSplit, ImageSpec, _gpu_ready, prepare_image, prepare_images
 from mmsa_cli.contract.tokenizer import tokenize
-from mmsa_cli.scoring.gpu_images import GpuImages
+from mmsa_cli.scoring.images.gpu import GpuImages
 from mmsa_cli.scoring.onnx_model import pad_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -229,7 +229,7 @@ def _simulate_share(workers, prep_threads, cpu_cost, header_cost, gpu_cost, uplo
     its busy times reported `lag` batches later (prefetch + prep threads)."""
     from collections import deque
 
-    from mmsa_cli.scoring.pipeline import GpuDecodeShare
+    from mmsa_cli.scoring.engines.local import GpuDecodeShare
 
     ctl = GpuDecodeShare("auto", workers, prep_threads)
     pending, trace = deque(), []
@@ -253,7 +253,7 @@ def test_auto_share_balances_the_two_paths():
         assert summary["gpu_decode_share"] == "auto" and summary["share_min"] <= summary["share_mean"] <= summary["share_max"]
     ctl, trace, _ = _simulate_share(2, 2, 1 / 270, 2e-4, 1 / 20000, 1e-5)  # a fast GPU and 2 cores: mostly GPU
     assert trace[-1] > 0.9
-    from mmsa_cli.scoring.pipeline import GpuDecodeShare, check_share
+    from mmsa_cli.scoring.engines.local import GpuDecodeShare, check_share
 
     fixed = GpuDecodeShare(0.4, 14, 2)
     fixed.update(10.0, 0.1)
@@ -558,7 +558,7 @@ def test_worker_processes_give_the_same_output(messy, models, scorers, tmp_path)
 def test_reader_waits_for_the_writer(messy, models, scorers, tmp_path, monkeypatch):
     """At most CHUNKS_IN_FLIGHT row groups exist between being read and being written, even
     when writing is slow: memory depends on the row-group size, not on the file's length."""
-    from mmsa_cli.scoring import pipeline
+    from mmsa_cli.scoring.engines import local as pipeline
     from mmsa_cli.io.checkpointed import OutputWriter
 
     path, _ = messy
@@ -588,7 +588,7 @@ def test_worker_pixels_come_back_through_shared_slots(jpegs, scorers):
     bigger than a slot falls back to the pipe; a stopped run does not wait for a slot."""
     import threading
 
-    from mmsa_cli.scoring.workers import WorkerPool
+    from mmsa_cli.scoring.images.workers import WorkerPool
 
     spec = scorers["ote"].image_spec()
     tasks = [(v, str(jpegs.parent)) for v in pq.read_table(jpegs).column("image").to_pylist()]

@@ -24,13 +24,13 @@ import importlib
 _EXPORTS = {
     "Scorer": ".scorer", "score_table": ".scorer", "ChunkPlan": ".scorer",
     "OnnxModel": ".onnx_model", "TorchModel": ".torch_model",
-    "score_files": ".pipeline", "ScoreOptions": ".pipeline",
+    "score_files": ".engines.local", "ScoreOptions": ".engines.local",
     "Columns": ".inputs", "ScoreSummary": ".report",
     "ScoreError": ".errors", "InputError": ".errors", "OutputExistsError": ".errors",
     "ResumeMismatchError": ".errors", "PipelineError": ".errors", "ModelLoadError": ".errors",
     "exit_code_for": ".errors",
     "PROB_COLUMNS": "..contract.rows", "RESULT_COLUMNS": "..contract.rows",
-    "score_dataset": ".ray_engine", "ScoreActor": ".ray_engine",   # Ray Data (the [ray] extra)
+    "score_dataset": ".engines.ray_dataset", "ScoreActor": ".engines.ray_dataset",   # Ray Data (the [ray] extra)
 }
 __all__ = sorted(_EXPORTS)
 

@@ -10,7 +10,7 @@ import click
 from ..cli_options import CommandFailed, device_option, library_errors, say_for, stats_json_option, write_stats
 from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
 from .errors import InputError
-from .preprocess import DECODERS
+from .images.prepare import DECODERS
 from .ray_cli import check_local_out, ray_options, score_with_ray  # imports neither Ray nor numpy
 from ..io.storage import is_uri
 
@@ -97,7 +97,7 @@ class _Share(click.ParamType):
 
     def convert(self, value, param, ctx):
         from .errors import InputError
-        from .pipeline import check_share
+        from .engines.local import check_share
 
         try:
             return check_share(value)
@@ -182,7 +182,7 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
     with --resume); 1 any other error. See mmsa_cli/scoring/README.md.
     """
     from .inputs import Columns
-    from .pipeline import ScoreOptions, score_files
+    from .engines.local import ScoreOptions, score_files
 
     check_stats_path(stats_json)
     if engine["engine"] == "local":

@@ -65,7 +65,7 @@ def ray_options(fn):
 
 
 def score_with_ray(inputs, model_dir, out, opts, engine: dict):
-    from .ray_job import RayOptions, score_files_ray
+    from .engines.ray_files import RayOptions, score_files_ray
 
     ropts = RayOptions(address=engine["ray_address"], actors=engine["actors"],
                        gpus_per_actor=engine["gpus_per_actor"], image_cpus=engine["image_cpus"],

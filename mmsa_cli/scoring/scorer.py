@@ -24,7 +24,7 @@ from ..contract.rows import RowOutcomes, decide, result_table
 from .errors import InputError
 from .inputs import Columns, ResolvedColumns, resolve_columns
 from .onnx_model import OnnxModel
-from .preprocess import (MAX_IMAGE_BYTES, ImageResult, ImageSpec, ImageTask, check_decoder, decode_on_cpu,
+from .images.prepare import (MAX_IMAGE_BYTES, ImageResult, ImageSpec, ImageTask, check_decoder, decode_on_cpu,
                          prepare_images)
 from ..io.storage import is_relative_path, root_string
 from ..contract.tokenizer import BatchTokenizer, decode_texts
@@ -107,7 +107,7 @@ class Scorer:
         if self.device == "cuda":
             import torch
 
-            from .dali_images import gpu_image_path
+            from .images.dali import gpu_image_path
 
             self.image_decoder, self._gpu = gpu_image_path(
                 requested, self.inputs, torch.device("cuda", torch.cuda.current_device()), self.batch_size,

@@ -20,9 +20,9 @@ from typing import Any, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import InputError
-from ..io.storage import is_uri, one_line, open_fs, root_string, scheme_of
-from ..contract.rows import RESULT_COLUMNS, ROW_COLUMN
+from ..errors import InputError
+from ...io.storage import is_uri, one_line, open_fs, root_string, scheme_of
+from ...contract.rows import RESULT_COLUMNS, ROW_COLUMN
 
 log = logging.getLogger(__name__)
 
