@@ -12,15 +12,16 @@ import functools
 import importlib
 import importlib.util
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from . import DISTRIBUTION, __version__
-from .cli_options import (CommandFailed, data_argument, device_option, library_errors, overwrite_option, say_for,
-                          stats_json_option, write_stats)
+from .cli_options import (CommandFailed, data_argument, dataclass_options, library_errors, say_for, stats_json_option,
+                          write_stats)
 from .errors import EXIT_USAGE
-from .registry import FUSION_NAMES
+from .flags import DEVICE, FUSION, OVERWRITE
 
 # What each extra provides, as (modules a command imports, the install line that brings them).
 _TRAIN = (("torch", "transformers"), f"pip install '{DISTRIBUTION}[train,cpu]' (or [train,gpu] on a CUDA machine)")
@@ -89,12 +90,20 @@ def _load(data, label_file, text_col, image_col, id_col, label_col, image_root):
                          label_col=label_col, image_root=Path(image_root) if image_root else None)
 
 
-def run_options(fn):
-    fn = click.option("--fusion", type=click.Choice(FUSION_NAMES), default=None,
-                      help="Which model of a `--fusion all` run folder.")(fn)
-    fn = click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
-                      help="A run folder written by `mmsa train`.")(fn)
-    return fn
+@dataclass
+class RunOptions:
+    """evaluate and predict: which model of a run folder, and the device it runs on."""
+    fusion: str | None = FUSION()
+    device: str = DEVICE()
+
+
+@dataclass
+class PredictOptions(RunOptions):
+    overwrite: bool = OVERWRITE(detail="written in full, then renamed")
+
+
+run_option = click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+                          help="A run folder written by `mmsa train`.")
 
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS,
@@ -109,12 +118,12 @@ def main(verbose: bool) -> None:
 
 
 @click.command()
-@run_options
+@run_option
 @data_argument
 @click.option("--predictions", type=click.Path(dir_okay=False), help="Also write per-row predictions (.csv/.parquet).")
-@device_option
 @stats_json_option
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="Old spelling of --stats-json -.")
+@dataclass_options([RunOptions])
 @library_errors
 def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, predictions,
              device, stats_json, as_json):
@@ -138,11 +147,10 @@ def evaluate(run_dir, fusion, data, label_file, text_col, image_col, id_col, lab
 
 
 @click.command()
-@run_options
+@run_option
 @data_argument
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictions file (.csv or .parquet).")
-@overwrite_option("written in full, then renamed")
-@device_option
+@dataclass_options([PredictOptions])
 @library_errors
 def predict(run_dir, fusion, data, label_file, text_col, image_col, id_col, label_col, image_root, out, overwrite,
             device):

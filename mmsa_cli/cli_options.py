@@ -6,6 +6,7 @@ import functools
 import click
 
 from .errors import MmsaError, exit_code_for
+from .flags import flag_of
 from .io.storage import is_uri, open_fs
 
 
@@ -28,32 +29,18 @@ def library_errors(fn):
     return wrapper
 
 
-device_option = click.option(
-    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
-    help="auto: CUDA when usable, else the CPU (and says so); cuda: fail with exit 7 where CUDA cannot be used.")
-
-
 # --------------------------------------------------------------------------- the data argument
 
 
 def data_argument(fn):
-    """DATA (positional, or the hidden old `--data`) + the table-layout options; the command
-    receives `data` (checked: exactly one of the two) and the layout options by name."""
-    options = [
-        click.argument("data_path", required=False, metavar="DATA", type=click.Path(exists=True)),
-        click.option("--data", "data_option", hidden=True, type=click.Path(exists=True),
-                     help="Old spelling of the DATA argument."),
-        click.option("--label-file", default="train.txt", show_default=True,
-                     help="MVSA layout: the guid,tag file, relative to DATA."),
-        click.option("--text-col", default="text", show_default=True, help="Table layout: text column."),
-        click.option("--image-col", default="image", show_default=True, help="Table layout: image path column."),
-        click.option("--id-col", default=None, help="Table layout: id column [default: guid if present, else row number]."),
-        click.option("--label-col", default="label", show_default=True, help="Table layout: label column (optional)."),
-        click.option("--image-root", type=click.Path(exists=True, file_okay=False), default=None,
-                     help="Table layout: folder image paths are relative to [default: the table's folder]."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
+    """DATA (positional, or the hidden old `--data`) + the table-layout options (TableLayout);
+    the command receives `data` (checked: exactly one of the two) and the layout options by name."""
+    from .config import TableLayout
+
+    fn = dataclass_options([TableLayout])(fn)
+    fn = click.option("--data", "data_option", hidden=True, type=click.Path(exists=True),
+                      help="Old spelling of the DATA argument.")(fn)
+    fn = click.argument("data_path", required=False, metavar="DATA", type=click.Path(exists=True))(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, data_path=None, data_option=None, **kwargs):
@@ -103,6 +90,28 @@ class NameList(click.ParamType):
         return "NAME,NAME..."
 
 
+class Parsed(click.ParamType):
+    """A value checked by its declaration's parse function (flags.py: option(parse=...)); the
+    function's one-line MmsaError becomes click's usage error."""
+
+    def __init__(self, parse, metavar: str):
+        self.parse, self.name = parse, metavar or "VALUE"
+
+    def convert(self, value, param, ctx):
+        try:
+            return self.parse(value)
+        except MmsaError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Names(click.ParamType):
+    """Comma-separated names, the option repeatable (e.g. --keep-columns a,b --keep-columns c)."""
+    name = "NAME[,NAME...]"
+
+    def convert(self, value, param, ctx):
+        return tuple(n.strip() for n in value.split(",") if n.strip()) if isinstance(value, str) else tuple(value)
+
+
 def _range(kind, meta):
     if meta["min"] is None and meta["max"] is None:
         return kind
@@ -110,24 +119,46 @@ def _range(kind, meta):
     return cls(meta["min"], meta["max"], min_open=meta["min_open"], max_open=meta["max_open"])
 
 
-def field_type(f, type_hint, hidden_choices=(), open_choices=()):
-    """The click type a config field's declaration (mmsa_cli/config.py: option) implies."""
+def field_type(f, type_hint, hidden_choices=()):
+    """The click type a field's declaration (mmsa_cli/flags.py: option) implies."""
     meta = f.metadata
     choices = meta["choices"]
-    if str(type_hint).startswith("tuple"):
+    hint = str(type_hint).replace(" | None", "")
+    if choices is not None and hint.startswith("tuple"):
         return NameList(choices)
     if choices is not None:
-        return PresetChoice(choices, hidden_choices, open=f.name in open_choices)
+        return PresetChoice(choices, hidden_choices, open=meta.get("open_choice", False))
+    if meta.get("parse") is not None:
+        return Parsed(meta["parse"], meta.get("metavar", ""))
+    if hint.startswith("tuple"):
+        return Names()
     if meta["path"]:
         return click.Path(exists=True, file_okay=meta["path"] != "dir", dir_okay=meta["path"] != "file")
-    kind = {"int": int, "float": float, "bool": bool}.get(str(type_hint), str)
+    kind = {"int": int, "float": float, "bool": bool}.get(hint, str)
     return _range(kind, meta) if kind in (int, float) else click.BOOL if kind is bool else click.STRING
 
 
-def dataclass_options(classes, *, hidden_choices=(), open_choices=()):
-    """Decorator adding one option per command-line field of each config dataclass: name
-    `--field-name`, help, default, range and choices from the field's declaration. Path
-    options default to None (not given); aliases become hidden options `<field>_alias`."""
+def _field_option(f, hint, hidden_choices):
+    """The click options of one declared field: its flag (and hidden old spellings)."""
+    meta, flag = f.metadata, flag_of(f)
+    ptype = field_type(f, hint, hidden_choices)
+    options = [click.option(alias, f"{f.name}_alias", type=ptype, default=None, hidden=True) for alias in meta["aliases"]]
+    if ptype is click.BOOL:  # a flag; one that defaults to True is spelled --no-... and turns it off
+        return options + [click.option(flag, f.name, is_flag=True, flag_value=not f.default, default=f.default,
+                                       help=meta["help"])]
+    default = None if meta["path"] else f.default
+    multiple = isinstance(ptype, Names)
+    default = ",".join(map(str, default)) if isinstance(default, tuple) and not multiple else default
+    return options + [click.option(flag, f.name, type=ptype, default=default, help=meta["help"], multiple=multiple,
+                                   metavar=meta.get("metavar") or None,
+                                   show_default=default not in ("", None, ()) and not multiple)]
+
+
+def dataclass_options(classes, *, hidden_choices=()):
+    """Decorator adding one option per command-line field of each options dataclass: its flag,
+    help, default, range and choices from the field's declaration (flags.py: option). Path
+    options default to None (not given); aliases become hidden options `<field>_alias`; a tuple
+    field without choices is a repeatable, comma-separated option (multiple=True, merged)."""
     import dataclasses
     import typing
 
@@ -135,23 +166,23 @@ def dataclass_options(classes, *, hidden_choices=(), open_choices=()):
         for cls in reversed(classes):
             hints = typing.get_type_hints(cls)
             for f in reversed(dataclasses.fields(cls)):
-                meta = f.metadata
-                if not meta.get("cli"):
+                if not f.metadata.get("cli"):
                     continue
-                flag = "--" + f.name.replace("_", "-")
-                ptype = field_type(f, hints[f.name].__name__ if isinstance(hints[f.name], type) else hints[f.name],
-                                   hidden_choices, open_choices)
-                for alias in meta["aliases"]:
-                    fn = click.option(alias, f"{f.name}_alias", type=ptype, default=None, hidden=True)(fn)
-                if ptype is click.BOOL:
-                    fn = click.option(flag, f.name, is_flag=True, default=f.default, help=meta["help"])(fn)
-                    continue
-                default = None if meta["path"] else f.default
-                default = ",".join(default) if isinstance(default, tuple) else default
-                fn = click.option(flag, f.name, type=ptype, default=default, help=meta["help"],
-                                  show_default=default not in ("", None))(fn)
-        return fn
+                hint = hints[f.name].__name__ if isinstance(hints[f.name], type) else hints[f.name]
+                for option in reversed(_field_option(f, hint, hidden_choices)):
+                    fn = option(fn)
+        return _merging_lists(fn)
     return decorate
+
+
+def _merging_lists(fn):
+    """A repeated comma-separated option arrives as a tuple of tuples: one tuple of names."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        merged = {k: tuple(n for part in v for n in part) if isinstance(v, tuple) and v and isinstance(v[0], tuple)
+                  else v for k, v in kwargs.items()}
+        return fn(*args, **merged)
+    return wrapper
 
 
 # The rest of the shared vocabulary (README, "One vocabulary for every command").
@@ -159,11 +190,6 @@ stats_json_option = click.option(
     "--stats-json", type=click.Path(dir_okay=False, allow_dash=True),
     help="Also write the command's summary as JSON to this file; `-` = standard output (the text lines go to "
          "stderr).")
-
-
-def overwrite_option(what: str):
-    return click.option("--overwrite", is_flag=True,
-                        help=f"Replace an existing --out ({what}); without it an existing output is refused (exit 4).")
 
 
 def say_for(stats_json: str | None):

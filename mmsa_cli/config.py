@@ -1,10 +1,12 @@
-"""Typed configs, each option declared once. Both are saved in every run folder (config.json)
-so a run rebuilds alone, and `mmsa train --config` replays them.
+"""Typed configs of training, each option declared once (mmsa_cli/flags.py: option). Both are
+saved in every run folder (config.json) so a run rebuilds alone, and `mmsa train --config`
+replays them.
 
-Every field carries its help, range or choices in `metadata` (see `option`); the `mmsa train`
-command line is generated from these fields (mmsa_cli/cli_options.py: dataclass_options) and
-the library checks values with the same declarations (`check_config`), so nothing is written
-twice. A field's command-line name is `--` + its name with dashes (`lr` -> `--lr`).
+Every field carries its help, range or choices in `metadata`; the `mmsa train` command line is
+generated from these fields (mmsa_cli/cli_options.py: dataclass_options) and the library checks
+values with the same declarations (`check_config`), so nothing is written twice. A field's
+command-line name is `--` + its name with dashes (`lr` -> `--lr`). TableLayout is the data's
+layout, which train, evaluate and predict read alike.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .contract.decision import METRICS as DECISION_METRICS  # what the decision offsets can maximise
-from .contract.device import DEVICES  # the device rule lives there
 from .contract.text import TEXT_NORMALIZATIONS  # the contract names them
 from .errors import ConfigError
+from .flags import DEVICE, ID_COL, IMAGE_COL, IMAGE_ROOT, TEXT_COL, option
+from .flags import check_config, describe_allowed  # noqa: F401  (their old home: callers import them here)
 from .registry import FUSION_NAMES, IMAGE_PRESET_NAMES, TEXT_PRESET_NAMES
 
 FREEZE_CHOICES = ("none", "text", "image", "both")
@@ -28,17 +31,6 @@ DECISION_RULES = ("none", "offsets")                         # mmsa_cli/training
 TEST_ONLY_PRESETS = ("tiny-bert", "tiny-cnn")
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None,
-           min: float | None = None, max: float | None = None, min_open: bool = False, max_open: bool = False,
-           path: str = "", aliases: tuple[str, ...] = (), cli: bool = True) -> Any:
-    """A config field with what the command line and the checks need. choices: the allowed
-    values (the registry's names come from mmsa_cli/registry.py, torch-free); path = "file",
-    "dir" or "any": must exist when given; aliases = hidden old spellings; cli=False: no flag."""
-    meta = dict(help=help, choices=choices, min=min, max=max, min_open=min_open, max_open=max_open, path=path,
-                aliases=aliases, cli=cli)
-    return dataclasses.field(default=default, metadata=meta)
-
-
 ENSEMBLE_MEMBER_NAMES: tuple[str, ...] = tuple(name for name in FUSION_NAMES if name != "ensemble")
 
 
@@ -47,7 +39,7 @@ class ModelConfig:
     fusion: str = option("ote", "Model to train; `all` trains the paper's seven and writes a comparison, `ensemble` "
                                 "averages --ensemble-members in one graph.", choices=(*FUSION_NAMES, "all"))
     text_encoder: str = option("minilm-l6", "Text encoder: a preset or a local Hugging Face model folder.",
-                               choices=TEXT_PRESET_NAMES)  # open: a folder path is accepted too (see OPEN_CHOICES)
+                               choices=TEXT_PRESET_NAMES, open_choice=True)  # a model folder path too
     image_encoder: str = option("efficientnet-lite2", "Image encoder preset.", choices=IMAGE_PRESET_NAMES)
     image_size: int = option(0, "Side S images are resized and centre-cropped to; 0 = the image encoder's own "
                                 "(efficientnet-lite2: 260, resnet50: 224). Saved with the run: export and score use it.",
@@ -114,8 +106,7 @@ class TrainConfig:
     fold: int = option(0, "With --folds: train only this fold (1-based), e.g. one fold per machine into the same "
                           "--out; cv.md appears once every fold is there.", min=0, max=20)
     seed: int = option(42, "Seed of the split, the initialisation and the batch order.")
-    device: str = option("auto", "auto: CUDA when usable, else the CPU (and says so); cuda: fail with exit 7 where "
-                                 "CUDA cannot be used.", choices=DEVICES)
+    device: str = DEVICE()
     workers: int = option(0, "Image-decoding worker processes.", min=0, aliases=("--num-workers",))
     strict: bool = option(False, "Fail on unreadable images instead of skipping those rows.")
     max_train_examples: int = option(0, "Cap on training rows (quick runs); 0 = all.", min=0)
@@ -135,8 +126,15 @@ class EncoderWeights:
     random_weights: bool = option(False, "Random encoder weights (export and speed tests only).")
 
 
-# Choices listed in --help but not enforced: a text encoder may also be a model folder.
-OPEN_CHOICES = {"text_encoder"}
+@dataclass
+class TableLayout:
+    """Where a table's columns are, and the MVSA layout's label file (train, evaluate, predict)."""
+    label_file: str = option("train.txt", "MVSA layout: the guid,tag file, relative to DATA.")
+    text_col: str = TEXT_COL()
+    image_col: str = IMAGE_COL()
+    id_col: str | None = ID_COL()
+    label_col: str = option("label", "Label column of a table (optional).")
+    image_root: str | None = IMAGE_ROOT(path="dir")
 CONFIG_CLASSES = {"model": ModelConfig, "train": TrainConfig, "weights": EncoderWeights}
 
 # `mmsa train --recipe NAME`: values below the config file and the flags (keys: option names).
@@ -179,34 +177,6 @@ def from_dict(cls: type, data: dict[str, Any]):
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
     return cls(**data)
-
-
-def describe_allowed(meta: dict) -> str:
-    """'one of a, b' or 'in [0, 1)': what a field accepts, for error messages."""
-    if isinstance(meta["choices"], tuple):
-        return "one of " + ", ".join(repr(c) for c in meta["choices"])
-    low = "(" if meta["min_open"] else "["
-    high = ")" if meta["max_open"] else "]"
-    lo = meta["min"] if meta["min"] is not None else "-inf"
-    hi = meta["max"] if meta["max"] is not None else "inf"
-    return f"in {low}{lo}, {hi}{high}"
-
-
-def check_config(cfg: Any) -> None:
-    """Every value within its declared choices or range (a ConfigError names the first one
-    that is not); an open choice (OPEN_CHOICES: a text encoder may be a model folder) is
-    checked where it is loaded."""
-    for f in dataclasses.fields(cfg):
-        meta, value = f.metadata, getattr(cfg, f.name)
-        choices = meta.get("choices")
-        values = value if isinstance(value, (tuple, list)) else (value,)
-        if choices is not None and f.name not in OPEN_CHOICES and any(v not in choices for v in values):
-            raise ConfigError(f"--{f.name.replace('_', '-')} {value!r} is not {describe_allowed(meta)}")
-        low, high = meta.get("min"), meta.get("max")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                (low is not None and (value < low or (meta["min_open"] and value == low)))
-                or (high is not None and (value > high or (meta["max_open"] and value == high)))):
-            raise ConfigError(f"--{f.name.replace('_', '-')} {value} is not {describe_allowed(meta)}")
 
 
 def save_json(path: Path, data: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import click
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -64,13 +65,40 @@ def test_help_lists_commands():
         assert f"  {command} " in result.output
 
 
-def test_score_option_defaults_are_the_library_defaults():
-    """`mmsa score` and ScoreOptions (the Python API) must not drift apart."""
-    from mmsa_cli.scoring.engines.local import ScoreOptions
+def test_score_flags_are_the_declared_options():
+    """`mmsa score`'s flags are generated from Columns, ScoreOptions and RayOptions: every declared
+    field is a flag with the field's default, and a CLI run builds the same dataclasses."""
+    import dataclasses
 
-    params = {p.name: p for p in main.get_command(None, "score").params}  # a lazy group: loaded on demand
-    for name in ("row_group_size", "prefetch"):
-        assert params[name].default == getattr(ScoreOptions(), name), name
+    from mmsa_cli.flags import flag_of
+    from mmsa_cli.scoring.options import Columns, RayOptions, ScoreOptions
+
+    command = main.get_command(None, "score")  # a lazy group: loaded on demand
+    params, ctx = {p.name: p for p in command.params}, click.Context(command)
+    declared = [f for cls in (Columns, ScoreOptions, RayOptions) for f in dataclasses.fields(cls)
+                if f.metadata.get("cli")]
+    assert len(declared) == len(params) - 5  # all but INPUTS, --model, --out, --stats-json, --engine
+    for f in declared:
+        param = params[f.name]
+        assert flag_of(f) in param.opts, f.name
+        value = param.type_cast_value(ctx, param.default) if param.default is not None else None
+        if param.multiple:
+            value = tuple(name for part in value for name in part)
+        assert value == f.default, f.name
+    assert params["progress"].opts == ["--no-progress"] and params["decision_rule"].opts == ["--no-decision-rule"]
+
+
+def test_shared_flags_have_one_help_in_every_command():
+    """--device, --overwrite, --fusion, --no-decision-rule and the table columns: one declaration each."""
+    def helps(flag):
+        return {name: next(p.help for p in main.get_command(None, name).params if flag in p.opts)
+                for name in ("train", "evaluate", "predict", "export", "score")
+                if any(flag in p.opts for p in main.get_command(None, name).params)}
+
+    assert len(set(helps("--device").values())) == 1 and len(helps("--device")) == 5
+    assert len(set(helps("--text-col").values())) == 1 and len(helps("--text-col")) == 4
+    assert len(helps("--overwrite")) == 4
+    assert all(h.endswith("without it an existing output is refused (exit 4).") for h in helps("--overwrite").values())
 
 
 def test_train_prints_accuracy_and_writes_run(cli_run):

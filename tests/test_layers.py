@@ -1,10 +1,11 @@
 """The layers of mmsa_cli (issue 28): the stages meet only in the contract.
 
-    7  cli.py                                   the `mmsa` group
-    6  training/  onnx_export/  scoring/        the stages: never import each other
-    5  runs.py                                  run folders (a trained model, rebuilt)
-    4  data/  models/  cli_options.py           datasets, torch models, the CLI vocabulary
-    3  config.py  io/                           option declarations; the guarded I/O room
+    8  cli.py                                   the `mmsa` group
+    7  training/  onnx_export/  scoring/        the stages: never import each other
+    6  runs.py                                  run folders (a trained model, rebuilt)
+    5  models/  cli_options.py                  torch models; the CLI vocabulary (click)
+    4  config.py  data/                         training's configs, the table layout; datasets
+    3  flags.py  io/                            options declared once; the guarded I/O room
     2  contract/                                what two stages share; torch-free
     1  errors.py  registry.py  progress.py      the ground floor
 
@@ -32,11 +33,12 @@ LAYERS = {
     "errors.py": 1, "registry.py": 1, "progress.py": 1, "_moved.py": 1,
     "model_folder.py": 2, "outputs.py": 2,   # deprecation shims of moved modules (_moved.py)
     "contract/": 2,
-    "config.py": 3, "io/": 3,
-    "data/": 4, "models/": 4, "cli_options.py": 4,
-    "runs.py": 5,
-    "training/": 6, "onnx_export/": 6, "scoring/": 6,
-    "cli.py": 7,
+    "flags.py": 3, "io/": 3,
+    "config.py": 4, "data/": 4,
+    "models/": 5, "cli_options.py": 5,
+    "runs.py": 6,
+    "training/": 7, "onnx_export/": 7, "scoring/": 7,
+    "cli.py": 8,
 }
 
 _IMPORT_ALL = """

@@ -1,10 +1,13 @@
 """`mmsa export`: options in, one library call, a short report out."""
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
-from ..cli_options import device_option, library_errors
-from ..registry import FUSION_NAMES
+from ..cli_options import dataclass_options, library_errors
+from ..flags import values_of
+from .options import ExportOptions
 
 
 def _mb(n: int) -> str:
@@ -42,33 +45,13 @@ def describe(report) -> list[str]:
               help="A run folder written by `mmsa train` (of a `--folds` run: with --fold). Repeat it to "
                    "bag the models of several runs (their text encoders may differ if their tokenizers "
                    "cut text alike, as MiniLM-L6's and all-mpnet-base-v2's do).")
-@click.option("--fusion", type=click.Choice(FUSION_NAMES), default=None,
-              help="Which model of a `--fusion all` run folder.")
-@click.option("--fold", default=None, metavar="K|all",
-              help="Which model of a `--folds` run: fold K, or all: one graph averaging every fold's "
-                   "probabilities (bagging; each fold's text encoder runs, the frozen image encoder once).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]),
-              help="fp16 keeps float32 inputs/outputs and fp32 islands for fragile ops.")
-@click.option("--target", default="cpu", show_default=True, type=click.Choice(["cuda", "cpu"]),
-              help="Execution provider the model is meant for (recorded; provider-level fusions counted for it).")
-@click.option("--parity-data", type=click.Path(exists=True), default=None,
-              help="Rows to check parity on [default: the run's validation rows; required when its data "
-                   "is not reachable from here].")
-@click.option("--parity-rows", default=512, show_default=True, type=click.IntRange(1), help="Cap on parity rows.")
-@click.option("--no-decision-rule", is_flag=True,
-              help="Leave out the CV run's decision rule (decision_rule.json from `mmsa train --decision-rule "
-                   "offsets`): the model's labels are then the arg-max of its probabilities.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out (only by an export that passed its checks).")
-@device_option
+@dataclass_options([ExportOptions])
 @library_errors
-def export(run_dirs, fusion, fold, out, precision, target, parity_data, parity_rows, no_decision_rule, overwrite,
-           device):
+def export(run_dirs, out, **options):
     """Export a trained model to one optimized ONNX graph (fused, validated against PyTorch)."""
     from .export import export_run
 
-    report = export_run(run_dirs, out, fusion=fusion, fold=fold, precision=precision, target=target, device=device,
-                        parity_data=parity_data, max_parity_rows=parity_rows, overwrite=overwrite,
-                        decision_rule=not no_decision_rule)
+    report = export_run(run_dirs, out, **dataclasses.asdict(values_of(ExportOptions, options)))
     for line in describe(report):
         click.echo(line)

@@ -34,13 +34,12 @@ from ..runs import load_run, select_folds
 from . import fusions as fz
 from .folder import replace_folder, save_onnx, write_manifest
 from .graph import EXPORTER, add_unused_inputs, export_onnx
+from .options import PRECISIONS, TARGETS
 from .parity import ParityError, ParityReport, ParityRows, check_parity, find_parity_rows, make_batches, torch_reference
 from .precision import to_fp16
 from .runtime import PROVIDERS, cuda_usable, make_session, parity_provider_options, pick_provider
 from .spec import ExportSpec, spec_for
 
-PRECISIONS = ("fp32", "fp16")
-TARGETS = ("cuda", "cpu")
 
 
 @dataclass

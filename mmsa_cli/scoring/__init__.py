@@ -24,8 +24,8 @@ import importlib
 _EXPORTS = {
     "Scorer": ".scorer", "score_table": ".scorer", "ChunkPlan": ".scorer",
     "OnnxModel": ".onnx_model", "TorchModel": ".torch_model",
-    "score_files": ".engines.local", "ScoreOptions": ".engines.local",
-    "Columns": ".inputs", "ScoreSummary": ".report",
+    "score_files": ".engines.local", "ScoreOptions": ".options", "RayOptions": ".options",
+    "Columns": ".options", "ScoreSummary": ".report",
     "ScoreError": ".errors", "InputError": ".errors", "OutputExistsError": ".errors",
     "ResumeMismatchError": ".errors", "PipelineError": ".errors", "ModelLoadError": ".errors",
     "exit_code_for": ".errors",

@@ -1,18 +1,21 @@
-"""`mmsa score`: parse options, call score_files(), print the summary. Exit codes: errors.py."""
+"""`mmsa score`: parse options, call one engine, print the summary. Exit codes: errors.py.
+
+Its own flags are its inputs and outputs (INPUTS, --model, --out, --stats-json, --engine); the
+rest are generated from the declared options (options.py: Columns, ScoreOptions, RayOptions)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from pathlib import Path
 
 import click
 
-from ..cli_options import CommandFailed, device_option, library_errors, say_for, stats_json_option, write_stats
-from ..errors import EXIT_INTERRUPTED, MmsaError, PipelineError, exit_code_for
-from .errors import InputError
-from .images.prepare import DECODERS
-from .ray_cli import check_local_out, ray_options, score_with_ray  # imports neither Ray nor numpy
+from ..cli_options import CommandFailed, dataclass_options, library_errors, say_for, stats_json_option, write_stats
+from ..errors import EXIT_INTERRUPTED, InputError, MmsaError, PipelineError, exit_code_for
+from ..flags import values_of
 from ..io.storage import is_uri
+from .options import Columns, RayOptions, ScoreOptions
 
 
 def _exit_codes(fn):
@@ -91,22 +94,17 @@ def check_stats_path(path: str | None) -> None:
         raise _StatsPathError(f"--stats-json {path} cannot be written (permissions or a read-only file system)")
 
 
-class _Share(click.ParamType):
-    """'auto' or a number from 0 to 1."""
-    name = "auto|FLOAT"
-
-    def convert(self, value, param, ctx):
-        from .errors import InputError
-        from .engines.local import check_share
-
-        try:
-            return check_share(value)
-        except InputError as exc:
-            self.fail(str(exc), param, ctx)
+def check_local_out(out) -> None:
+    """The local engine writes one Parquet file (local or s3://, gs://...), never into a folder."""
+    if not is_uri(out) and os.path.isdir(out):
+        raise click.BadParameter(f"{out} is a directory (the local engine writes one Parquet file)", param_hint="--out")
 
 
-def _split(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(c.strip() for v in values for c in v.split(",") if c.strip())
+def score_with_ray(inputs, model_dir, out, opts: ScoreOptions, ray: RayOptions):
+    from .engines.ray_files import score_files_ray
+
+    ray = dataclasses.replace(ray, rows_per_file=opts.row_group_size)
+    return score_files_ray(inputs, model_dir, out, opts, ray, progress=opts.progress)
 
 
 @click.command()
@@ -116,57 +114,15 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--out", required=True, type=click.Path(),
               help="Output Parquet file; with --engine ray a directory. Local, or on object storage "
                    "(s3://bucket/scored.parquet, gs://...).")
-@click.option("--text-col", default="text", show_default=True, help="Text column.")
-@click.option("--image-col", default="image", show_default=True,
-              help="Image column: paths (relative to --image-root) or encoded image bytes.")
-@click.option("--id-col", default=None, help="Id column copied to the output [default: guid if present, else "
-                                             "the row position, in a column named 'row'].")
-@click.option("--keep-columns", multiple=True, help="Input columns to copy to the output (comma-separated or repeated).")
-@click.option("--image-root", type=click.Path(), default=None,
-              help="Folder or bucket prefix (s3://bucket/images) image paths are relative to [default: each "
-                   "input file's folder].")
-@click.option("--allow-outside-root", is_flag=True, help="Accept image paths outside --image-root ('..', absolute).")
-@device_option
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="Rows per model call [default: 32 CPU, 256 CUDA].")
-# Defaults repeat ScoreOptions.row_group_size / .prefetch: the pipeline (numpy, pyarrow) is imported
-# only when scoring runs, so `mmsa --help` stays fast; test_score_option_defaults_are_the_library_defaults
-# keeps them equal.
-@click.option("--row-group-size", type=click.IntRange(1), default=8_192, show_default=True,
-              help="Rows per output row group; also the checkpoint interval for --resume.")
-@click.option("--workers", type=click.IntRange(0), default=None,
-              help="Image worker processes (0: in-process) [default: CPUs-2 on CUDA, CPUs/4 on the CPU].")
-@click.option("--prefetch", type=click.IntRange(1), default=4, show_default=True, help="Batches prepared ahead of the model.")
-@click.option("--gpu-decode-share", type=_Share(), default="1", show_default=True,
-              help="CUDA: fraction of each batch's plain JPEGs decoded by nvJPEG on the GPU; the image workers "
-                   "decode and resize the rest on the CPU, in parallel (1: all on the GPU, 0: none; 1 was "
-                   "fastest on a 16-core H100 machine). Try lower values where the GPU is slow and "
-                   "cores are many. auto: balanced after every batch by the two paths' "
-                   "busy times. No effect on CPU runs.")
-@click.option("--max-image-bytes", type=click.IntRange(1), default=50_000_000, show_default=True,
-              help="Image files larger than this are error rows (too_large), refused before they are read.")
-@click.option("--on-bad-input", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
-              help="An input file or row group that cannot be read: fail (exit 2), or skip it and list it "
-                   "with its reason (summary, --stats-json, stderr).")
-@click.option("--image-decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
-              help="CUDA: who decodes and resizes the JPEGs. dali: NVIDIA DALI on the GPU's JPEG engines (pip install "
-                   "mmsa-tweets[gpu]); nvjpeg: torchvision's nvJPEG; cpu: the image workers, pixels uploaded; auto: dali "
-                   "when installed, else nvjpeg. No effect on CPU runs.")
-@click.option("--no-decision-rule", is_flag=True,
-              help="Label each row by the arg-max of its probabilities, ignoring the model's decision rule "
-                   "(the manifest's decision_offsets).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output (or an interrupted run's parts).")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run; starts fresh if there is none, "
-                                             "does nothing if the output is complete.")
 @stats_json_option
-@click.option("--no-progress", is_flag=True, help="No progress bar or periodic progress lines.")
-@click.option("--log-every", type=click.FloatRange(0.1), default=30.0, show_default=True,
-              help="Seconds between progress lines when stderr is not a terminal.")
-@ray_options
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine, one Parquet file (the pipeline). ray: a Ray Data job (pip install "
+                   "'mmsa-tweets[ray]'), --out is a directory of Parquet files plus _manifest.json, --row-group-size "
+                   "rows per file at most; rows in no particular order (join on the id column, which it requires).")
+@dataclass_options([Columns, ScoreOptions, RayOptions])
 @library_errors
 @_exit_codes
-def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, image_root, allow_outside_root, device,
-          batch_size, row_group_size, workers, prefetch, gpu_decode_share, max_image_bytes, on_bad_input,
-          image_decoder, no_decision_rule, overwrite, resume, stats_json, no_progress, log_every, **engine):
+def score(inputs, model_dir, out, stats_json, engine, **options):
     """Score INPUTS (Parquet files, folders of them, or globs; local or s3://, gs://...)
     into one Parquet file.
 
@@ -181,22 +137,14 @@ def score(inputs, model_dir, out, text_col, image_col, id_col, keep_columns, ima
     with --resume); 7 --device cuda without a usable GPU; 130 interrupted (Ctrl-C; rerun
     with --resume); 1 any other error. See mmsa_cli/scoring/README.md.
     """
-    from .inputs import Columns
-    from .engines.local import ScoreOptions, score_files
-
     check_stats_path(stats_json)
-    if engine["engine"] == "local":
-        check_local_out(out)
-    opts = ScoreOptions(
-        columns=Columns(text=text_col, image=image_col, id=id_col, keep=_split(keep_columns)),
-        image_root=image_root, allow_outside_root=allow_outside_root, device=device, batch_size=batch_size,
-        row_group_size=row_group_size, workers=workers, prefetch=prefetch, gpu_decode_share=gpu_decode_share,
-        overwrite=overwrite, resume=resume, progress=not no_progress, log_every_s=log_every,
-        max_image_bytes=max_image_bytes, on_bad_input=on_bad_input, image_decoder=image_decoder,
-        decision_rule=not no_decision_rule)
-    if engine["engine"] == "ray":
-        summary = score_with_ray(list(inputs), model_dir, out, opts, engine)
+    opts = values_of(ScoreOptions, options, columns=values_of(Columns, options))
+    if engine == "ray":
+        summary = score_with_ray(list(inputs), model_dir, out, opts, values_of(RayOptions, options))
     else:
+        from .engines.local import score_files
+
+        check_local_out(out)
         summary = score_files(list(inputs), model_dir, out, opts)
     say = say_for(stats_json)
     for line in summary.lines():

@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from ..cli_options import (data_argument, dataclass_options, library_errors, overwrite_option, say_for, stats_json_option,
-                           write_stats)
+from ..cli_options import data_argument, dataclass_options, library_errors, say_for, stats_json_option, write_stats
 from ..registry import PAPER_NAMES
-from ..config import (CONFIG_CLASSES, OPEN_CHOICES, RECIPES, TEST_ONLY_PRESETS, EncoderWeights, ModelConfig,
-                      TrainConfig)
+from ..config import CONFIG_CLASSES, RECIPES, TEST_ONLY_PRESETS, EncoderWeights, ModelConfig, TrainConfig
 from ..errors import ConfigError
+from ..flags import OVERWRITE
 from .config_file import merge_sources, read_config_file
 
 GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+@dataclass
+class TrainOutput:
+    """What `mmsa train` does with an existing --out (the run folder's own options are the configs')."""
+    overwrite: bool = OVERWRITE(detail="only once training succeeded")
 RECIPE_HELP = ("Option values below --config and the flags. `paper` (the default): the paper's settings (batch 16, "
                "lr 3e-5, at most 20 epochs, patience 3), so results compare with its Table 4. `best`: the best "
                "recipe measured on MVSA-Single by 5-fold CV (74.3 ± 1.3 accuracy; README, Results): "
@@ -120,10 +126,9 @@ def report_lines(stats: dict, train_cfg: TrainConfig) -> list[str]:
               help="Options from a TOML or YAML file, or a run's config.json (replays that run); flags override it.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run folder to write; an existing non-empty one is refused unless --overwrite.")
-@overwrite_option("only once training succeeded")
 @stats_json_option
-@dataclass_options([ModelConfig, TrainConfig, EncoderWeights], hidden_choices=TEST_ONLY_PRESETS,
-                   open_choices=OPEN_CHOICES)
+@dataclass_options([TrainOutput])
+@dataclass_options([ModelConfig, TrainConfig, EncoderWeights], hidden_choices=TEST_ONLY_PRESETS)
 @library_errors
 @click.pass_context
 def train(ctx, data, label_file, text_col, image_col, id_col, label_col, image_root, recipe, config_file, out,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..config import EncoderWeights, ModelConfig, TrainConfig, check_config, from_dict
+from ..config import EncoderWeights, ModelConfig, TrainConfig, from_dict
+from ..flags import check_config
 from ..contract.device import torch_device
 from ..data import load_examples, stratified_kfold, stratified_split, write_split
 from ..errors import ConfigError, DataError

@@ -31,6 +31,7 @@ from ...errors import InputError, PipelineError
 from ...io.part_folder import MANIFEST_FILE, OutputDir, write_part
 from ...io.storage import root_string
 from ..inputs import open_inputs
+from ..options import RayOptions, ScoreOptions
 from .ray_dataset import _NEED_ID, PATH_COLUMN, RayUnavailableError, actor_device_for, require_ray, score_dataset
 
 # Actors that may die while starting, in a row, before the job fails (Ray Data's default is
@@ -39,18 +40,6 @@ from .ray_dataset import _NEED_ID, PATH_COLUMN, RayUnavailableError, actor_devic
 # second: no budget helps there, hence its fresh interpreter); a budget covers the few a
 # lost node can cause, and a start that always fails (no CUDA on a node) still ends the job.
 ACTOR_INIT_DEATHS = 20
-
-
-@dataclass
-class RayOptions:
-    address: str | None = None          # None / "local": start a local cluster; "auto", "ray://host:10001": join one
-    actors: tuple[int, int] = (1, 1)    # scoring actor pool: min, max
-    gpus_per_actor: float = 0.0         # fractions share a GPU (0.5: two models per GPU)
-    image_cpus: float = 1.0             # CPUs per image-decoding task
-    rows_per_call: int = 1024           # rows per actor call (and per block)
-    rows_per_file: int = 8192           # rows per output part file (at most): the resume granularity
-    local_cpus: int | None = None       # logical CPUs of a local cluster (default: the machine's)
-    object_store_mb: int | None = None  # object store of a local cluster (default: Ray's)
 
 
 @dataclass
@@ -144,7 +133,6 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
     (columns, image_root, allow_outside_root, device, batch_size, max_image_bytes, decision_rule,
     overwrite, resume)."""
     from ...contract.model_folder import load_model_folder
-    from .local import ScoreOptions
 
     opts, ropts = options or ScoreOptions(), ray_options or RayOptions()
     wall = time.perf_counter()

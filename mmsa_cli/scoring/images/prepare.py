@@ -24,24 +24,11 @@ from PIL import Image
 
 from ...contract import images as contract
 from ...contract.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageResult, ImageSpec, ImageTask  # noqa: F401
+from ..options import DECODERS, check_decoder  # noqa: F401  (their old home: this module)
 from .remote import read_remote_image
 from ...io.storage import is_uri
 
 _EXIF_ORIENTATION = 0x0112
-
-
-# Who decodes and resizes JPEGs on a CUDA run (dali_images.gpu_image_path); `--image-decoder`.
-DECODERS = ("auto", "dali", "nvjpeg", "cpu")
-
-
-def check_decoder(requested: str) -> str:
-    """One of DECODERS (ConfigError otherwise); torch-free, so any install checks the option."""
-    from ...errors import ConfigError
-
-    value = str(requested).strip().lower()
-    if value not in DECODERS:
-        raise ConfigError(f"image_decoder must be one of {', '.join(DECODERS)}, not {requested!r}")
-    return value
 
 
 def _read(value: object, root: str, spec: ImageSpec) -> bytes:

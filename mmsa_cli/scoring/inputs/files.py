@@ -21,29 +21,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
+from ..options import BAD_INPUT_CHOICES, Columns  # noqa: F401  (BAD_INPUT_CHOICES: its old home)
 from ...io.storage import is_uri, one_line, open_fs, root_string, scheme_of
 from ...contract.rows import RESULT_COLUMNS, ROW_COLUMN
 
 log = logging.getLogger(__name__)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
-# --on-bad-input: "fail" stops at an unreadable input file or row group (exit 2); "skip" skips
-# it, lists it with its reason (summary, stats JSON, stderr) and counts its rows as skipped.
-BAD_INPUT_CHOICES = ("fail", "skip")
 # Bytes of file the Parquet reader reads at a time. Without a buffer it reads a whole column
 # chunk at once, and with pyarrow's default pre-buffering every requested row group up front:
 # a 43 MiB, 1,000,000-row file held 47 MiB of Arrow memory while it was read, 5 MiB like this
 # (benchmarks/bench_read_memory.py).
 READ_BUFFER_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Input column names. id=None: 'guid' when present, else the row position (column 'row')."""
-    text: str = "text"
-    image: str = "image"
-    id: str | None = None
-    keep: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
