@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -206,6 +206,22 @@ class Scorer:
         probs[~outcomes.keep] = np.nan
         return probs, outcomes
 
+    def score_plan(self, plan: ChunkPlan, images: Callable[[np.ndarray], tuple] | None = None):
+        """Every batch of a plan through the model: probs [N,3] (NaN: no prediction), and each
+        row's error and what it was predicted from. images(rows) -> (pixels, image errors) for
+        a batch's rows, prepared however the engine prepares them; None: the model reads none."""
+        n = len(plan.text_empty)
+        probs = np.full((n, 3), np.nan, np.float32)
+        errors: list[str | None] = [None] * n
+        sources: list[str | None] = [None] * n
+        for rows in plan.batches:
+            pixels, image_errors = images(rows) if images is not None else (None, None)
+            p, outcomes = self.infer(plan, rows, pixels, image_errors)
+            probs[rows] = p
+            for i, message, source in zip(rows, outcomes.errors, outcomes.predicted_from):
+                errors[i], sources[i] = message, source
+        return probs, errors, sources
+
     # ------------------------------------------------------------------ a whole table
 
     def score_batch(self, data, columns: Columns = Columns(), *, image_root: str | Path | None = None,
@@ -231,18 +247,9 @@ class Scorer:
             spec = self.image_spec(True)
         else:
             plan.roots = [root_string(image_root)] * table.num_rows
-        probs = np.full((table.num_rows, 3), np.nan, np.float32)
-        errors: list[str | None] = [None] * table.num_rows
-        sources: list[str | None] = [None] * table.num_rows
-        for rows in plan.batches:
-            pixels = image_errors = None
-            if cols.image:
-                results, _ = prepare_images(self.image_tasks(plan, rows), spec)
-                pixels, image_errors = self.pixel_batch(results, spec)
-            p, outcomes = self.infer(plan, rows, pixels, image_errors)
-            probs[rows] = p
-            for i, message, source in zip(rows, outcomes.errors, outcomes.predicted_from):
-                errors[i], sources[i] = message, source
+        images = ((lambda rows: self.pixel_batch(prepare_images(self.image_tasks(plan, rows), spec)[0], spec))
+                  if cols.image else None)
+        probs, errors, sources = self.score_plan(plan, images)
         start = self._rows_scored if row_offset is None else row_offset
         self._rows_scored = start + table.num_rows
         ids = table.column(cols.id) if cols.id else pa.array(np.arange(start, start + table.num_rows))

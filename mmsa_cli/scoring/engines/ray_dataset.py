@@ -35,8 +35,9 @@ import pyarrow as pa
 from ...errors import ConfigError
 from ...contract.model_folder import ModelFolder
 from ..errors import InputError
-from ..inputs import Columns, ResolvedColumns, resolve_columns
-from ..images.prepare import MAX_IMAGE_BYTES, GpuSplit, ImageResult, ImageSpec, fetch_remote, prepare_image
+from ..inputs import ResolvedColumns, resolve_columns
+from ..options import Columns, RayOptions, ScoreOptions
+from ..images.prepare import GpuSplit, ImageResult, ImageSpec, fetch_remote, prepare_image
 from ...io.storage import is_relative_path, root_string
 
 log = logging.getLogger(__name__)
@@ -129,10 +130,11 @@ class ScoreActor:
     Images are read here unless an upstream prepare_image_columns stage did it.
     """
 
-    def __init__(self, model_dir: str, device: str = "auto", *, columns: Columns = Columns(),
+    def __init__(self, model_dir: str, device: str = ScoreOptions.device, *, columns: Columns = Columns(),
                  image_root: str | None = None, roots_from_paths: str | None = None,
-                 allow_outside_root: bool = False, batch_size: int | None = None, threads: int | None = None,
-                 max_image_bytes: int = MAX_IMAGE_BYTES, decision_rule: bool = True):
+                 allow_outside_root: bool = ScoreOptions.allow_outside_root,
+                 batch_size: int | None = ScoreOptions.batch_size, threads: int | None = None,
+                 max_image_bytes: int = ScoreOptions.max_image_bytes, decision_rule: bool = ScoreOptions.decision_rule):
         from ..scorer import Scorer
 
         # The model is loaded from its path here, never shipped through the object store
@@ -168,18 +170,8 @@ class ScoreActor:
             results = (_prepared_results(table, s.inputs.image_size) if prepared else
                        read_image_results(table, cols.image, self.spec, self.image_root, self.roots_from_paths))
         plan = s.plan(table, ResolvedColumns(cols.text, None, cols.id, cols.keep), [""] * table.num_rows)
-        n = table.num_rows
-        probs = np.full((n, 3), np.nan, np.float32)
-        errors: list[str | None] = [None] * n
-        sources: list[str | None] = [None] * n
-        for rows in plan.batches:
-            pixels = image_errors = None
-            if results is not None:
-                pixels, image_errors = s.pixel_batch([results[i] for i in rows], self.spec)
-            p, outcomes = s.infer(plan, rows, pixels, image_errors)
-            probs[rows] = p
-            for i, message, source in zip(rows, outcomes.errors, outcomes.predicted_from):
-                errors[i], sources[i] = message, source
+        images = (lambda rows: s.pixel_batch([results[i] for i in rows], self.spec)) if results is not None else None
+        probs, errors, sources = s.score_plan(plan, images)  # the batch loop of every engine
         return s.result_table(table.column(cols.id), cols.id_name, probs, errors, sources,
                             {c: table.column(c) for c in cols.keep})
 
@@ -241,14 +233,21 @@ def _as_table(batch) -> pa.Table:
 
 # ----------------------------------------------------------------------------- Dataset in, Dataset out
 
-def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns = Columns(), image_root: str | Path | None = None,
-                  allow_outside_root: bool = False, device: str = "auto", actors: tuple[int, int] = (1, 1),
-                  gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0, image_cpus: float = 1.0,
-                  batch_size: int | None = None, rows_per_call: int = 1024, threads: int | None = None,
+# The defaults below are the declared options' (scoring/options.py): ScoreOptions for what both
+# engines take, RayOptions for the cluster's. Keyword arguments stay the API.
+_S, _R = ScoreOptions, RayOptions
+
+
+def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns = Columns(),
+                  image_root: str | Path | None = _S.image_root, allow_outside_root: bool = _S.allow_outside_root,
+                  device: str = _S.device, actors: tuple[int, int] = _R.actors,
+                  gpus_per_actor: float = _R.gpus_per_actor, cpus_per_actor: float = 1.0,
+                  image_cpus: float = _R.image_cpus, batch_size: int | None = _S.batch_size,
+                  rows_per_call: int = _R.rows_per_call, threads: int | None = None,
                   roots_from_paths: str | None = None, actor_class: type | None = None,
                   actor_kwargs: dict | None = None, schema: pa.Schema | None = None,
-                  gpu_decode_share: float | str | None = None, max_image_bytes: int = MAX_IMAGE_BYTES,
-                  decision_rule: bool = True):
+                  gpu_decode_share: float | str | None = None, max_image_bytes: int = _S.max_image_bytes,
+                  decision_rule: bool = _S.decision_rule):
     """`ds` with mmsa's result columns: the id column, label, prob_positive, prob_neutral,
     prob_negative, error, error_kind, predicted_from, then `columns.keep`. Lazy, like every
     Dataset transformation; one row out per row in, in no particular order (join on the id).
@@ -282,16 +281,7 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
     if cols.image:
         spec = ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std), allow_outside_root=allow_outside_root,
                          max_bytes=max_image_bytes)
-        # The memory request sizes the task (its pixels plus one decoded image at a time) and
-        # keeps this stage apart: with identical requests Ray fuses it into the actors, which
-        # would then decode between model calls instead of receiving pixels from as many CPU
-        # tasks as the cluster has room for.
-        ds = ds.map_batches(prepare_image_columns, batch_format="pyarrow", batch_size=rows_per_call,
-                            num_cpus=image_cpus, memory=rows_per_call * m.image_size ** 2 * 3 + IMAGE_TASK_MEMORY,
-                            zero_copy_batch=True,
-                            fn_kwargs=dict(image_col=cols.image, spec=spec, image_root=root,
-                                           roots_from_paths=roots_from_paths, keep_image=cols.image in cols.keep,
-                                           gpu_share=share))
+        ds = _image_stage(ds, cols, spec, root, roots_from_paths, rows_per_call, image_cpus, share)
     gpu = {"num_gpus": gpus_per_actor} if gpus_per_actor else {}
     return ds.map_batches(
         actor_class or ScoreActor, batch_format="pyarrow", batch_size=rows_per_call, zero_copy_batch=True,
@@ -301,6 +291,23 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
                                    allow_outside_root=allow_outside_root, batch_size=batch_size, threads=threads,
                                    max_image_bytes=max_image_bytes, decision_rule=decision_rule,
                                    **(actor_kwargs or {})))
+
+
+def _image_stage(ds, cols: ResolvedColumns, spec: ImageSpec, root: str | None, roots_from_paths: str | None,
+                 rows_per_call: int, image_cpus: float, share: float):
+    """The image tasks ahead of the actors: the image column becomes pixels (or JPEG bytes for
+    a GPU actor), or the row's image error.
+
+    The memory request sizes the task (its pixels plus one decoded image at a time) and keeps
+    this stage apart: with identical requests Ray fuses it into the actors, which would then
+    decode between model calls instead of receiving pixels from as many CPU tasks as the
+    cluster has room for."""
+    return ds.map_batches(prepare_image_columns, batch_format="pyarrow", batch_size=rows_per_call,
+                          num_cpus=image_cpus, memory=rows_per_call * spec.size ** 2 * 3 + IMAGE_TASK_MEMORY,
+                          zero_copy_batch=True,
+                          fn_kwargs=dict(image_col=cols.image, spec=spec, image_root=root,
+                                         roots_from_paths=roots_from_paths, keep_image=cols.image in cols.keep,
+                                         gpu_share=share))
 
 
 def jpeg_share_for(setting: float | str | None, actor_device: str) -> float:

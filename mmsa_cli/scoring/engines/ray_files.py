@@ -29,9 +29,10 @@ import pyarrow.parquet as pq
 from ... import __version__
 from ...errors import InputError, PipelineError
 from ...io.part_folder import MANIFEST_FILE, OutputDir, write_part
-from ...io.storage import root_string
-from ..inputs import open_inputs
+from ...contract.model_folder import ModelFolder, load_model_folder
+from ..inputs import InputSet, ResolvedColumns, open_inputs
 from ..options import RayOptions, ScoreOptions
+from .local import job_fields
 from .ray_dataset import _NEED_ID, PATH_COLUMN, RayUnavailableError, actor_device_for, require_ray, score_dataset
 
 # Actors that may die while starting, in a row, before the job fails (Ray Data's default is
@@ -127,73 +128,27 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 # ----------------------------------------------------------------------------- the job
 
-def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None,
+def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options: ScoreOptions | None = None,
                     ray_options: RayOptions | None = None, *, progress=None) -> RaySummary:
     """What `mmsa score --engine ray` runs. `options` is the local engine's ScoreOptions
     (columns, image_root, allow_outside_root, device, batch_size, max_image_bytes, decision_rule,
-    overwrite, resume)."""
-    from ...contract.model_folder import load_model_folder
-
+    overwrite, resume). Every check that can fail runs before the cluster starts."""
     opts, ropts = options or ScoreOptions(), ray_options or RayOptions()
+    opts.check()
     wall = time.perf_counter()
     ray = require_ray()                                       # exit 2, before anything else
-    folder = load_model_folder(model_dir)                     # exit 3
-    m = folder.manifest
-    image_root = opts.image_root
-    source = open_inputs(inputs, image_root)                  # exit 2: every footer read here
-    cols = source.resolve_columns(opts.columns, uses_text=m.uses_text, uses_image=m.uses_image)
-    if cols.id is None:
-        raise InputError(_NEED_ID)
-    in_fs, paths, scheme = source.location()
-    total_rows, prints, schema = source.total_rows, source.fingerprint(), source.unified_schema(cols.read)
-    actor_device_for(opts.device, ropts.gpus_per_actor)       # exit 2: cuda without GPUs
-    c = opts.columns
-    job = {"format": "mmsa-ray-output/1", "inputs": prints, "model_sha256": m.model_sha256,
-           "columns": {"text": c.text, "image": c.image, "id": cols.id, "keep": list(c.keep)},
-           "image_root": root_string(image_root), "allow_outside_root": opts.allow_outside_root,
-           "max_image_bytes": opts.max_image_bytes, "decision_rule": opts.decision_rule,
-           "model_folder_sha256": folder.digest}
-    model = {"path": str(folder.path), "model_sha256": m.model_sha256, "fusion": m.fusion}
-    target = OutputDir(out, job, overwrite=opts.overwrite, resume=opts.resume)   # exit 4 / 5
+    job = _RayJob.open(inputs, model_dir, opts, ropts)        # exit 2 (inputs, options), 3 (model folder)
+    target = OutputDir(out, job.fingerprint, overwrite=opts.overwrite, resume=opts.resume)   # exit 4 / 5
     if target.complete:
         done = target.read_json(MANIFEST_FILE)
         return RaySummary("already_complete", str(out), done["rows"], 0, done["rows"], done["rows_with_errors"],
                           done["errors_by_kind"], done["rows_without_prediction"], len(done["files"]),
-                          round(time.perf_counter() - wall, 3), 0.0, model=model)
+                          round(time.perf_counter() - wall, 3), 0.0, model=job.model)
     started = connect(ray, ropts)                             # exit 2 when unreachable
     try:
         target.prepare()
-        ctx = ray.data.DataContext.get_current()
-        ctx.max_errored_blocks = 0   # > 0 drops whole blocks; rows carry their errors instead
-        # An actor still starting on a node that is lost dies "in __init__", which Ray Data
-        # does not retry by default. The model folder was checked here, so such deaths are
-        # the cluster, not the model; the count resets whenever an actor starts.
-        ctx.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
-        if progress is not None:
-            ctx.enable_progress_bars = bool(progress)
-        before = target.read_parts([cols.id])
-        resumed = before.num_rows if before is not None else 0
-        with_paths = bool(image_root is None and cols.image)  # each file's folder is its rows' image root
-        ds = ray.data.read_parquet(paths, filesystem=in_fs, include_paths=with_paths)
-        ds = ds.select_columns(cols.read + ([PATH_COLUMN] if with_paths else []))
-        # A few small files can come back as a single block, which one actor would score
-        # alone: cut blocks to rows_per_call rows (streaming, no shuffle).
-        ds = ds.repartition(target_num_rows_per_block=ropts.rows_per_call)
-        if resumed:
-            ds = ds.map_batches(drop_done, batch_format="pyarrow", zero_copy_batch=True,
-                                fn_kwargs={"id_col": cols.id, "done": ray.put(before.column(cols.id).combine_chunks())})
-        scored = score_dataset(ds, folder, columns=opts.columns, image_root=image_root,
-                               allow_outside_root=opts.allow_outside_root, device=opts.device,
-                               actors=ropts.actors, gpus_per_actor=ropts.gpus_per_actor, image_cpus=ropts.image_cpus,
-                               batch_size=opts.batch_size, rows_per_call=ropts.rows_per_call,
-                               roots_from_paths=scheme, schema=schema,
-                               gpu_decode_share=opts.gpu_decode_share,
-                               max_image_bytes=opts.max_image_bytes, decision_rule=opts.decision_rule)
-        written = scored.map_batches(write_part, batch_format="pyarrow", batch_size=ropts.rows_per_file,
-                                     fn_kwargs={"fs": target.fs, "path": target.path, "id_col": cols.id})
-        this_run = 0
-        for batch in written.iter_batches(batch_format="pyarrow", batch_size=None):
-            this_run += pc.sum(batch.column("rows")).as_py() or 0
+        _configure(ray, progress)
+        this_run, resumed = job.run(ray, target)
     except Exception as exc:
         if getattr(exc, "exit_code", None):
             raise
@@ -202,7 +157,73 @@ def score_files_ray(inputs, model_dir: str | Path, out: str | Path, options=None
     finally:
         if started:
             ray.shutdown()
-    return _finalize(target, cols.id, total_rows, this_run, resumed, job, model, ropts, wall)
+    return _finalize(target, job.cols.id, job.source.total_rows, this_run, resumed, job.fingerprint, job.model,
+                     ropts, wall)
+
+
+def _configure(ray, progress) -> None:
+    ctx = ray.data.DataContext.get_current()
+    ctx.max_errored_blocks = 0   # > 0 drops whole blocks; rows carry their errors instead
+    # An actor still starting on a node that is lost dies "in __init__", which Ray Data
+    # does not retry by default. The model folder was checked here, so such deaths are
+    # the cluster, not the model; the count resets whenever an actor starts.
+    ctx.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
+    if progress is not None:
+        ctx.enable_progress_bars = bool(progress)
+
+
+@dataclass
+class _RayJob:
+    """One --engine ray job, checked on the driver: its inputs, model folder and columns."""
+    opts: ScoreOptions
+    ropts: RayOptions
+    folder: ModelFolder
+    source: InputSet
+    cols: ResolvedColumns
+    fingerprint: dict
+    model: dict
+
+    @classmethod
+    def open(cls, inputs, model_dir, opts: ScoreOptions, ropts: RayOptions) -> "_RayJob":
+        folder = load_model_folder(model_dir)
+        m = folder.manifest
+        source = open_inputs(inputs, opts.image_root)         # every footer read here
+        cols = source.resolve_columns(opts.columns, uses_text=m.uses_text, uses_image=m.uses_image)
+        if cols.id is None:
+            raise InputError(_NEED_ID)
+        actor_device_for(opts.device, ropts.gpus_per_actor)   # cuda without GPUs
+        fingerprint = {"format": "mmsa-ray-output/1", **job_fields(source, folder, opts, cols.id)}
+        model = {"path": str(folder.path), "model_sha256": m.model_sha256, "fusion": m.fusion}
+        return cls(opts, ropts, folder, source, cols, fingerprint, model)
+
+    def run(self, ray, target: OutputDir) -> tuple[int, int]:
+        """Read, skip what an interrupted run wrote, score, write parts: (rows this run, resumed)."""
+        opts, ropts, cols = self.opts, self.ropts, self.cols
+        before = target.read_parts([cols.id])
+        resumed = before.num_rows if before is not None else 0
+        in_fs, paths, scheme = self.source.location()
+        with_paths = bool(opts.image_root is None and cols.image)  # each file's folder is its rows' image root
+        ds = ray.data.read_parquet(paths, filesystem=in_fs, include_paths=with_paths)
+        ds = ds.select_columns(cols.read + ([PATH_COLUMN] if with_paths else []))
+        # A few small files can come back as a single block, which one actor would score
+        # alone: cut blocks to rows_per_call rows (streaming, no shuffle).
+        ds = ds.repartition(target_num_rows_per_block=ropts.rows_per_call)
+        if resumed:
+            ds = ds.map_batches(drop_done, batch_format="pyarrow", zero_copy_batch=True,
+                                fn_kwargs={"id_col": cols.id, "done": ray.put(before.column(cols.id).combine_chunks())})
+        scored = score_dataset(ds, self.folder, columns=opts.columns, image_root=opts.image_root,
+                               allow_outside_root=opts.allow_outside_root, device=opts.device,
+                               actors=ropts.actors, gpus_per_actor=ropts.gpus_per_actor, image_cpus=ropts.image_cpus,
+                               batch_size=opts.batch_size, rows_per_call=ropts.rows_per_call,
+                               roots_from_paths=scheme, schema=self.source.unified_schema(cols.read),
+                               gpu_decode_share=opts.gpu_decode_share,
+                               max_image_bytes=opts.max_image_bytes, decision_rule=opts.decision_rule)
+        written = scored.map_batches(write_part, batch_format="pyarrow", batch_size=ropts.rows_per_file,
+                                     fn_kwargs={"fs": target.fs, "path": target.path, "id_col": cols.id})
+        this_run = 0
+        for batch in written.iter_batches(batch_format="pyarrow", batch_size=None):
+            this_run += pc.sum(batch.column("rows")).as_py() or 0
+        return this_run, resumed
 
 
 def _finalize(target: OutputDir, id_col: str, total_rows: int, this_run: int, resumed: int, job: dict,

@@ -1,9 +1,5 @@
-"""Input side of scoring: which files, which columns, and reading them in fixed-size chunks.
-
-Rows are numbered 0.. over all input files in order; chunk k holds rows
-[k * chunk_rows, (k + 1) * chunk_rows) whatever the files' own row groups are, so a resumed
-run cuts exactly the same chunks (and batches) as an uninterrupted one.
-"""
+"""Which files scoring reads: Parquet files, folders and globs, local or on one object store,
+with their footers read up front (row counts, schemas, the fingerprint a --resume checks)."""
 from __future__ import annotations
 
 import glob
@@ -11,88 +7,22 @@ import logging
 import os
 import posixpath
 import re
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InputError
-from ..options import BAD_INPUT_CHOICES, Columns  # noqa: F401  (BAD_INPUT_CHOICES: its old home)
 from ...io.storage import is_uri, one_line, open_fs, root_string, scheme_of
-from ...contract.rows import RESULT_COLUMNS, ROW_COLUMN
+from ..errors import InputError
+from ..options import Columns
+from .columns import ResolvedColumns, resolve_columns
 
 log = logging.getLogger(__name__)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
-# Bytes of file the Parquet reader reads at a time. Without a buffer it reads a whole column
-# chunk at once, and with pyarrow's default pre-buffering every requested row group up front:
-# a 43 MiB, 1,000,000-row file held 47 MiB of Arrow memory while it was read, 5 MiB like this
-# (benchmarks/bench_read_memory.py).
-READ_BUFFER_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class ResolvedColumns:
-    text: str | None        # None when the model does not use text
-    image: str | None       # None when the model does not use images
-    id: str | None          # None: row positions
-    keep: tuple[str, ...]
-
-    @property
-    def id_name(self) -> str:
-        return self.id or ROW_COLUMN
-
-    @property
-    def read(self) -> list[str]:
-        names = [c for c in (self.id, self.text, self.image, *self.keep) if c]
-        return list(dict.fromkeys(names))
-
-
-def _text_like(t: pa.DataType) -> bool:
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t) or pa.types.is_null(t))
-
-
-def resolve_columns(schema: pa.Schema, columns: Columns, *, uses_text: bool, uses_image: bool,
-                    where: str) -> ResolvedColumns:
-    names = schema.names
-    available = ", ".join(names)
-
-    def require(col: str, what: str) -> None:
-        if col not in names:
-            raise InputError(f"{what} column {col!r} not found in {where}; available columns: {available}")
-
-    if uses_text:
-        require(columns.text, "text")
-        if not _text_like(schema.field(columns.text).type):
-            raise InputError(f"text column {columns.text!r} in {where} has type {schema.field(columns.text).type}; "
-                             f"expected strings (or bytes)")
-    if uses_image:
-        require(columns.image, "image")
-        if not _text_like(schema.field(columns.image).type):
-            raise InputError(f"image column {columns.image!r} in {where} has type {schema.field(columns.image).type}; "
-                             f"expected image paths (strings) or encoded image bytes")
-    if columns.id is not None:
-        require(columns.id, "id")
-        if columns.id in RESULT_COLUMNS:
-            raise InputError(f"--id-col {columns.id!r} is the name of an output column ({', '.join(RESULT_COLUMNS)}): "
-                             f"rename that input column")
-    id_col = columns.id if columns.id is not None else ("guid" if "guid" in names else None)
-    for col in columns.keep:
-        require(col, "--keep-columns")
-    taken = {id_col or ROW_COLUMN, *RESULT_COLUMNS}
-    clash = [c for c in columns.keep if c in taken]
-    if clash:
-        raise InputError(f"--keep-columns {', '.join(clash)} would collide with output columns "
-                         f"({', '.join(sorted(taken))})")
-    return ResolvedColumns(columns.text if uses_text else None, columns.image if uses_image else None,
-                           id_col, tuple(dict.fromkeys(columns.keep)))
 
 
 @dataclass
@@ -367,90 +297,3 @@ def check_image_root(image_root: str | Path | None) -> None:
         raise InputError(f"--image-root {image_root} is not a folder or a prefix holding objects")
 
 
-@dataclass
-class Chunk:
-    index: int
-    start: int                 # global position of its first row
-    table: pa.Table            # the columns scoring reads, in input order
-    roots: list[str]           # image root of each row (its file's folder unless --image-root)
-    read_seconds: float = 0.0
-
-    @property
-    def num_rows(self) -> int:
-        return self.table.num_rows
-
-
-def iter_chunks(inputs: InputSet, cols: ResolvedColumns, chunk_rows: int, start_row: int = 0,
-                read_rows: int = 16_384, *, skipped: list[dict] | None = None) -> Iterator[Chunk]:
-    """Chunks of exactly chunk_rows rows (the last may be shorter), from global row start_row
-    (a multiple of chunk_rows). The file is read through a small buffer without pre-buffering,
-    so memory is bounded by one chunk and a read batch, whatever the file's size or its row
-    groups' size.
-
-    With `skipped` (a list: --on-bad-input skip), a row group that cannot be read is appended
-    to it ({"file", "row_group", "rows", "reason"}) and its rows are left out; the row groups
-    already in it (from the checkpoint, on --resume) are left out without being read, so a
-    resumed run cuts the same chunks. Each row group is then read whole before its rows are
-    used (memory: one input row group), so a bad one leaves nothing half-read behind."""
-    schema = inputs.unified_schema(cols.read)
-    known = {(s["file"], s["row_group"]) for s in skipped or ()}
-    pieces: list[pa.Table] = []
-    roots: list[str] = []
-    have, index, row, seconds = 0, start_row // chunk_rows, 0, 0.0
-
-    def emit(n: int) -> Chunk:
-        nonlocal pieces, roots, have, index
-        table = pa.concat_tables(pieces) if pieces else schema.empty_table()
-        chunk = Chunk(index, index * chunk_rows, table.slice(0, n), roots[:n], seconds)
-        pieces, roots, have, index = [table.slice(n)], roots[n:], have - n, index + 1
-        return chunk
-
-    for f in inputs.files:
-        name = str(f.path)
-        if row + f.num_rows <= start_row and not any(k[0] == name for k in known):
-            row += f.num_rows
-            continue
-        g = pf = None
-        try:
-            pf = pq.ParquetFile(f.open(), pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
-            root = inputs.root_of(f)
-            for g in range(pf.metadata.num_row_groups):
-                n = pf.metadata.row_group(g).num_rows
-                if (name, g) in known:
-                    continue
-                if row + n <= start_row:  # wholly before the resume point
-                    row += n
-                    continue
-                skip = max(0, start_row - row)
-                t0 = time.perf_counter()
-                batches = pf.iter_batches(batch_size=read_rows, row_groups=[g], columns=cols.read)
-                if skipped is not None:
-                    try:
-                        batches = list(batches)
-                    except (OSError, pa.ArrowException) as exc:
-                        skipped.append({"file": name, "row_group": g, "rows": n, "reason": one_line(exc)})
-                        log.warning("skipped unreadable row group %d of %s (%d rows): %s", g, name, n, one_line(exc))
-                        continue
-                seconds += time.perf_counter() - t0
-                for batch in batches:
-                    t0 = time.perf_counter()
-                    part = pa.Table.from_batches([batch]).cast(schema)
-                    seconds += time.perf_counter() - t0
-                    if skip:
-                        part, skip = part.slice(min(skip, part.num_rows)), max(0, skip - part.num_rows)
-                    pieces.append(part)
-                    roots.extend([root] * part.num_rows)
-                    have += part.num_rows
-                    row += batch.num_rows
-                    while have >= chunk_rows:
-                        yield emit(chunk_rows)
-                        seconds = 0.0
-        except (OSError, pa.ArrowException) as exc:
-            where = f"{f.path}" + (f" (row group {g})" if g is not None else "")
-            raise InputError(f"cannot read {where}: {one_line(exc)} (--on-bad-input skip skips an unreadable "
-                             f"file or row group and lists it)") from None
-        finally:
-            if pf is not None:
-                pf.close(force=True)  # the object's stream too
-    if have:
-        yield emit(have)
