@@ -13,16 +13,17 @@ import onnxruntime as ort
 
 from mmsa_cli.contract.geometry import preprocess_image        # resize shorter side, centre crop, normalise
 from mmsa_cli.contract.images import load_image                 # any format -> RGB, EXIF applied, JPEG drafted
+from mmsa_cli.contract.inputs import ModelInputs                # what the model expects, from its manifest
 from mmsa_cli.contract.model_folder import load_model_folder    # checks the folder's checksums
 from mmsa_cli.contract.tokenizer import BatchTokenizer          # text normalization + tokenizer, as trained
 
 
 def main(folder: str, text: str, image: str) -> None:
     model = load_model_folder(folder)
-    m = model.manifest
-    ids, mask = BatchTokenizer(model.load_tokenizer(), m.max_length, m.text_normalization)([text])
+    i = ModelInputs.from_manifest(model.manifest)
+    ids, mask = BatchTokenizer(model.load_tokenizer(), i.max_length, i.text_normalization)([text])
     width = int(mask.sum())
-    pixels = preprocess_image(load_image(image, draft_size=m.image_size), m.image_size, m.image_mean, m.image_std)
+    pixels = preprocess_image(load_image(image, draft_size=i.image_size), i.image_size, i.image_mean, i.image_std)
     # onnxruntime-gpu lists CUDA even where it cannot load it (no GPU): ORT then logs an error
     # and falls back to the CPU, which the last column of the output shows.
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
@@ -31,7 +32,8 @@ def main(folder: str, text: str, image: str) -> None:
                                                        "attention_mask": mask[:, :width],     # [1, L] int64
                                                        "pixel_values": pixels[None]})         # [1, 3, S, S] float32
     best = int(probs[0].argmax())
-    print(f"{m.labels[best]}  " + "  ".join(f"{label} {p:.3f}" for label, p in zip(m.labels, probs[0]))
+    labels = model.manifest.labels
+    print(f"{labels[best]}  " + "  ".join(f"{label} {p:.3f}" for label, p in zip(labels, probs[0]))
           + f"  ({session.get_providers()[0]})")
 
 

@@ -24,6 +24,7 @@ import torch
 
 from . import LABELS, __version__
 from .io.outputs import current_umask
+from .contract.inputs import ModelInputs
 from .config import EncoderWeights, ModelConfig, TrainConfig, from_dict, save_json, to_dict
 from .errors import ConfigError, FolderError
 from .models import FUSIONS, MultimodalModel
@@ -42,16 +43,14 @@ class Run:
     meta: dict
 
     @property
-    def image_size(self) -> int:
-        return self.model.image_encoder.image_size
+    def inputs(self) -> ModelInputs:
+        """What the trained model expects (its geometry, max_length, text normalization)."""
+        return self.model.inputs
 
-    @property
-    def mean(self) -> tuple[float, float, float]:
-        return tuple(self.model.image_encoder.mean)
-
-    @property
-    def std(self) -> tuple[float, float, float]:
-        return tuple(self.model.image_encoder.std)
+    # The geometry's parts, as older callers read them.
+    image_size = property(lambda self: self.inputs.image_size)
+    mean = property(lambda self: self.inputs.image_mean)
+    std = property(lambda self: self.inputs.image_std)
 
 
 def write_run_config(folder: Path, model: MultimodalModel, train_cfg: TrainConfig, data: str,
@@ -59,7 +58,7 @@ def write_run_config(folder: Path, model: MultimodalModel, train_cfg: TrainConfi
     """config.json: "model", "train" and "weights" hold the options under their command-line
     names (replayed by `mmsa train --config`); the other keys are informational."""
     folder.mkdir(parents=True, exist_ok=True)
-    enc = model.image_encoder
+    inputs = model.inputs
     save_json(folder / "config.json", {
         "mmsa_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -68,7 +67,7 @@ def write_run_config(folder: Path, model: MultimodalModel, train_cfg: TrainConfi
         "model": to_dict(model.cfg) | {"text_pooling": model.text_encoder.pooling},
         "train": to_dict(train_cfg),
         "weights": to_dict(weights or EncoderWeights()),
-        "image": {"size": enc.image_size, "mean": list(enc.mean), "std": list(enc.std)},
+        "image": {"size": inputs.image_size, "mean": list(inputs.image_mean), "std": list(inputs.image_std)},
         "torch_version": torch.__version__,
     })
     save_json(folder / "labels.json", {name: i for i, name in enumerate(LABELS)})

@@ -148,7 +148,7 @@ def test_cv_training_fits_the_rule_on_out_of_fold_predictions(tmp_path):
     from mmsa_cli.runs import load_run
     from mmsa_cli.scoring.torch_model import TorchModel
     from mmsa_cli.training.decision_rule import read_out_of_fold
-    from mmsa_cli.training.run import TrainSource, train
+    from mmsa_cli.training.train import TrainSource, train
     from test_train import FAST, MVSA, RANDOM, TINY, read_split_csv
 
     cfg = TrainConfig(epochs=1, folds=3, decision_rule="offsets", decision_metric="macro_f1",
@@ -175,7 +175,7 @@ def test_a_fold_without_out_of_fold_predictions_leaves_the_rule_out(tmp_path):
     import dataclasses
 
     from mmsa_cli.config import ModelConfig, TrainConfig
-    from mmsa_cli.training.run import TrainSource, train
+    from mmsa_cli.training.train import TrainSource, train
     from test_train import FAST, MVSA, RANDOM, TINY
 
     cfg = TrainConfig(epochs=1, folds=2, decision_rule="offsets", **(FAST | {"freeze": "both"}))

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from mmsa_cli.training.batches import pad_tokens, tokenize
+from mmsa_cli.training.batches import pad_tokens, token_lists
 from mmsa_cli.config import EncoderWeights, ModelConfig, TrainConfig
 from mmsa_cli.data import Example, load_image, preprocess_image
 from mmsa_cli.contract.tweet_text import normalize_text
@@ -24,7 +24,7 @@ from mmsa_cli.onnx_export import export_run, verify_model_folder
 from mmsa_cli.runs import load_run
 from mmsa_cli.scoring import Scorer
 from mmsa_cli.contract.tokenizer import BatchTokenizer
-from mmsa_cli.training.run import TrainSource, train
+from mmsa_cli.training.train import TrainSource, train
 
 MVSA = Path(__file__).resolve().parents[1] / "samples" / "mvsa"
 TINY = dict(text_encoder="tiny-bert", image_encoder="tiny-cnn")
@@ -83,7 +83,7 @@ def test_scoring_evaluate_and_pytorch_agree_on_normalized_text(tweet_model):
                                                          run.mean, run.std) for p in images]))
 
     def torch_probs(texts: list[str]) -> np.ndarray:
-        ids, mask = pad_tokens(tokenize(tok, texts, run.model_cfg.max_length, normalization="none"), tok.pad_token_id)
+        ids, mask = pad_tokens(token_lists(tok, texts, run.model_cfg.max_length, normalization="none"), tok.pad_token_id)
         with torch.no_grad():
             return model(ids, mask, pixels).float().softmax(-1).numpy()
 

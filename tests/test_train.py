@@ -24,7 +24,7 @@ from mmsa_cli.runs import load_run
 from mmsa_cli.training.loop import fit
 from mmsa_cli.training.objectives import class_weights, training_loss
 from mmsa_cli.training.prepared import prepare, with_split
-from mmsa_cli.training.run import TrainSource, train
+from mmsa_cli.training.train import TrainSource, train
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 MVSA = SAMPLES / "mvsa"
@@ -183,7 +183,7 @@ def test_log_progress_never_repeats_the_last_line(capsys):
 def test_interrupted_training_keeps_the_old_run_and_leaves_nothing(tmp_path, monkeypatch):
     """--overwrite replaces the old run only once training succeeded; an interruption (or any
     failure) part way leaves the old folder as it was and no staging folder."""
-    import mmsa_cli.training.run as run_module
+    import mmsa_cli.training.train as run_module
 
     out = tmp_path / "run"
     out.mkdir()
@@ -216,7 +216,7 @@ def test_existing_run_folder_is_refused_before_any_work(smoke_run, tmp_path):
 def test_load_run_gives_identical_probabilities(tmp_path):
     """prepare() + fit() for one epoch (so the saved weights are the final ones), through the
     frozen-image feature cache with a token-using fusion, then load_run on the same batch."""
-    from mmsa_cli.training.batches import ImageDataset, pad_tokens, tokenize
+    from mmsa_cli.training.batches import ImageDataset, pad_tokens, token_lists
 
     model = tiny_model("hstec")
     cfg = TrainConfig(epochs=1, max_train_examples=48, **(FAST | {"freeze": "image"}))
@@ -226,8 +226,8 @@ def test_load_run_gives_identical_probabilities(tmp_path):
 
     batch = examples[:5]
     tok = model.text_encoder.tokenizer
-    ids, mask = pad_tokens(tokenize(tok, [e.text for e in batch], 64, normalization="none"), tok.pad_token_id)
-    images = ImageDataset([e.image_path for e in batch], 64, model.image_encoder.mean, model.image_encoder.std)
+    ids, mask = pad_tokens(token_lists(tok, [e.text for e in batch], 64, normalization="none"), tok.pad_token_id)
+    images = ImageDataset([e.image_path for e in batch], dataclasses.replace(model.inputs, image_size=64))
     pixels = torch.stack([torch.from_numpy(images[i][1]) for i in range(len(batch))])
     run = load_run(tmp_path)
     assert type(run.model.fusion) is type(model.fusion)
@@ -452,7 +452,7 @@ def test_ensemble_trains_and_its_run_folder_rebuilds(tmp_path):
     tok = run.model.text_encoder.tokenizer
     enc = tok([e.text for e in batch], padding=True, truncation=True, max_length=64, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
-    images = ImageDataset([e.image_path for e in batch], 64, run.mean, run.std)
+    images = ImageDataset([e.image_path for e in batch], dataclasses.replace(run.inputs, image_size=64))
     pixels = torch.stack([torch.from_numpy(images[i][1]) for i in range(len(batch))])
     with torch.no_grad():
         logits, aux = run.model.forward_head(run.model.forward_features(ids, mask, pixels))

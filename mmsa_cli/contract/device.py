@@ -8,15 +8,22 @@
 What "usable" means depends on the backend: torch needs `torch.cuda.is_available()`,
 ONNX Runtime needs its CUDAExecutionProvider too (onnxruntime-gpu). Callers pass the check;
 this module imports neither, so it costs nothing where no GPU can exist.
+
+Every command gets one result type, Device (the name, and the note when `auto` fell back),
+and the note is surfaced one way, here: a warning on stderr (logging). A command whose
+summary lists warnings (score) also keeps it there.
 """
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DeviceUnavailableError
 
+log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
 _DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0")
 
@@ -47,7 +54,9 @@ def resolve_device(requested: str, cuda_check: Callable[[], str | None]) -> Devi
         return Device("cuda")
     if requested == "cuda":
         raise DeviceUnavailableError(f"--device cuda: CUDA cannot be used here ({reason}); use --device cpu or auto")
-    return Device("cpu", f"device auto: running on the CPU ({reason})")
+    device = Device("cpu", f"device auto: running on the CPU ({reason})")
+    log.warning(device.note)
+    return device
 
 
 def torch_cuda_check() -> str | None:
@@ -76,14 +85,7 @@ def onnxruntime_cuda_check() -> str | None:
     return None
 
 
-def torch_device(requested: str):
-    """`--device` for the PyTorch backend (train, evaluate, predict): the torch.device to use;
-    the reason `auto` fell back to the CPU, if any, is logged as a warning."""
-    import logging
-
-    import torch
-
-    device = resolve_device(requested, torch_cuda_check)
-    if device.note:
-        logging.getLogger(__name__).warning(device.note)
-    return torch.device(device.name)
+def once(cuda_check: Callable[[], str | None]) -> Callable[[], str | None]:
+    """A cuda_check that asks once: a command that needs the answer twice (export: where the
+    reference runs, and which provider's fusions to count) makes one decision."""
+    return functools.cache(cuda_check)

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import MmsaError
 from .geometry import resize_crop
+from .inputs import ModelInputs
 
 IMAGE_ERROR_KINDS = ("missing", "empty", "not_image", "corrupt", "too_large", "unsupported", "outside_root")
 MAX_IMAGE_PIXELS = 40_000_000
@@ -189,6 +190,12 @@ class ImageSpec:
     max_bytes: int = MAX_IMAGE_BYTES            # larger files are refused before reading (too_large)
     allow_outside_root: bool = False
     gpu_jpeg: bool = False                      # hand plain JPEGs to the GPU decoder as bytes
+
+
+    @classmethod
+    def of(cls, inputs: ModelInputs, **limits) -> "ImageSpec":
+        """The spec for a model's inputs (its geometry), with the caller's limits and switches."""
+        return cls(inputs.image_size, inputs.image_mean, inputs.image_std, **limits)
 
 
 class ImageResult(NamedTuple):

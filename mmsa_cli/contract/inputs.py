@@ -1,5 +1,8 @@
 """What a model expects of its inputs, whichever backend runs it (the exported ONNX graph or
-the PyTorch model of a run folder): the one description the table scorer prepares rows by."""
+the PyTorch model of a run folder): the one geometry object. Models and runs produce it
+(MultimodalModel.inputs, Run.inputs), a model folder's manifest records it (from_manifest),
+and training, export parity, the scorer and the Ray engine prepare rows by it: resolved
+once, then handed everywhere (timm's resolve_data_config)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -28,7 +28,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from .fusion import fuse_probabilities
-from .model import MultimodalModel
+from ..contract.inputs import ModelInputs
+from .model import MultimodalModel, inputs_of
 from .text_encoders import TextEncoder, TextSlice, same_weights
 
 # Member settings that decide what the model reads: they must agree across the bag.
@@ -144,6 +145,10 @@ class ModelBag(nn.Module):
     @property
     def image_encoder(self):
         return self.members[0].image_encoder
+
+    @property
+    def inputs(self) -> ModelInputs:
+        return inputs_of(self)
 
     @property
     def text_encoder_name(self) -> str:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..contract.inputs import ModelInputs
 from .fusion import Features, check_fusion_config, fusion_class
 from .image_encoders import ImageEncoder, create_image_encoder
 from .text_encoders import TextEncoder, TextSlice, create_text_encoder
@@ -31,6 +32,10 @@ class MultimodalModel(nn.Module):
     @property
     def text_encoder_name(self) -> str:
         return self.cfg.text_encoder
+
+    @property
+    def inputs(self) -> ModelInputs:
+        return inputs_of(self)
 
     @property
     def text_encoders(self) -> list[TextEncoder]:
@@ -74,6 +79,14 @@ class MultimodalModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
         logits, _ = self.forward_head(self.forward_features(input_ids, attention_mask, pixel_values))
         return logits                                              # [B, C]
+
+
+def inputs_of(model) -> ModelInputs:
+    """What a model (a MultimodalModel or a ModelBag) expects: its image encoder's geometry,
+    its config's text settings, the modalities its fusion reads."""
+    enc, cfg = model.image_encoder, model.cfg
+    return ModelInputs(enc.image_size, tuple(enc.mean), tuple(enc.std), cfg.max_length, cfg.text_normalization,
+                       model.uses_text, model.uses_image)
 
 
 def create_model(cfg: ModelConfig, *, pretrained: bool = True, text_weights: str | Path | None = None,

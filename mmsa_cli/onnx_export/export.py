@@ -26,6 +26,7 @@ import torch
 
 from .. import LABELS, __version__
 from ..contract.decision import load_decision_rule
+from ..contract.device import once, resolve_device
 from ..errors import ConfigError
 from ..io.outputs import current_umask, refuse_existing
 from ..contract.model_folder import ONNX_DATA, Manifest, write_checksums
@@ -37,7 +38,7 @@ from .graph import EXPORTER, add_unused_inputs, export_onnx
 from .options import PRECISIONS, TARGETS
 from .parity import ParityError, ParityReport, ParityRows, check_parity, find_parity_rows, make_batches, torch_reference
 from .precision import to_fp16
-from .runtime import PROVIDERS, cuda_usable, make_session, parity_provider_options, pick_provider
+from .runtime import PROVIDERS, export_cuda_check, make_session, parity_provider_options
 from .spec import ExportSpec, spec_for
 
 
@@ -93,10 +94,10 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
         now = time.perf_counter()
         seconds[stage], tick = round(now - tick, 2), now
 
-    provider = pick_provider(device)
-    enc = model.image_encoder
-    batches = make_batches(rows, tokenizer, model.cfg.max_length, enc.image_size, enc.mean, enc.std,
-                           text_normalization=model.cfg.text_normalization)
+    cuda_check = once(export_cuda_check)  # one decision: the reference's device and the fusions' provider
+    provider = PROVIDERS[resolve_device(device, cuda_check).name]
+    inputs = model.inputs
+    batches = make_batches(rows, tokenizer, inputs)
     references = torch_reference(model, batches, "cuda" if provider == PROVIDERS["cuda"] else "cpu")
     lap("reference")
 
@@ -129,7 +130,7 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
                                                     for s in model.text_encoder_slices]),
             parts=parts, raw=raw_counts)
         save_onnx(graph, tmp / "model.onnx")  # a first copy for the sessions below (over 2 GB, weights and all)
-        ep_provider = PROVIDERS["cuda"] if target == "cuda" and cuda_usable() else PROVIDERS["cpu"]
+        ep_provider = PROVIDERS["cuda"] if target == "cuda" and cuda_check() is None else PROVIDERS["cpu"]
         report.ep = fz.ep_fusion_counts(tmp / "model.onnx", ep_provider)
         if ep_provider != PROVIDERS[target]:
             report.ep["note"] = f"{PROVIDERS[target]} is not usable here; counted for {ep_provider}"
@@ -141,11 +142,11 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
         lap("checks")
 
         manifest = Manifest(
-            labels=list(LABELS), max_length=model.cfg.max_length, image_size=enc.image_size,
-            image_mean=list(enc.mean), image_std=list(enc.std), text_encoder=model.text_encoder_name,
+            labels=list(LABELS), max_length=inputs.max_length, image_size=inputs.image_size,
+            image_mean=list(inputs.image_mean), image_std=list(inputs.image_std), text_encoder=model.text_encoder_name,
             image_encoder=model.cfg.image_encoder, fusion=model.cfg.fusion, precision=precision, target=target,
-            opset=spec.opset, model_sha256="", uses_text=model.uses_text, uses_image=model.uses_image,
-            text_normalization=model.cfg.text_normalization,
+            opset=spec.opset, model_sha256="", uses_text=inputs.uses_text, uses_image=inputs.uses_image,
+            text_normalization=inputs.text_normalization,
             ensemble_members=list(model.cfg.ensemble_members) if model.cfg.fusion == "ensemble" else [],
             decision_offsets=offsets, decision_metric=decision_rule["metric"] if decision_rule else "",
             versions=library_versions(), source_run=source_run or {}, parity=parity.to_dict())

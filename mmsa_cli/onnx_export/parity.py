@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ from ..contract.decision import decide_labels
 from ..errors import DataError, MmsaError
 from ..contract.model_folder import INPUT_NAMES, OUTPUT_NAMES
 from ..contract.images import ImageSpec, prepare_image
+from ..contract.inputs import ModelInputs
 from ..contract.tokenizer import BatchTokenizer
 from ..models import ExportableModel
 from .graph import ExportError
@@ -86,11 +86,10 @@ def find_parity_rows(run_folder: Path | None, data: str | None, *, parity_data: 
     return ParityRows(rows[:max_rows], f"{data} validation split ({min(len(rows), max_rows)} rows)")
 
 
-def make_batches(rows: ParityRows, tokenizer, max_length: int, image_size: int, mean: Sequence[float],
-                 std: Sequence[float], *, text_normalization: str) -> list[ParityBatch]:
+def make_batches(rows: ParityRows, tokenizer, inputs: ModelInputs) -> list[ParityBatch]:
     """Rows prepared as `mmsa score` prepares them, cut into the batch plan; rows whose image
     cannot be used are skipped (parity is about the rows both backends predict from)."""
-    spec = ImageSpec(image_size, tuple(mean), tuple(std), allow_outside_root=True)
+    spec = ImageSpec.of(inputs, allow_outside_root=True)
     pixels, usable = [], []
     for e in rows.examples:
         image = prepare_image(str(Path(e.image_path).absolute()), "/", spec)
@@ -101,13 +100,14 @@ def make_batches(rows: ParityRows, tokenizer, max_length: int, image_size: int, 
             rows.skipped += 1
     if not usable:
         raise DataError(f"no usable parity rows in {rows.source}: every image failed to load")
-    ids, mask = BatchTokenizer(tokenizer, max_length, text_normalization)([e.text for e in usable])
+    ids, mask = BatchTokenizer(tokenizer, inputs.max_length, inputs.text_normalization)([e.text for e in usable])
     batches, start, plan = [], 0, list(BATCH_PLAN)
     while start < len(usable):
         size = plan.pop(0) if plan else FULL_BATCH
         width = int(mask[start:start + size].sum(1).max())   # padded to the batch's longest text
         batches.append(ParityBatch(ids[start:start + size, :width], mask[start:start + size, :width],
-                                   normalise(np.stack(pixels[start:start + size]), mean, std)))
+                                   normalise(np.stack(pixels[start:start + size]), inputs.image_mean,
+                                             inputs.image_std)))
         start += size
     return batches
 

@@ -6,31 +6,20 @@ cannot load, so a CUDA session is always verified.
 """
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import torch  # noqa: F401  (before onnxruntime, see above)
 
-from ..contract.device import onnxruntime_cuda_check, resolve_device, torch_cuda_check
+from ..contract.device import onnxruntime_cuda_check, torch_cuda_check
 from ..errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def cuda_usable() -> bool:
-    return onnxruntime_cuda_check() is None and torch_cuda_check() is None
-
-
-def pick_provider(device: str) -> str:
-    """'auto' | 'cpu' | 'cuda' -> an ORT provider name that can actually run here (the rule:
-    mmsa_cli/contract/device.py; export's reference model needs torch's CUDA too)."""
-    chosen = resolve_device(device, lambda: onnxruntime_cuda_check() or torch_cuda_check())
-    if chosen.note:
-        log.warning(chosen.note)
-    return PROVIDERS[chosen.name]
+def export_cuda_check() -> str | None:
+    """Export's CUDA needs both backends: the PyTorch reference and the ONNX Runtime session."""
+    return onnxruntime_cuda_check() or torch_cuda_check()
 
 
 def make_session(path: str | Path, provider: str = "CPUExecutionProvider", *, threads: int = 0,

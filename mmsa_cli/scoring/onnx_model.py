@@ -17,7 +17,7 @@ from .errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH = {"cpu": 32, "cuda": 256}
+BATCH_BY_DEVICE = {"cpu": 32, "cuda": 256}
 # prefer_nhwc: channels-last convolutions (ResNet/EfficientNet) on tensor cores; HEURISTIC
 # avoids an exhaustive cuDNN search. fuse_conv_bias: cuDNN's runtime conv+bias(+ReLU) fusion,
 # ResNet-50 alone 10,400 -> 14,700 img/s on the H100 (benchmarks/results/export_gpu_session2.md).
@@ -43,7 +43,7 @@ class OnnxModel:
         self.session = self._open_session(device, threads)
         self.provider = self.session.get_providers()[0]
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
-        self.batch_size = batch_size or DEFAULT_BATCH[self.device]
+        self.batch_size = batch_size or BATCH_BY_DEVICE[self.device]
         # Smaller batches are padded to this many rows (None: run as they are). On CUDA every
         # batch then has the image shape the convolution kernels were built for.
         self.fixed_batch: int | None = self.batch_size if self.device == "cuda" else None
@@ -52,8 +52,8 @@ class OnnxModel:
 
     def _open_session(self, device: str, threads: int | None):
         chosen = resolve_device(device, onnxruntime_cuda_check)  # cuda unusable: DeviceUnavailableError
-        if chosen.note:
-            self._warn(chosen.note)
+        if chosen.note:  # resolve_device said it on stderr; the summary lists it too
+            self.warnings.append(chosen.note)
         want_cuda = chosen.name == "cuda"
         if want_cuda:
             import torch  # noqa: F401  (before onnxruntime: the CUDA EP finds the libraries torch loaded)

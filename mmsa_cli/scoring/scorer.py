@@ -88,8 +88,7 @@ class Scorer:
         return self.model.describe()
 
     def image_spec(self, allow_outside_root: bool = False, max_bytes: int = MAX_IMAGE_BYTES) -> ImageSpec:
-        i = self.inputs
-        return ImageSpec(i.image_size, i.image_mean, i.image_std, allow_outside_root=allow_outside_root,
+        return ImageSpec.of(self.inputs, allow_outside_root=allow_outside_root,
                          max_bytes=max_bytes, gpu_jpeg=self._gpu is not None and self.image_decoder != "cpu")
 
     def result_table(self, ids: pa.Array, id_name: str, probs: np.ndarray, errors: Sequence[str | None],

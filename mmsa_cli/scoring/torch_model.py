@@ -12,7 +12,7 @@ from ..contract.decision import run_decision_rule
 from ..contract.device import resolve_device, torch_cuda_check
 from ..contract.inputs import ModelInputs
 
-DEFAULT_BATCH = 64
+TORCH_BATCH = 64  # rows per call of a run folder's PyTorch model
 
 
 class TorchModel:
@@ -32,7 +32,7 @@ class TorchModel:
         self._torch_device = torch.device(self.device)
         self.model = model.eval().to(self._torch_device)
         self.inputs, self.tokenizer = inputs, tokenizer
-        self.batch_size = batch_size or DEFAULT_BATCH
+        self.batch_size = batch_size or TORCH_BATCH
         self.fixed_batch: int | None = None
         self._description = description or {}
         self.decision_offsets = list(decision_offsets or [])  # the label rule (contract/decision.py)
@@ -44,9 +44,7 @@ class TorchModel:
         rule = run_decision_rule(run.folder)
         kwargs.setdefault("decision_offsets", rule["offsets"] if rule else None)
         cfg = run.model_cfg
-        inputs = ModelInputs(run.image_size, tuple(run.mean), tuple(run.std), cfg.max_length, cfg.text_normalization,
-                             run.model.uses_text, run.model.uses_image)
-        return cls(run.model, inputs, run.model.text_encoder.tokenizer, device,
+        return cls(run.model, run.inputs, run.model.text_encoder.tokenizer, device,
                    description={"path": str(run.folder), "fusion": cfg.fusion, "text_encoder": cfg.text_encoder,
                                 "image_encoder": cfg.image_encoder}, **kwargs)
 

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..progress import progress
 from ..contract.geometry import preprocess_image
 from ..data.images import ImageLoadError, load_image, train_augment
+from ..contract.inputs import ModelInputs
 from ..contract.tokenizer import BatchTokenizer
 
 
@@ -20,8 +21,8 @@ class ImageDataset(Dataset):
     """index -> (index, pixels [3,S,S] float32, error or ""). A bad image yields zeros
     (the normalised mean image) and its error, so one bad file never stops a batch."""
 
-    def __init__(self, paths: Sequence[Path], size: int, mean, std, *, augment: bool = False, seed: int = 0):
-        self.paths, self.size, self.mean, self.std = list(paths), size, tuple(mean), tuple(std)
+    def __init__(self, paths: Sequence[Path], inputs: ModelInputs, *, augment: bool = False, seed: int = 0):
+        self.paths, self.size, self.mean, self.std = list(paths), inputs.image_size, inputs.image_mean, inputs.image_std
         self.augment, self.seed, self.epoch = augment, seed, 0
 
     def __len__(self) -> int:
@@ -63,9 +64,9 @@ def pad_tokens(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch
     return ids, mask                                                   # [B, L], [B, L]
 
 
-def tokenize(tokenizer, texts: Sequence[str], max_length: int, *, normalization: str) -> list[list[int]]:
+def token_lists(tokenizer, texts: Sequence[str], max_length: int, *, normalization: str) -> list[list[int]]:
     """Token ids of each text, unpadded, from the one tokenizer call scoring makes too
-    (scoring/texts.py BatchTokenizer: the model's text normalization, truncation to
+    (contract/tokenizer.py BatchTokenizer: the model's text normalization, truncation to
     max_length); training pads each batch to its longest text (pad_tokens)."""
     ids, mask = BatchTokenizer(tokenizer, max_length, normalization)(list(texts))
     return [row[: int(n)].tolist() for row, n in zip(ids, mask.sum(1))]

@@ -138,7 +138,7 @@ def train(ctx, data, label_file, text_col, image_col, id_col, label_col, image_r
     DATA is an MVSA folder (data/{guid}.jpg|txt + a guid,tag file) or a Parquet/CSV table.
     Precedence: an explicit flag > --config FILE > --recipe > the default.
     """
-    from .run import TrainSource, train as train_models
+    from .train import TrainSource, train as train_models
 
     fusions, model_cfg, train_cfg, weights, recipe = resolve_configs(ctx, recipe, config_file, options)
     say = say_for(stats_json)

@@ -18,7 +18,7 @@ from ..errors import DataError
 from ..models import MultimodalModel
 from .batches import (ImageDataset, ImageFeatures, TextBottoms, TextFeatures, cached_image_features, encode_images,
                       encode_text_bottoms, encode_texts, file_fingerprint, image_loader, pad_tokens, scan_images,
-                      tokenize)
+                      token_lists)
 from .modality_dropout import Blanks, blank_encoded, blank_token_lists, blank_tokens, make_blanks
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,10 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
             weights_id: str = "") -> Prepared:
     """Tokenize, check every image and run the frozen encoders once; no split yet."""
     tok = model.text_encoder.tokenizer
-    tokens = tokenize(tok, [e.text for e in examples], model.cfg.max_length,
+    tokens = token_lists(tok, [e.text for e in examples], model.cfg.max_length,
                       normalization=model.cfg.text_normalization)
     enc = model.image_encoder
-    images = ImageDataset([e.image_path for e in examples], enc.image_size, enc.mean, enc.std)
+    images = ImageDataset([e.image_path for e in examples], model.inputs)
     features = text_features = None
     if cfg.freeze in ("image", "both") and not cfg.reencode_images:
         compute = lambda: encode_images(enc, images, batch_size=64, num_workers=cfg.workers,  # noqa: E731
@@ -122,10 +122,10 @@ def batch_inputs(model: MultimodalModel, data: Prepared, idx: torch.Tensor, pixe
                  dropped: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """A batch's model inputs on the device (forward_features' keyword arguments). dropped = (text, image) row masks: those rows get
     the empty text or the blank image instead of their own (modality dropout)."""
-    token_lists = [data.tokens[i] for i in idx.tolist()]
+    tokens = [data.tokens[i] for i in idx.tolist()]
     if dropped is not None:
-        token_lists = blank_token_lists(token_lists, dropped[0], data.blanks)
-    ids, mask = pad_tokens(token_lists, data.pad_id)
+        tokens = blank_token_lists(tokens, dropped[0], data.blanks)
+    ids, mask = pad_tokens(tokens, data.pad_id)
     ids, mask = ids.to(device), mask.to(device)
     cached = data.features.take(idx, device) if (data.features is not None and model.uses_image) else None
     cached_text = data.text_features.take(idx, device) if (data.text_features is not None and model.uses_text) else None

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...errors import ConfigError
+from ...contract.inputs import ModelInputs
 from ...contract.model_folder import ModelFolder
 from ..errors import InputError
 from ..inputs import ResolvedColumns, resolve_columns
@@ -279,8 +280,8 @@ def score_dataset(ds, model_dir: str | Path | ModelFolder, *, columns: Columns =
     share = jpeg_share_for(gpu_decode_share, actor_device)
     root = root_string(image_root)
     if cols.image:
-        spec = ImageSpec(m.image_size, tuple(m.image_mean), tuple(m.image_std), allow_outside_root=allow_outside_root,
-                         max_bytes=max_image_bytes)
+        spec = ImageSpec.of(ModelInputs.from_manifest(m), allow_outside_root=allow_outside_root,
+                            max_bytes=max_image_bytes)
         ds = _image_stage(ds, cols, spec, root, roots_from_paths, rows_per_call, image_cpus, share)
     gpu = {"num_gpus": gpus_per_actor} if gpus_per_actor else {}
     return ds.map_batches(
