@@ -5,7 +5,7 @@ export's parity rows, `mmsa score` (CPU and GPU paths) and evaluate/predict alik
     centre crop S x S (torchvision's rounding)
     uint8 [S,S,3] -> float32 [3,S,S]: x / 255, (x - mean) / std
 
-The sizes come from plan_resize() alone, so the GPU resize (mmsa_cli/scoring/gpu_images.py),
+The sizes come from plan_resize() alone, so the GPU resize (mmsa_cli/scoring/images/gpu.py),
 which reproduces the same arithmetic with matrices, cannot drift from the CPU one.
 """
 from __future__ import annotations

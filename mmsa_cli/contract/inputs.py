@@ -14,7 +14,7 @@ class ModelInputs:
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
     max_length: int                                  # tokens per text, [CLS] and [SEP] included
-    text_normalization: str = "none"                 # rewrite before tokenizing (data/tweet_text.py)
+    text_normalization: str = "none"                 # rewrite before tokenizing (tweet_text.py)
     uses_text: bool = True                           # False: the text column is never read
     uses_image: bool = True                          # False: images are never opened
 

@@ -1,7 +1,7 @@
 """Paths that may live on object storage: `s3://bucket/key`, `gs://...`, or anything
 `pyarrow.fs.FileSystem.from_uri` opens; plain paths stay on the local disk.
 
-Both engines use it for their inputs and their output; remote_images.py reads images under a
+Both engines use it for their inputs and their output; scoring/images/remote.py reads images under a
 bucket prefix with it. Light on imports (pyarrow only when a store is opened), so the
 command-line modules ask `is_uri` here too.
 """

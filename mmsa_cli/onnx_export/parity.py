@@ -3,7 +3,7 @@
 Rows: the run's own validation rows (split.csv + the data path in its config), or
 --parity-data; with neither reachable the export stops and asks for --parity-data (an
 export is never shipped unchecked). They are prepared by the scoring pipeline's own steps
-(scoring/preprocess.py + contract/geometry.py for images, scoring/texts.py for tokens), so
+(contract/images.py + contract/geometry.py for images, contract/tokenizer.py for tokens), so
 the PyTorch model and ONNX Runtime, the two backends, are compared on the very inputs
 `mmsa score` feeds the graph.
 

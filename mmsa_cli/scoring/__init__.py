@@ -12,9 +12,15 @@
     score_table   load a model and score one table
     Columns       input column names; PROB_COLUMNS / RESULT_COLUMNS: the output's
     score_dataset a ray.data.Dataset in, the Dataset with the result columns out (ScoreActor:
-                  its callable class); `mmsa score --engine ray` is ray_job.score_files_ray
+                  its callable class); `mmsa score --engine ray` is engines/ray_files.py
 
-Names are imported lazily: worker processes import mmsa_cli.scoring.preprocess without
+Its rooms: options.py (Columns, ScoreOptions, RayOptions: every flag of `mmsa score`),
+scorer.py with its backends (onnx_model.py, torch_model.py), engines/ (local, ray_dataset,
+ray_files), images/ (prepare, workers, remote, gpu, dali), inputs/ (columns, files, chunks),
+report.py (the summary), evaluate.py (`mmsa evaluate` and `predict`), cli.py. What it writes
+goes through mmsa_cli/io/, shared with the other commands.
+
+Names are imported lazily: worker processes import mmsa_cli.scoring.images.prepare without
 paying for onnxruntime or pyarrow.
 """
 from __future__ import annotations

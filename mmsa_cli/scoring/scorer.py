@@ -3,10 +3,10 @@
     Scorer("models/ote")                        an exported folder in ONNX Runtime (OnnxModel)
     Scorer(TorchModel.from_run(load_run(...)))  a run folder's PyTorch model (evaluate, predict)
 
-Both get their rows prepared by the same code: texts decoded and tokenized (texts.py), images
-read, resized, cropped and normalised (preprocess.py, contract/geometry.py), and the bad-row
+Both get their rows prepared by the same code: texts decoded and tokenized (contract/tokenizer.py), images
+read, resized, cropped and normalised (contract/images.py, images/prepare.py), and the bad-row
 policy applied (contract/rows.py). `score_batch(table)` does a whole table in this process;
-score_files() (pipeline.py) streams files through the same stage methods (plan, image_tasks,
+score_files() (engines/local.py) streams files through the same stage methods (plan, image_tasks,
 pixel_batch, infer), with the image work in worker processes.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Scorer:
         self._empty_ids = ids[0, : int(mask[0].sum())].astype(np.int64)
         self._rows_scored = 0
         self._gpu = None
-        # Who prepares the images on CUDA: "dali", "nvjpeg" or "cpu" (dali_images.gpu_image_path);
+        # Who prepares the images on CUDA: "dali", "nvjpeg" or "cpu" (images/dali.py: gpu_image_path);
         # None on a CPU run, which prepares every image on the CPU whatever was asked.
         self.image_decoder: str | None = None
         self.use_image_decoder(image_decoder)  # a typo fails on any device

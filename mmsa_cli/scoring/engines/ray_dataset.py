@@ -1,7 +1,7 @@
 """mmsa inside Ray Data pipelines: a Dataset in, the same Dataset with the result columns out.
 
     import ray
-    from mmsa_cli.scoring.ray_engine import score_dataset, ScoreActor
+    from mmsa_cli.scoring import score_dataset, ScoreActor
 
     ds = ray.data.read_parquet("s3://bucket/tweets/")
     scored = score_dataset(ds, "models/ote", image_root="s3://bucket/images", actors=(1, 4), gpus_per_actor=0.5)
@@ -9,7 +9,7 @@
 
 Two stages, each with its own resource budget:
   prepare_image_columns   Ray tasks (`image_cpus` CPUs each): read + decode + resize + crop each
-                          image (the local engine's code, preprocess.py) into uint8 pixels, or
+                          image (the local engine's code, images/prepare.py) into uint8 pixels, or
                           the row's image error; for GPU actors, plain JPEGs stay bytes
                           (`gpu_decode_share`) and nvJPEG decodes them in the actor
   ScoreActor              an actor pool (`actors` = min, max; `gpus_per_actor` may be a fraction):

@@ -19,7 +19,7 @@ Rows keep their order and their errors: a JPEG DALI cannot decode is prepared by
 
 The same pipeline runs on the CPU (DALI's CPU operators, device_id None), which is how CI
 tests it without a GPU. DALI is optional (`pip install mmsa-tweets[gpu]`); without it the scorer uses
-the nvJPEG path of gpu_images.py.
+the nvJPEG path of gpu.py.
 """
 from __future__ import annotations
 
