@@ -73,6 +73,22 @@ def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+class _Laps:
+    """Seconds per export stage, and the total."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.start = self.tick = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage], self.tick = round(now - self.tick, 2), now
+
+    def total(self) -> dict[str, float]:
+        self.seconds["total"] = round(time.perf_counter() - self.start, 2)
+        return self.seconds
+
+
 def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: ParityRows, *, precision: str = "fp32",
                  target: str = "cpu", device: str = "auto", source_run: dict | None = None,
                  spec: ExportSpec | None = None, overwrite: bool = False,
@@ -86,18 +102,10 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
     out = Path(out)
     refuse_existing(out, overwrite)
     spec = spec or spec_for(model)
-    seconds: dict[str, float] = {}
-    start = tick = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal tick
-        now = time.perf_counter()
-        seconds[stage], tick = round(now - tick, 2), now
-
+    lap = _Laps()
     cuda_check = once(export_cuda_check)  # one decision: the reference's device and the fusions' provider
     provider = PROVIDERS[resolve_device(device, cuda_check).name]
-    inputs = model.inputs
-    batches = make_batches(rows, tokenizer, inputs)
+    batches = make_batches(rows, tokenizer, model.inputs)
     references = torch_reference(model, batches, "cuda" if provider == PROVIDERS["cuda"] else "cpu")
     lap("reference")
 
@@ -105,30 +113,7 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700: readable by other users like any output
     try:
-        raw_dir = tmp / "raw"  # its own folder: over 2 GB the exporter writes a file per weight beside it
-        raw_dir.mkdir()
-        raw = export_onnx(model, spec, raw_dir / "raw.onnx")
-        raw_bytes, raw_counts = _folder_bytes(raw_dir), fz.op_counts(raw)["all"]
-        shutil.rmtree(raw_dir)
-        lap("export")
-
-        bert = model.text_encoder.bert.config
-        encoders = len(model.text_encoders)
-        graph = fz.optimize_bert(raw, bert.num_attention_heads, bert.hidden_size,
-                                 options=fz.text_fusion_options(encoders))
-        optimized = fz.op_counts(graph)
-        lap("optimize")
-        if precision == "fp16":
-            graph = to_fp16(graph)
-            lap("fp16")
-        add_unused_inputs(graph, spec)  # the optimizer prunes inputs the graph does not read
-        parts = fz.op_counts(graph)
-        report = fz.FusionReport(
-            text=fz.bert_fusion_counts(optimized["text_encoder"]),
-            expected_text=fz.expected_text_fusions(model.text_encoder_slices, model.uses_text,
-                                                   [s.encoder in model.remapped_text_encoders
-                                                    for s in model.text_encoder_slices]),
-            parts=parts, raw=raw_counts)
+        graph, report, raw_bytes = _optimized_graph(model, spec, precision, tmp, lap)
         save_onnx(graph, tmp / "model.onnx")  # a first copy for the sessions below (over 2 GB, weights and all)
         ep_provider = PROVIDERS["cuda"] if target == "cuda" and cuda_check() is None else PROVIDERS["cpu"]
         report.ep = fz.ep_fusion_counts(tmp / "model.onnx", ep_provider)
@@ -141,37 +126,76 @@ def export_model(model: ExportableModel, tokenizer, out: str | Path, rows: Parit
         del session
         lap("checks")
 
-        manifest = Manifest(
-            labels=list(LABELS), max_length=inputs.max_length, image_size=inputs.image_size,
-            image_mean=list(inputs.image_mean), image_std=list(inputs.image_std), text_encoder=model.text_encoder_name,
-            image_encoder=model.cfg.image_encoder, fusion=model.cfg.fusion, precision=precision, target=target,
-            opset=spec.opset, model_sha256="", uses_text=inputs.uses_text, uses_image=inputs.uses_image,
-            text_normalization=inputs.text_normalization,
-            ensemble_members=list(model.cfg.ensemble_members) if model.cfg.fusion == "ensemble" else [],
-            decision_offsets=offsets, decision_metric=decision_rule["metric"] if decision_rule else "",
-            versions=library_versions(), source_run=source_run or {}, parity=parity.to_dict())
+        manifest = _manifest(model, precision, target, spec, decision_rule, source_run, parity)
         write_manifest(tmp, graph, manifest)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         (tmp / "fused_operators.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         write_checksums(tmp, known={"model.onnx": manifest.model_sha256})  # last: covers every file above
         lap("write")
-
-        failures = report.failures() + parity.failures
-        if failures:
-            failed = out.with_name(out.name + ".failed")
-            shutil.rmtree(failed, ignore_errors=True)
-            tmp.replace(failed)
-            error = fz.FusionCheckError if report.failures() else ParityError
-            raise error(f"export of '{model.cfg.fusion}' to {out} failed {len(failures)} check(s): "
-                        + "; ".join(failures) + f" (files kept in {failed})")
+        _refuse_failed(model, out, tmp, report, parity)
         replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    seconds["total"] = round(time.perf_counter() - start, 2)
     sizes = {"model.onnx": sum(f.stat().st_size for f in (out / "model.onnx", out / ONNX_DATA) if f.is_file()),
              "raw_export": raw_bytes,
              "tokenizer": _folder_bytes(out / "tokenizer")}
-    return ExportReport(out, manifest, report, parity, sizes, seconds)
+    return ExportReport(out, manifest, report, parity, sizes, lap.total())
+
+
+def _optimized_graph(model: ExportableModel, spec: ExportSpec, precision: str, tmp: Path, lap: _Laps):
+    """The traced graph, fused (and in fp16 if asked): (graph, its FusionReport without the
+    provider counts, the raw export's bytes)."""
+    raw_dir = tmp / "raw"  # its own folder: over 2 GB the exporter writes a file per weight beside it
+    raw_dir.mkdir()
+    raw = export_onnx(model, spec, raw_dir / "raw.onnx")
+    raw_bytes, raw_counts = _folder_bytes(raw_dir), fz.op_counts(raw)["all"]
+    shutil.rmtree(raw_dir)
+    lap("export")
+
+    bert = model.text_encoder.bert.config
+    graph = fz.optimize_bert(raw, bert.num_attention_heads, bert.hidden_size,
+                             options=fz.text_fusion_options(len(model.text_encoders)))
+    optimized = fz.op_counts(graph)
+    lap("optimize")
+    if precision == "fp16":
+        graph = to_fp16(graph)
+        lap("fp16")
+    add_unused_inputs(graph, spec)  # the optimizer prunes inputs the graph does not read
+    report = fz.FusionReport(
+        text=fz.bert_fusion_counts(optimized["text_encoder"]),
+        expected_text=fz.expected_text_fusions(model.text_encoder_slices, model.uses_text,
+                                               [s.encoder in model.remapped_text_encoders
+                                                for s in model.text_encoder_slices]),
+        parts=fz.op_counts(graph), raw=raw_counts)
+    return graph, report, raw_bytes
+
+
+def _manifest(model: ExportableModel, precision: str, target: str, spec: ExportSpec, decision_rule: dict | None,
+              source_run: dict | None, parity: ParityReport) -> Manifest:
+    inputs = model.inputs
+    return Manifest(
+        labels=list(LABELS), max_length=inputs.max_length, image_size=inputs.image_size,
+        image_mean=list(inputs.image_mean), image_std=list(inputs.image_std), text_encoder=model.text_encoder_name,
+        image_encoder=model.cfg.image_encoder, fusion=model.cfg.fusion, precision=precision, target=target,
+        opset=spec.opset, model_sha256="", uses_text=inputs.uses_text, uses_image=inputs.uses_image,
+        text_normalization=inputs.text_normalization,
+        ensemble_members=list(model.cfg.ensemble_members) if model.cfg.fusion == "ensemble" else [],
+        decision_offsets=list(decision_rule["offsets"]) if decision_rule else [],
+        decision_metric=decision_rule["metric"] if decision_rule else "",
+        versions=library_versions(), source_run=source_run or {}, parity=parity.to_dict())
+
+
+def _refuse_failed(model: ExportableModel, out: Path, tmp: Path, report: fz.FusionReport, parity: ParityReport) -> None:
+    """A failed check keeps the files in OUT.failed and raises, listing every failure."""
+    failures = report.failures() + parity.failures
+    if not failures:
+        return
+    failed = out.with_name(out.name + ".failed")
+    shutil.rmtree(failed, ignore_errors=True)
+    tmp.replace(failed)
+    error = fz.FusionCheckError if report.failures() else ParityError
+    raise error(f"export of '{model.cfg.fusion}' to {out} failed {len(failures)} check(s): "
+                + "; ".join(failures) + f" (files kept in {failed})")
 
 
 def _source(folder: Path, meta: dict) -> dict:
