@@ -22,5 +22,6 @@ def moved(old: str, new: str):
             raise AttributeError(f"module {old!r} has no attribute {name!r} (it moved to {new})") from None
         warnings.warn(f"{old} moved to {new}: import {name} from there", DeprecationWarning, stacklevel=2)
         return value
+    __getattr__.target = new  # where the names live now
     return __getattr__
 
