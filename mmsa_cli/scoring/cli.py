@@ -127,7 +127,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
                    "input file's folder].")
 @click.option("--allow-outside-root", is_flag=True, help="Accept image paths outside --image-root ('..', absolute).")
 @device_option
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="Rows per model call [default: 32 CPU, 256 CUDA].")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Rows per model call [default: 32 CPU, 512 CUDA].")
 # Defaults repeat ScoreOptions.row_group_size / .prefetch: the pipeline (numpy, pyarrow) is imported
 # only when scoring runs, so `mmsa --help` stays fast; test_score_option_defaults_are_the_library_defaults
 # keeps them equal.

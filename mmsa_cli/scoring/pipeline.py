@@ -64,7 +64,7 @@ class ScoreOptions:
     image_root: str | Path | None = None     # None: each input file's folder
     allow_outside_root: bool = False
     device: str = "auto"                      # auto, cpu, cuda
-    batch_size: int | None = None             # None: 32 on the CPU, 256 on CUDA
+    batch_size: int | None = None             # None: 32 on the CPU, 512 on CUDA
     row_group_size: int = 8_192               # rows per output row group = checkpoint interval
     workers: int | None = None                # image processes; 0 = in the prep thread; None: by device
     prefetch: int = 4                         # batches prepared ahead of the model
