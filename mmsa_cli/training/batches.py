@@ -2,6 +2,7 @@
 image-feature cache. Preprocessing here is the same function export and scoring use."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -45,6 +46,15 @@ class ImageDataset(Dataset):
 def collate_images(items):
     idx, pixels, errors = zip(*items)
     return torch.tensor(idx), torch.from_numpy(np.stack(pixels)), list(errors)
+
+
+def loader_workers(requested: int, device) -> int:
+    """--workers -1 (auto): none on the CPU, where the cores are the model's; on CUDA one per core
+    but two, at most 8. With none, the H200 trained BERT-base + ResNet-50 at 28-86 rows/s, the GPU
+    starved by decoding in the main process (benchmarks/results/score_gpu_dali.md, train.log)."""
+    if requested >= 0:
+        return requested
+    return min(8, max(1, (os.cpu_count() or 2) - 2)) if torch.device(device).type == "cuda" else 0
 
 
 def image_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_indices: Sequence[int] | None = None):

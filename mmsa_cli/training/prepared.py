@@ -16,7 +16,7 @@ from ..config import TrainConfig
 from ..data import Example
 from ..errors import DataError
 from ..models import MultimodalModel
-from .batches import (ImageDataset, ImageFeatures, TextBottoms, TextFeatures, cached_image_features, encode_images,
+from .batches import (ImageDataset, loader_workers, ImageFeatures, TextBottoms, TextFeatures, cached_image_features, encode_images,
                       encode_text_bottoms, encode_texts, file_fingerprint, image_loader, pad_tokens, scan_images,
                       token_lists)
 from .modality_dropout import Blanks, blank_encoded, blank_token_lists, blank_tokens, make_blanks
@@ -44,6 +44,7 @@ class Prepared:
     skipped: dict[int, str]              # example index -> image error
     blanks: Blanks                       # a missing image / text as scoring presents it (modality dropout)
     text_bottoms: TextBottoms | None = None  # cached hidden states of the text encoder's fixed bottom
+    workers: int = 0                     # image-loader processes (--workers, auto resolved for the device)
 
 
 def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, device, keep_tokens: bool,
@@ -53,10 +54,11 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
     tokens = token_lists(tok, [e.text for e in examples], model.cfg.max_length,
                       normalization=model.cfg.text_normalization)
     enc = model.image_encoder
+    workers = loader_workers(cfg.workers, device)
     images = ImageDataset([e.image_path for e in examples], model.inputs)
     features = text_features = None
     if cfg.freeze in ("image", "both") and not cfg.reencode_images:
-        compute = lambda: encode_images(enc, images, batch_size=64, num_workers=cfg.workers,  # noqa: E731
+        compute = lambda: encode_images(enc, images, batch_size=64, num_workers=workers,  # noqa: E731
                                         device=device, keep_tokens=keep_tokens)
         if cfg.feature_cache:
             key = [enc.name, weights_id, str(enc.image_size), *(file_fingerprint(e.image_path) for e in examples)]
@@ -65,7 +67,7 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
             features = compute()
         skipped = features.errors
     else:
-        skipped = scan_images(images, num_workers=cfg.workers)
+        skipped = scan_images(images, num_workers=workers)
     if skipped:
         shown = "; ".join(f"{examples[i].guid}: {err}" for i, err in list(skipped.items())[:3])
         if cfg.strict:
@@ -83,7 +85,7 @@ def prepare(examples: list[Example], model: MultimodalModel, cfg: TrainConfig, d
     blanks = make_blanks(model, device, text_cached=text_features is not None, image_cached=features is not None,
                          keep_tokens=keep_tokens, bottom_depth=bottoms.depth if bottoms else 0)
     return Prepared(examples, torch.tensor([e.label for e in examples]), tokens, tok.pad_token_id, [], [],
-                    images, features, text_features, skipped, blanks, bottoms)
+                    images, features, text_features, skipped, blanks, bottoms, workers)
 
 
 def with_split(data: Prepared, train_idx: Sequence[int], val_idx: Sequence[int], cfg: TrainConfig) -> Prepared:
@@ -114,7 +116,7 @@ def batches(model: MultimodalModel, data: Prepared, idx: Sequence[int], batch_si
         return
     data.images.augment = augment
     data.images.set_epoch(epoch)
-    for batch_idx, pixels, _ in image_loader(data.images, batch_size, cfg.workers, shuffle_indices=order):
+    for batch_idx, pixels, _ in image_loader(data.images, batch_size, data.workers, shuffle_indices=order):
         yield batch_idx, pixels
 
 
